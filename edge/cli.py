@@ -1,0 +1,55 @@
+"""`footfall`: the agent and the technicians' tool."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from edge import __version__
+
+# Each entry is a module in edge.commands with register(subparsers).
+COMMAND_MODULES: tuple[str, ...] = (
+)
+
+
+class UserError(Exception):
+    """An error the person at the terminal can fix; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="footfall",
+        description="Footfall edge counter: counts people at a door and publishes the counts.",
+    )
+    parser.add_argument("--version", action="version", version=f"footfall {__version__}")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="agent configuration file (default: $FOOTFALL_CONFIG or /etc/footfall/agent.toml)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"edge.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(handler(args) or 0)
+    except UserError as exc:
+        print(f"footfall: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
