@@ -65,7 +65,7 @@ void ff_door_poll(ff_door_t *d, uint64_t now_us) {
         d->next_tx = d->acked_seq + 1; /* no ack progress: go back to the oldest unacked */
         d->last_progress_us = now_us;
     }
-    while (d->next_tx <= d->last_seq) {
+    while (d->next_tx <= d->last_seq && d->next_tx - d->acked_seq <= FF_WINDOW) {
         const ff_entry_t *e = &d->ring[d->next_tx % FF_RING_CAPACITY];
         uint8_t p[FF_MAX_PAYLOAD];
         uint64_t t = (uint64_t)e->t_hi << 32 | e->t_lo;

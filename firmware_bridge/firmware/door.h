@@ -10,6 +10,9 @@
 #define FF_RING_CAPACITY 96 /* 96 x 10 B: fits an ATmega328's 2 KiB with room to spare */
 #endif
 #define FF_N_BEAMS 2
+#ifndef FF_WINDOW
+#define FF_WINDOW 16 /* frames in flight beyond the last ack */
+#endif
 
 typedef void (*ff_write_fn)(const uint8_t *bytes, size_t len, void *ctx);
 
