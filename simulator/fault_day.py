@@ -30,7 +30,7 @@ class DayResult:
     events_emitted: int
     events_journaled: int
     lost: list[tuple[int, int]]  # (epoch, seq) emitted, not lost in a reset, not journaled
-    lost_in_reset: int  # unacked events a board reset destroyed (RAM lost)
+    lost_in_reset: int  # events a board reset destroyed (unacked in its RAM, never journaled)
     reported_lost: int  # what the agent reported for those (journal meta)
     doubled: int  # journal rows that match no emitted event or repeat one
     crossings: int
@@ -129,6 +129,7 @@ def check(mcu: VirtualMcu, journal: Path, door: str, crowd: people.Crowd, done: 
             doubled += 1
         seen.add(key)
     lost = sorted(set(emitted) - destroyed - seen)
+    destroyed_for_good = len((set(emitted) - seen) & destroyed)  # unacked at reset and never journaled
     reported = conn.execute("SELECT value FROM meta WHERE key = ?", (f"beams.{door}.lost_events",)).fetchone()
     got = {r[0] for r in conn.execute("SELECT source_ref FROM crossings WHERE line = ?", (door,))}
     # a clean, uninterrupted decode of the journaled edges must give exactly the same crossings
@@ -147,7 +148,7 @@ def check(mcu: VirtualMcu, journal: Path, door: str, crowd: people.Crowd, done: 
            for d in ("in", "out")}
     return DayResult(
         passers=len(crowd.people), events_emitted=len(mcu.record), events_journaled=len(rows),
-        lost=lost, lost_in_reset=len(destroyed), reported_lost=int(reported[0]) if reported else 0,
+        lost=lost, lost_in_reset=destroyed_for_good, reported_lost=int(reported[0]) if reported else 0,
         doubled=doubled, crossings=len(got),
         crossings_replayed_match=(got == want_refs) or (unsettled and want_refs <= got),
         faults_done=dict(done, unplugs_seen=mcu.unplugs, resets_seen=mcu.resets),

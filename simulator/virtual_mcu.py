@@ -137,6 +137,7 @@ class VirtualMcu:
             self._thread.join(5)
         if self.plugged:
             self.unplug()
+            self.unplugs -= 1  # shutting down is not a fault
 
     @property
     def backlog(self) -> int:
