@@ -215,11 +215,15 @@ class BeamLink:
             self._flush(batch)
         elif ack_due and self.epoch is not None:
             self._ack()
-        if now - self._last_valid > self.heartbeat_timeout_s:
+        silent = now - self._last_valid
+        if silent > self.heartbeat_timeout_s:
             if self._up is not False:
                 self.stats.timeouts += 1
-            self._health(False, f"no valid frame from {self.port} for {now - self._last_valid:.1f} s")
+            self._health(False, f"no valid frame from {self.port} for {silent:.1f} s")
             self._want_hello(now)
+            if silent > 4 * self.heartbeat_timeout_s:
+                # a hung USB-serial adapter often recovers only when reopened
+                raise serial.SerialException(f"silent for {silent:.0f} s")
         elif msgs and self.epoch is not None:
             self._health(True, f"epoch {self.epoch}, committed up to seq {self.expected - 1}")
 

@@ -45,6 +45,8 @@ void setup() {
   Serial.begin(115200);
   for (uint8_t i = 0; i < FF_N_BEAMS; i++) pinMode(BEAM_PINS[i], INPUT_PULLUP);
   ff_door_init(&door, next_epoch(), uart_write, nullptr, micros64());
+  for (uint8_t i = 0; i < FF_N_BEAMS; i++)  // a beam already broken at boot is an edge
+    ff_door_raw(&door, i, digitalRead(BEAM_PINS[i]) == LOW, micros64());
   attachInterrupt(digitalPinToInterrupt(BEAM_PINS[0]), beam0_isr, CHANGE);
   attachInterrupt(digitalPinToInterrupt(BEAM_PINS[1]), beam1_isr, CHANGE);
 }
