@@ -190,7 +190,12 @@ class DoorPipeline:
     def commit(self, epoch: int, events: list[m.BeamEvent | m.Rating]) -> None:
         t = self.clock.wall()
         rows = [BeamEventRow(epoch, e.seq, e.beam, e.edge, e.t_us, t) for e in events if isinstance(e, m.BeamEvent)]
-        # ratings share the sequence space; until their table exists they are not stored
+        # ratings share the sequence space; until the journal has a table for them they
+        # are acknowledged without being stored: say so rather than drop them silently
+        ratings = len(events) - len(rows)
+        if ratings:
+            self.health(f"{self.component}:ratings", False,
+                        f"door {self.door.name}: {ratings} keypad rating(s) received; this agent cannot store ratings yet")
         self.store.add_beam_events(self.door.name, rows)
         self._decode_new()
 

@@ -6,9 +6,10 @@ object), with the delivery rules this project needs.
   ACK goes out only after `commit` returns (the handler returns once the journal has
   the batch on disk). A power cut or a SIGKILL between the two at worst re-sends
   events the journal already has; its uniqueness drops them.
-- The host accepts only the next sequence it expects (go-back-N). A gap (a frame lost
-  to corruption) is answered with RESUME from the first missing sequence; duplicates
-  are answered with a fresh ACK.
+- The host commits strictly in sequence (the board runs go-back-N). A gap (a frame
+  lost to corruption) is answered with RESUME from the first missing sequence; events
+  after the gap wait in memory, unacknowledged, and are committed with the missing one
+  when it comes; duplicates are answered with a fresh ACK.
 - On every (re)open the host asks for HELLO and answers with RESUME(epoch, first seq
   the journal lacks), so an unplug, an agent restart or a lost ack loses nothing.
 - A HELLO with a new epoch means the board rebooted: whatever of the old epoch it had
@@ -65,10 +66,13 @@ class LinkStats:
     heartbeats: int = 0
     foreign_epoch: int = 0
     timeouts: int = 0
+    commit_failures: int = 0
 
 
 class BeamLink:
     """Owns one serial port; run it with `start()` (a daemon thread) or `run()`."""
+
+    HOLD_MAX = 256  # events after a gap kept in memory until the gap is filled
 
     def __init__(self, port: str, handler: LinkHandler, *, baudrate: int = 115200,
                  heartbeat_timeout_s: float = 3.0, resume_retry_s: float = 0.1,
@@ -99,6 +103,7 @@ class BeamLink:
         self._resume_for = -1
         self._seen_since_resume = 0
         self._expected_at_hb = -1
+        self._held: dict[int, m.BeamEvent | m.Rating] = {}
         self._last_hello_req = -1e9
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -150,6 +155,7 @@ class BeamLink:
         self.stats.opens += 1
         self.reader = m.MessageReader()
         self.epoch = None
+        self._held.clear()
         self._last_valid = self.now()
         self._send(m.HelloRequest())
         self._last_hello_req = self.now()
@@ -183,11 +189,16 @@ class BeamLink:
                 elif msg.seq == self.expected:
                     batch.append(msg)
                     self.expected += 1
+                    while self.expected in self._held:  # the gap is filled: take what waited
+                        batch.append(self._held.pop(self.expected))
+                        self.expected += 1
                 elif msg.seq < self.expected:
                     self.stats.duplicates += 1
                     ack_due = True
                 else:
                     self.stats.gaps += 1
+                    if len(self._held) < self.HOLD_MAX:
+                        self._held[msg.seq] = msg  # in memory only: not acked until committed
                     # a seq at or below one already seen since our RESUME means the
                     # board has rewound and lost `expected` again: ask at once
                     rewound = msg.seq <= self._seen_since_resume
@@ -230,7 +241,15 @@ class BeamLink:
     def _flush(self, batch: list[m.BeamEvent | m.Rating]) -> None:
         if not batch or self.epoch is None:
             return
-        self.handler.commit(self.epoch, batch)  # blocks until durable
+        try:
+            self.handler.commit(self.epoch, batch)  # blocks until durable
+        except Exception as exc:  # a full disk, a broken journal: keep the events on the board
+            self.expected = batch[0].seq
+            self._held.clear()
+            self.stats.commit_failures += 1
+            self._health(False, f"cannot commit beam events ({exc}); the board keeps them, retrying")
+            self._stop.wait(min(self.backoff_max, 1.0))
+            return
         self.stats.events_committed += len(batch)
         self._ack()
 
@@ -245,6 +264,7 @@ class BeamLink:
             self.stats.resets_seen += 1
         self.last_hello = hello
         self.handler.on_hello(hello)
+        self._held.clear()
         self.epoch = hello.epoch
         self.expected = self.handler.resume_point(hello.epoch) + 1
         self._send(m.Resume(hello.epoch, self.expected))

@@ -221,3 +221,35 @@ def test_settings_reject_unknown_keys_and_same_beams():
         DoorSettings(name="d", port="/dev/x", a_beam=1, b_beam=1)
     with pytest.raises(ValueError):
         BeamSettings(doors=[DoorSettings(name="d", port="/a"), DoorSettings(name="d", port="/b")])
+
+
+class FlakyStore(GatedStore):
+    """Refuses commits (as a full disk would) until told otherwise."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.gate.set()
+        self.full = True
+
+    def add_beam_events(self, door, rows):
+        if self.full:
+            from edge.journal import JournalFullError
+
+            raise JournalFullError("database or disk is full")
+        return self.inner.add_beam_events(door, rows)
+
+
+def test_failed_commit_is_not_acked_and_recovers(tmp_path):
+    _, edges = crowd_edges(30, seed=6)
+    store = FlakyStore(tmp_path / "journal.db")
+    rig = Rig(tmp_path, edges, store=store).start()
+    try:
+        assert wait(lambda: rig.link.stats.commit_failures >= 2, 10)
+        assert rig.mcu.state.acked_seq == 0 and rig.mcu.state.last_seq > 0
+        assert any(c == "beams:d1:link" and not ok and "cannot commit" in d for c, ok, d in rig.health)
+        store.full = False  # space freed
+        assert wait(lambda: rig.mcu.done, 30)
+    finally:
+        rig.stop()
+        store.close()
+    assert journal_rows(tmp_path / "journal.db") == record(rig.mcu)
