@@ -119,6 +119,10 @@ class DoorPipeline:
         self.lost_events = int(store.get_meta(self._key("lost_events"), "0") or 0)
         hb = store.get_meta(self._key("last_heartbeat"))
         self._last_hb: dict[str, Any] | None = json.loads(hb) if hb else None
+        # (epoch, board µs, host UTC) of the last heartbeat: maps board time to UTC
+        self._anchor: tuple[int, int, float] | None = (
+            (self._last_hb["epoch"], self._last_hb["t_us"], self._last_hb["utc"])
+            if self._last_hb and "t_us" in self._last_hb else None)
         self._last_hb_saved = -1e9
         self.last_heartbeat: m.Heartbeat | None = None
         self.link = BeamLink(door.port, self, baudrate=door.baudrate,
@@ -187,9 +191,19 @@ class DoorPipeline:
                         f"door {self.door.name}: board says A={beams.get(m.ROLE_A)} B={beams.get(m.ROLE_B)},"
                         f" settings say A={self.door.a_beam} B={self.door.b_beam}")
 
+    def event_utc(self, epoch: int, t_us: int, now_utc: float) -> float:
+        """UTC of a board timestamp: anchored on the last heartbeat of that epoch (board
+        µs <-> host UTC at its receipt), so events delivered late (after an unplug or an
+        agent restart) keep the time they happened; receipt time without an anchor."""
+        a = self._anchor
+        if a is None or a[0] != epoch:
+            return now_utc
+        return min(now_utc, a[2] + (t_us - a[1]) / 1e6)
+
     def commit(self, epoch: int, events: list[m.BeamEvent | m.Rating]) -> None:
-        t = self.clock.wall()
-        rows = [BeamEventRow(epoch, e.seq, e.beam, e.edge, e.t_us, t) for e in events if isinstance(e, m.BeamEvent)]
+        now = self.clock.wall()
+        rows = [BeamEventRow(epoch, e.seq, e.beam, e.edge, e.t_us, self.event_utc(epoch, e.t_us, now))
+                for e in events if isinstance(e, m.BeamEvent)]
         # ratings share the sequence space; until the journal has a table for them they
         # are acknowledged without being stored: say so rather than drop them silently
         ratings = len(events) - len(rows)
@@ -201,8 +215,9 @@ class DoorPipeline:
 
     def on_heartbeat(self, hb: m.Heartbeat, committed_seq: int) -> None:
         self.last_heartbeat = hb
+        self._anchor = (hb.epoch, hb.t_us, self.clock.wall())
         self._last_hb = {"epoch": hb.epoch, "last_seq": hb.last_seq, "overflow": hb.overflow,
-                         "counters": list(hb.counters)}
+                         "counters": list(hb.counters), "t_us": hb.t_us, "utc": self._anchor[2]}
         now = self.clock.monotonic()
         if now - self._last_hb_saved > 5.0:
             self.store.set_meta(self._key("last_heartbeat"), json.dumps(self._last_hb))

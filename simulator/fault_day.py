@@ -20,7 +20,7 @@ from edge.beam_decoder import BeamDecoder, DecoderConfig, Edge
 from simulator import people
 from simulator.faults import WireFaults
 from simulator.scenario import Scenario
-from simulator.scoring import DirectionScore, score
+from simulator.scoring import DirectionScore
 from simulator.virtual_mcu import VirtualMcu
 
 

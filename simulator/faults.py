@@ -4,6 +4,7 @@ scheduled by the scenario runner (they act on processes and file descriptors).""
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -52,7 +53,5 @@ class WireFaults:
         return bytes(out) if out is not None else data
 
     def _skip(self) -> int:
-        import math
-
         u = self.rng.random()
         return int(math.log(1.0 - u) / math.log(1.0 - self.p_byte)) if self.p_byte < 1 else 0

@@ -253,3 +253,28 @@ def test_failed_commit_is_not_acked_and_recovers(tmp_path):
         rig.stop()
         store.close()
     assert journal_rows(tmp_path / "journal.db") == record(rig.mcu)
+
+
+def test_late_events_keep_the_board_time_not_the_receipt_time(tmp_path):
+    from edge.beam_source import DoorPipeline
+    from edge.clock import VirtualClock
+    from firmware_bridge import messages as m
+
+    store = ThreadedJournal(str(tmp_path / "j.db"))
+    clock = VirtualClock(start_utc=1_800_000_000.0)
+    pipe = DoorPipeline(DoorSettings(name="d1", port="/dev/null"), store, lambda *a: None, clock)
+    try:
+        pipe.on_hello(m.Hello(1, 0, 0, 5, 96, ()))
+        pipe.on_heartbeat(m.Heartbeat(5, 100_000_000, 0, 0, 0, 0, (0, 0)), 0)  # board at 100 s
+        clock.advance(600)  # ten minutes unplugged; the board queued events meanwhile
+        pipe.commit(5, [m.BeamEvent(5, 1, 0, 1, 160_000_000), m.BeamEvent(5, 2, 0, 0, 160_300_000)])
+        rows = [r for _, r in store.beam_events_after("d1", 0)]
+        assert [r.t_utc for r in rows] == [1_800_000_060.0, 1_800_000_060.3]
+        # another epoch (a reset) has no anchor yet: receipt time
+        pipe.commit(6, [m.BeamEvent(6, 1, 0, 1, 1_000)])
+        assert store.beam_events_after("d1", 0)[-1][1].t_utc == 1_800_000_600.0
+        # a new process on the same journal keeps the anchor (persisted heartbeat)
+        again = DoorPipeline(DoorSettings(name="d1", port="/dev/null"), store, lambda *a: None, clock)
+        assert again.event_utc(5, 170_000_000, clock.wall()) == 1_800_000_070.0
+    finally:
+        store.close()
