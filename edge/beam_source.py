@@ -115,6 +115,7 @@ class DoorPipeline:
         self._saved_safe = 0
         self._last_save = -1e9
         self._fault: str | None = None
+        self._unsaved: list[Crossing] = []
         self.crossings_committed = 0
         self.lost_events = int(store.get_meta(self._key("lost_events"), "0") or 0)
         hb = store.get_meta(self._key("last_heartbeat"))
@@ -153,8 +154,16 @@ class DoorPipeline:
         return len(rows)
 
     def _commit_crossings(self, out: list[Crossing]) -> None:
+        # the decoder has consumed these edges: crossings a failed commit (full disk)
+        # could not store wait here for the next attempt instead of being lost
+        out = self._unsaved + out
         if out:
-            self.crossings_committed += self.store.add_crossings(out)
+            try:
+                self.crossings_committed += self.store.add_crossings(out)
+            except Exception:
+                self._unsaved = out
+                raise
+            self._unsaved = []
         now = self.clock.monotonic()
         if self._safe_row != self._saved_safe and (out or now - self._last_save > 2.0):
             self.store.set_meta(self._key("replay_from"), str(self._safe_row))
