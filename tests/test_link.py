@@ -278,3 +278,33 @@ def test_late_events_keep_the_board_time_not_the_receipt_time(tmp_path):
         assert again.event_utc(5, 170_000_000, clock.wall()) == 1_800_000_070.0
     finally:
         store.close()
+
+
+def test_crossings_a_full_disk_refused_are_stored_on_the_next_commit(tmp_path):
+    from edge.beam_source import DoorPipeline
+    from edge.clock import VirtualClock
+    from edge.journal import JournalFullError
+    from firmware_bridge import messages as m
+
+    class Store(GatedStore):
+        fail = True
+
+        def add_crossings(self, crossings):
+            if self.fail:
+                raise JournalFullError("database or disk is full")
+            return self.inner.add_crossings(crossings)
+
+    store = Store(tmp_path / "j.db")
+    store.gate.set()
+    pipe = DoorPipeline(DoorSettings(name="d1", port="/dev/null"), store, lambda *a: None, VirtualClock())
+    walk = [(1.0, 0, 1), (1.06, 1, 1), (1.3, 0, 0), (1.36, 1, 0), (5.0, 0, 1)]  # the last edge settles the pass
+    events = [m.BeamEvent(1, i + 1, b, e, int(t * 1e6)) for i, (t, b, e) in enumerate(walk)]
+    try:
+        with pytest.raises(JournalFullError):
+            pipe.commit(1, events)
+        store.fail = False
+        pipe.commit(1, [m.BeamEvent(1, 6, 0, 0, 5_300_000)])
+        c = sqlite3.connect(tmp_path / "j.db")
+        assert c.execute("SELECT direction, source_ref FROM crossings").fetchall() == [("in", "mcu:d1:1:4")]
+    finally:
+        store.close()
