@@ -23,6 +23,7 @@ Never imports `edge`: the handler is the only contact with the rest of the agent
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -32,6 +33,7 @@ import serial
 from firmware_bridge import messages as m
 
 ClockFn = Callable[[], float]
+log = logging.getLogger(__name__)
 
 
 class LinkHandler(Protocol):
@@ -137,6 +139,12 @@ class BeamLink:
                 self.stats.disconnects += 1
                 self._health(False, f"{self.port} lost ({exc}); reopening")
                 self._close()
+            except Exception as exc:  # a handler failure must not end the link thread
+                log.exception("beam link %s: unexpected error", self.port)
+                self._health(False, f"{self.port}: internal error ({exc!r}); reopening")
+                self._close()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.backoff_max)
 
     # -- one connection -------------------------------------------------------------------
 
