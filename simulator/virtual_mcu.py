@@ -109,8 +109,18 @@ class VirtualMcu:
     def plugged(self) -> bool:
         return self._master is not None
 
-    def reset(self) -> None:
-        """Power cycle: RAM (ring, counters, sequence) lost, a new epoch from EEPROM."""
+    def reset(self, keep_ram: bool = False) -> None:
+        """Power cycle: RAM (ring, counters, sequence) lost, a new epoch from EEPROM.
+        `keep_ram`: a watchdog or DTR reset with the state in .noinit RAM (door.c's
+        ff_door_recover): same epoch, unacked events kept and sent again."""
+        if keep_ram:
+            with self._lock:
+                self.resets += 1
+                self.synced = False
+                self._out.clear()
+                self.state.next_tx = self.state.acked_seq + 1
+                self._send(self._hello())
+            return
         with self._lock:
             s = self.state
             self.lost_in_reset += [s.ring[q] for q in range(s.acked_seq + 1, s.last_seq + 1)]

@@ -308,3 +308,24 @@ def test_crossings_a_full_disk_refused_are_stored_on_the_next_commit(tmp_path):
         assert c.execute("SELECT direction, source_ref FROM crossings").fetchall() == [("in", "mcu:d1:1:4")]
     finally:
         store.close()
+
+
+def test_reset_that_keeps_ram_loses_nothing_and_keeps_the_epoch(tmp_path):
+    """A DTR or watchdog reset with the ring in .noinit RAM (firmware ff_door_recover)."""
+    _, edges = crowd_edges(40, seed=7)
+    store = GatedStore(tmp_path / "journal.db")
+    store.gate.set()
+    rig = Rig(tmp_path, edges, store=store, speedup=200).start()
+    try:
+        assert wait(lambda: rig.mcu.state.acked_seq > 10, 20)
+        store.gate.clear()
+        assert wait(lambda: rig.mcu.backlog >= 6, 20)
+        rig.mcu.reset(keep_ram=True)
+        store.gate.set()
+        assert wait(lambda: rig.mcu.done, 30)
+    finally:
+        rig.stop()
+        store.close()
+    assert rig.mcu.state.epoch == 1 and rig.mcu.lost_in_reset == []
+    assert journal_rows(tmp_path / "journal.db") == record(rig.mcu, exclude_reset_losses=False)
+    assert not any(comp == "beams:d1:mcu" for comp, _, _ in rig.health)

@@ -22,6 +22,33 @@ static void send_heartbeat(ff_door_t *d, uint64_t now_us) {
                                         d->overflow, states, d->counters, FF_N_BEAMS));
 }
 
+#define FF_MAGIC 0xF007F411u
+
+/* covers what must survive: epoch, sequences, overflow and the unacked entries only
+ * (usually none or two: cheap enough to recompute after every change on an AVR) */
+static uint32_t state_check(const ff_door_t *d) {
+    uint32_t head[4] = {d->epoch, d->last_seq, d->acked_seq, d->overflow};
+    uint32_t c = ff_crc32((const uint8_t *)head, sizeof head);
+    for (uint32_t s = d->acked_seq + 1; s <= d->last_seq && s - d->acked_seq <= FF_RING_CAPACITY; s++)
+        c = c * 31u + ff_crc32((const uint8_t *)&d->ring[s % FF_RING_CAPACITY], sizeof(ff_entry_t));
+    return c;
+}
+
+void ff_door_seal(ff_door_t *d) { d->magic = FF_MAGIC; d->check = state_check(d); }
+
+int ff_door_recover(ff_door_t *d, ff_write_fn write, void *ctx, uint64_t now_us) {
+    if (d->magic != FF_MAGIC || d->check != state_check(d) || d->acked_seq > d->last_seq ||
+        d->last_seq - d->acked_seq > FF_RING_CAPACITY)
+        return 0;
+    d->next_tx = d->acked_seq + 1;
+    d->write = write; d->ctx = ctx;
+    d->rx_len = 0; d->rx_overrun = 0;
+    for (uint8_t i = 0; i < FF_N_BEAMS; i++) d->raw[i] = d->stable[i];
+    d->last_heartbeat_us = d->last_progress_us = now_us;
+    send_hello(d);
+    return 1;
+}
+
 void ff_door_init(ff_door_t *d, uint32_t epoch, ff_write_fn write, void *ctx, uint64_t now_us) {
     uint8_t *z = (uint8_t *)d;
     for (size_t i = 0; i < sizeof *d; i++) z[i] = 0;
@@ -29,14 +56,16 @@ void ff_door_init(ff_door_t *d, uint32_t epoch, ff_write_fn write, void *ctx, ui
     d->debounce_us = 3000; d->heartbeat_ms = 1000; d->retransmit_ms = 500;
     d->write = write; d->ctx = ctx;
     d->last_heartbeat_us = d->last_progress_us = now_us;
+    ff_door_seal(d);
     send_hello(d);
 }
 
 static int push(ff_door_t *d, uint8_t kind, uint8_t a, uint8_t b, uint64_t t_us) {
-    if (d->last_seq - d->acked_seq >= FF_RING_CAPACITY) { d->overflow++; return 0; }
+    if (d->last_seq - d->acked_seq >= FF_RING_CAPACITY) { d->overflow++; ff_door_seal(d); return 0; }
     ff_entry_t *e = &d->ring[++d->last_seq % FF_RING_CAPACITY];
     e->t_lo = (uint32_t)t_us; e->t_hi = (uint16_t)(t_us >> 32);
     e->kind = kind; e->a = a; e->b = b;
+    ff_door_seal(d);
     return 1;
 }
 
@@ -83,7 +112,7 @@ void ff_door_poll(ff_door_t *d, uint64_t now_us) {
 static void on_ack(ff_door_t *d, uint32_t epoch, uint32_t seq, uint64_t now_us) {
     if (epoch != d->epoch) { send_hello(d); return; } /* host talks of another boot */
     if (seq > d->last_seq) seq = d->last_seq;
-    if (seq > d->acked_seq) { d->acked_seq = seq; d->last_progress_us = now_us; }
+    if (seq > d->acked_seq) { d->acked_seq = seq; d->last_progress_us = now_us; ff_door_seal(d); }
     if (d->next_tx <= d->acked_seq) d->next_tx = d->acked_seq + 1;
 }
 

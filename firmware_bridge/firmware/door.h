@@ -24,6 +24,7 @@ typedef struct {
 } ff_entry_t;
 
 typedef struct {
+    uint32_t magic, check;  /* validity of this struct across a reset that keeps RAM */
     uint32_t epoch;
     uint32_t last_seq;      /* highest seq put in the ring */
     uint32_t acked_seq;     /* highest seq the host committed */
@@ -46,6 +47,13 @@ typedef struct {
 } ff_door_t;
 
 void ff_door_init(ff_door_t *d, uint32_t epoch, ff_write_fn write, void *ctx, uint64_t now_us);
+/* After a reset that kept RAM (watchdog, or the DTR pulse of a port being opened) with
+ * the struct in a .noinit section: if it is intact, keep the epoch and every unacked
+ * event, rewind transmission, say HELLO, return 1 (the host sees no reset and loses
+ * nothing). Otherwise return 0: call ff_door_init with a new epoch. Call
+ * ff_door_seal after every change so the check stays valid. */
+int ff_door_recover(ff_door_t *d, ff_write_fn write, void *ctx, uint64_t now_us);
+void ff_door_seal(ff_door_t *d);
 /* From the pin-change interrupt: the raw level of a beam changed (1 = broken). */
 void ff_door_raw(ff_door_t *d, uint8_t beam, uint8_t broken, uint64_t now_us);
 /* From loop(): debounced edges into the ring, transmission, heartbeat, retransmit. */

@@ -10,7 +10,11 @@ extern "C" {
 }
 
 static const uint8_t BEAM_PINS[FF_N_BEAMS] = {2, 3};  // receiver output LOW = beam broken
-static ff_door_t door;
+// .noinit: the C runtime does not zero it at boot, so after a reset that keeps RAM
+// (watchdog, or the DTR pulse when the host opens the port) the unacked events are
+// still there; ff_door_recover checks them by CRC. After a power loss RAM holds noise,
+// the check fails and the board starts a new epoch.
+static ff_door_t door __attribute__((section(".noinit")));
 
 // 64-bit microseconds since boot: micros() wraps every 71 minutes
 static uint64_t micros64() {
@@ -44,7 +48,8 @@ static uint32_t next_epoch() {
 void setup() {
   Serial.begin(115200);
   for (uint8_t i = 0; i < FF_N_BEAMS; i++) pinMode(BEAM_PINS[i], INPUT_PULLUP);
-  ff_door_init(&door, next_epoch(), uart_write, nullptr, micros64());
+  if (!ff_door_recover(&door, uart_write, nullptr, micros64()))
+    ff_door_init(&door, next_epoch(), uart_write, nullptr, micros64());
   for (uint8_t i = 0; i < FF_N_BEAMS; i++)  // a beam already broken at boot is an edge
     ff_door_raw(&door, i, digitalRead(BEAM_PINS[i]) == LOW, micros64());
   attachInterrupt(digitalPinToInterrupt(BEAM_PINS[0]), beam0_isr, CHANGE);

@@ -155,6 +155,20 @@ static int door(void) {
     s.len = 0;
     host_send(&d, p, ff_enc_config_set(p, 1, 5000), tt);
     CHECK(d.debounce_us == 5000 && s.len > 0);
+    /* a reset that kept RAM: the intact struct is recovered, epoch and unacked kept */
+    uint32_t last = d.last_seq, acked = d.acked_seq;
+    s.len = 0;
+    CHECK(ff_door_recover(&d, sink_write, &s, tt + 10000) == 1);
+    CHECK(d.epoch == 42 && d.last_seq == last && d.acked_seq == acked && d.next_tx == acked + 1);
+    CHECK(s.len > 0 && s.buf[2] == FF_HELLO);  /* COBS: code, version, type */
+    ff_door_poll(&d, tt + 20000);
+    k = events_in(&s, seqs, 512);
+    CHECK(k == FF_WINDOW && seqs[0] == acked + 1);
+    /* one flipped bit in an unacked entry: refused, the caller starts a new epoch */
+    d.ring[(acked + 1) % FF_RING_CAPACITY].a ^= 1;
+    CHECK(ff_door_recover(&d, sink_write, &s, tt + 30000) == 0);
+    static ff_door_t blank;  /* power-on garbage (here: zeros) is refused too */
+    CHECK(ff_door_recover(&blank, sink_write, &s, 0) == 0);
     printf("ok\n");
     return 0;
 }
