@@ -199,13 +199,27 @@ class Agent:
         os.replace(tmp, path)
 
     def run_forever(self, period_s: float = 1.0) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
-        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        def _stop(*_: object) -> None:
+            self.stopping.set()
+            if self.publisher is not None:
+                self.publisher.wake.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
         self.start()
+        assert self.publisher is not None
+        wake = self.publisher.wake
+        next_tick = 0.0
         try:
             while not self.stopping.is_set():
-                self.tick()
-                self.stopping.wait(period_s)
+                mono = self.clock.monotonic()
+                if mono >= next_tick:
+                    self.tick()
+                    next_tick = mono + period_s
+                else:
+                    self.publisher.pump()  # woken by PUBACKs: keep the window full while draining
+                wake.wait(max(0.0, next_tick - self.clock.monotonic()))
+                wake.clear()
         finally:
             notify("STOPPING=1")
             self.stop()

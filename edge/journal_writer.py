@@ -74,6 +74,9 @@ class JournalWriter:
         return fut
 
     def call(self, fn: Callable[[Journal], T], timeout: float | None = 60) -> T:
+        """Run fn on the journal's thread and wait; from that thread itself, run it inline."""
+        if threading.current_thread() is self._thread:
+            return fn(self.journal)
         return self.submit(fn).result(timeout)
 
     # -- the store interface sources use ---------------------------------------------

@@ -60,6 +60,7 @@ class Publisher:
         self._early: set[int] = set()  # PUBACKs that beat publish()'s return
         self._acked: list[int] = []
         self._connected = threading.Event()
+        self.wake = threading.Event()  # set on PUBACK and (re)connect: the agent loop pumps again
         self._connected_since = 0.0
         self._protocol = mqtt.MQTTv311 if settings.protocol == "3.1.1" else mqtt.MQTTv5
         self._refused_until = 0.0
@@ -131,6 +132,7 @@ class Publisher:
         self.health.set("mqtt", True, f"connected to {self.s.host}:{self.s.port}")
         client.publish(self.topic("status"), self._status_payload("online"), qos=1, retain=True)
         client.subscribe(self.topic("cmd/replay"), qos=1)
+        self.wake.set()
 
     def _fallback(self) -> None:
         old = self.client
@@ -162,6 +164,7 @@ class Publisher:
                 self._early.add(mid)
             else:
                 self._acked.append(row)
+        self.wake.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
