@@ -213,3 +213,20 @@ def _zones() -> list[str]:
     import zoneinfo
 
     return sorted(zoneinfo.available_timezones())
+
+
+def reference_markdown() -> str:
+    """Every section and key with type, default and description: the README's reference."""
+    out: list[str] = []
+    for section, field in AgentConfig.model_fields.items():
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            model = next(a for a in getattr(model, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel))
+        out += [f"### `[{section}]`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for key, f in model.model_fields.items():
+            value = f.default_factory() if f.default_factory is not None else f.default
+            default = "required" if f.is_required() else json.dumps(value, default=str)
+            typ = str(f.annotation).replace("typing.", "").replace("pathlib.", "").replace("<class '", "").replace("'>", "")
+            out.append(f"| `{key}` | `{typ}` | `{default}` | {f.description or ''} |")
+        out.append("")
+    return "\n".join(out)

@@ -13,6 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
     verbs.add_parser("check", help="validate the file; exit 2 with each problem and its fix").set_defaults(handler=check)
     verbs.add_parser("show", help="print the effective configuration (defaults filled, secrets masked)").set_defaults(handler=show)
+    verbs.add_parser("reference", help="print every key with its type, default and meaning (Markdown)").set_defaults(handler=reference)
 
 
 def _load(args: argparse.Namespace):
@@ -45,3 +46,10 @@ def _drop_none(obj):
     if isinstance(obj, list):
         return [_drop_none(v) for v in obj]
     return obj
+
+
+def reference(args: argparse.Namespace) -> int:
+    from edge.config import reference_markdown
+
+    print(reference_markdown())
+    return 0
