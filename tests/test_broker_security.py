@@ -46,11 +46,16 @@ class Peer:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+        self.disconnected = threading.Event()
         self.port = broker.port
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connack = reason_code
         self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.disconnected.set()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         self.suback = list(reason_codes)
@@ -274,10 +279,22 @@ def test_the_script_is_idempotent_and_rotates(secure_broker: Broker, peers) -> N
     connect_eventually(peers, "dev-rot", new_password)
     assert peers("dev-rot", first.stdout.strip()).connect().is_failure, "old password still works"
 
+    # A connected device whose password changed is cut off at the next reload.
+    live = connect_eventually(peers, "dev-rot", new_password)
     chosen = add_device(secure_broker, "dev-rot", "--password-stdin", stdin="a-chosen-long-password\n")
     assert chosen.returncode == 0 and chosen.stdout == "", chosen.stderr
     secure_broker.reload()
+    assert live.disconnected.wait(10), "a connection with the replaced password survived the reload"
     connect_eventually(peers, "dev-rot", "a-chosen-long-password")
+
+
+def test_revoking_a_device_disconnects_it_at_reload(secure_broker: Broker, peers) -> None:
+    dev_b = peers("dev-b")
+    assert not dev_b.connect().is_failure
+    subprocess.run(["mosquitto_passwd", "-D", str(secure_broker.passwd_path), "dev-b"], check=True)
+    secure_broker.reload()
+    assert dev_b.disconnected.wait(10), "revoked device still connected after reload"
+    assert peers("dev-b").connect().is_failure
 
 
 @pytest.mark.parametrize("bad_id", ["", "a/b", "dev+", "dev#", ".dev", "_dev", "dev id", "dév", "x" * 65, "a:b"])
