@@ -9,7 +9,8 @@
 #             footfall/v1/<site>/<DEVICE_ID>/. Allowed characters: A-Z a-z 0-9 . _ -
 #             (1 to 64, starting with a letter or digit).
 # --passwd    Mosquitto password file (default /etc/mosquitto/footfall.passwd; created
-#             when missing, mode 0640, group mosquitto when that group exists).
+#             when missing: mode 0640 group mosquitto when run as root and that group
+#             exists, else 0600).
 # --acl       the installed ACL (default /etc/mosquitto/footfall.acl). It is only read:
 #             devices need no per-user lines because the ACL's
 #             `pattern write footfall/v1/+/%u/#` covers every device. The script checks
@@ -94,7 +95,10 @@ fi
 
 if [ ! -e "$passwd_file" ]; then
   (umask 077; : > "$passwd_file")
-  if getent group mosquitto >/dev/null 2>&1; then chgrp mosquitto "$passwd_file" && chmod 0640 "$passwd_file"; fi
+  # Mosquitto (user mosquitto) must read it; only root can hand it to that group.
+  if [ "$(id -u)" = 0 ] && getent group mosquitto >/dev/null 2>&1; then
+    chgrp mosquitto "$passwd_file" && chmod 0640 "$passwd_file"
+  fi
 fi
 
 # mosquitto_passwd prompts twice; piping keeps the password out of `ps` and shell history.
