@@ -8,6 +8,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -225,6 +226,51 @@ def test_index_can_use_a_shared_subscription(peers) -> None:
     assert not dev_a.connect().is_failure
     dev_a.publish("footfall/v1/site-1/dev-a/bins", b"shared")
     index.wait_message(b"shared")
+
+
+WILL_CLIENT = """
+import sys, time
+import paho.mqtt.client as mqtt
+port, ca, user, password, will_topic, proto = sys.argv[1:7]
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user + "-will",
+                protocol=mqtt.MQTTv5 if proto == "5" else mqtt.MQTTv311)
+c.username_pw_set(user, password)
+c.tls_set(ca_certs=ca)
+c.will_set(will_topic, b"offline", qos=1, retain=True)
+c.on_connect = lambda *a: print("connected", a[3], flush=True)
+c.connect("127.0.0.1", int(port), keepalive=30)
+c.loop_forever()
+"""
+
+
+def die_with_will(broker: Broker, will_topic: str, protocol: str) -> None:
+    """A device process with a last will that is SIGKILLed once connected."""
+    proc = subprocess.Popen([sys.executable, "-c", WILL_CLIENT, str(broker.port), str(broker.tls.ca_cert), "dev-a",
+                             SECURE_USERS["dev-a"], will_topic, protocol], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("connected Success"), line
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_last_will_is_published_only_on_the_devices_own_status(peers, secure_broker: Broker, protocol) -> None:
+    """The broker publishes a device's last will with the device's rights: its own retained
+    status goes out as "offline"; a will aimed at another device's status is dropped."""
+    index = reader(peers)
+    die_with_will(secure_broker, "footfall/v1/site-1/dev-b/status", protocol)
+    die_with_will(secure_broker, "footfall/v1/site-1/dev-a/status", protocol)
+    got = index.wait_message(b"offline")
+    assert [m.topic for m in got] == ["footfall/v1/site-1/dev-a/status"]
+    late = reader(peers)  # retained state as a consumer starting now sees it
+    dev_a = peers("dev-a")
+    assert not dev_a.connect().is_failure
+    dev_a.publish("footfall/v1/site-1/dev-a/bins", b"sentinel")
+    got = late.wait_message(b"sentinel")
+    assert {(m.topic, m.payload, bool(m.retain)) for m in got} == {
+        ("footfall/v1/site-1/dev-a/status", b"offline", True), ("footfall/v1/site-1/dev-a/bins", b"sentinel", False)}
 
 
 # --- broker/add-device.sh ----------------------------------------------------------------
