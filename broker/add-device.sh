@@ -74,7 +74,9 @@ fi
 
 exists=0
 if [ -e "$passwd_file" ]; then
-  [ -r "$passwd_file" ] && [ -w "$passwd_file" ] || die "password file $passwd_file is not readable and writable by $(id -un)" 2
+  if [ ! -r "$passwd_file" ] || [ ! -w "$passwd_file" ]; then
+    die "password file $passwd_file is not readable and writable by $(id -un)" 2
+  fi
   grep -q "^${device//./\\.}:" "$passwd_file" && exists=1
 fi
 

@@ -7,10 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from mqtt_broker import Broker  # noqa: E402
-
-# Credentials the `secure_broker` fixture starts with: two devices and the index consumer.
-SECURE_USERS = {"dev-a": "pw-dev-a", "dev-b": "pw-dev-b", "index": "pw-index"}
+from mqtt_broker import SECURE_USERS, Broker  # noqa: E402
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_CONF = REPO_ROOT / "broker" / "mosquitto.conf"
 SHIPPED_ACL = REPO_ROOT / "broker" / "acl"
+# Credentials the `secure_broker` fixture starts with: two devices and the index consumer.
+SECURE_USERS = {"dev-a": "pw-dev-a", "dev-b": "pw-dev-b", "index": "pw-index"}
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -18,8 +19,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from conftest import SECURE_USERS
-from mqtt_broker import REPO_ROOT, Broker, free_port, make_test_pki, mosquitto_binary, render_shipped_config
+from mqtt_broker import (REPO_ROOT, SECURE_USERS, Broker, free_port, make_test_pki, mosquitto_binary,
+                         render_shipped_config)
 
 ADD_DEVICE = REPO_ROOT / "broker" / "add-device.sh"
 V5, V311 = MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311
@@ -399,7 +400,6 @@ def test_shipped_config_starts_and_listens_without_warnings(tmp_path: Path) -> N
             time.sleep(0.05)
         startup_log = log.read_text()
         ctx = ssl.create_default_context(cafile=str(tls.ca_cert))
-        import socket
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
                 ctx.wrap_socket(raw, server_hostname="localhost") as tls_sock:
             assert tls_sock.version() in ("TLSv1.2", "TLSv1.3")
