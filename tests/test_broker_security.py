@@ -274,6 +274,20 @@ def test_last_will_is_published_only_on_the_devices_own_status(peers, secure_bro
         ("footfall/v1/site-1/dev-a/status", b"offline", True), ("footfall/v1/site-1/dev-a/bins", b"sentinel", False)}
 
 
+def test_retained_status_survives_a_broker_restart(secure_broker: Broker, peers) -> None:
+    """The shipped persistence settings keep each device's retained availability."""
+    dev_a = peers("dev-a")
+    assert not dev_a.connect().is_failure
+    assert not dev_a.publish("footfall/v1/site-1/dev-a/status", b"online", retain=True).is_failure
+    dev_a.close()
+    secure_broker.stop()
+    assert (secure_broker.workdir / "mosquitto.db").exists(), "no persistence file after a clean stop"
+    secure_broker.start()
+    index = reader(peers)
+    got = index.wait_message(b"online")
+    assert [(m.topic, bool(m.retain)) for m in got] == [("footfall/v1/site-1/dev-a/status", True)]
+
+
 # --- broker/add-device.sh ----------------------------------------------------------------
 
 def add_device(broker: Broker, *args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
