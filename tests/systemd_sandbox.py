@@ -5,7 +5,7 @@ filters that systemd installs before exec. A container (or CI) has no systemd to
 unit, so this module installs equivalent filters with libseccomp (via ctypes) in a child
 process, then runs what the agent runs: numpy, OpenCV video encode/decode, an ONNX model
 through onnxruntime, SQLite in WAL mode, a pseudo-terminal through pyserial, an MQTT QoS 1
-publish over TCP and the sd_notify datagram. A library that needs a forbidden syscall,
+publish over TLS and the sd_notify datagram. A library that needs a forbidden syscall,
 socket family or W+X memory fails here the way it would under the unit.
 
 Mirrors systemd 252's src/shared/seccomp-util.c: the allow-list is the expanded syscall
@@ -162,14 +162,18 @@ def workload(spec: dict) -> dict:
     done["serial"] = port.readline().decode().strip()
     port.close()
 
-    # MQTT QoS 1 publish over TCP (name resolution included), paho's network thread.
+    # MQTT QoS 1 publish over TLS with a password (name resolution included), paho's
+    # network thread; the PUBACK's reason code tells the ACL let it through.
     acked = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sandbox")
-    client.on_publish = lambda *a: acked.set()
+    codes: list[int] = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sandbox", protocol=mqtt.MQTTv5)
+    client.username_pw_set(spec["username"], spec["password"])
+    client.tls_set(ca_certs=spec["ca"])
+    client.on_publish = lambda c, u, mid, rc, props: (codes.append(rc.value), acked.set())
     client.connect("localhost", spec["port"])
     client.loop_start()
-    client.publish("footfall/v1/s/d/bins", b"x", qos=1)
-    done["mqtt"] = acked.wait(10)
+    client.publish(spec["topic"], b"x", qos=1)
+    done["mqtt"] = acked.wait(10) and codes[0] < 0x80
     client.loop_stop()
     client.disconnect()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_broker import REPO_ROOT, Broker
+from mqtt_broker import REPO_ROOT, SECURE_USERS, Broker
 
 UNIT = REPO_ROOT / "systemd" / "footfall-agent.service"
 UDEV_RULE = REPO_ROOT / "systemd" / "99-footfall-door.rules"
@@ -153,7 +153,7 @@ def unit_syscalls(tool: str) -> list[str]:
     return sorted(allowed)
 
 
-def test_agent_libraries_run_under_the_units_seccomp_rules(broker: Broker, tmp_path: Path) -> None:
+def test_agent_libraries_run_under_the_units_seccomp_rules(secure_broker: Broker, tmp_path: Path) -> None:
     """numpy, OpenCV, onnxruntime, SQLite, pyserial and paho under the unit's
     SystemCallFilter, RestrictAddressFamilies and MemoryDenyWriteExecute, reproduced with
     libseccomp (systemd_sandbox.py): this is how we know MemoryDenyWriteExecute=yes is safe
@@ -167,7 +167,11 @@ def test_agent_libraries_run_under_the_units_seccomp_rules(broker: Broker, tmp_p
         "syscalls": unit_syscalls(tool),
         "families": families,
         "mdwe": service["MemoryDenyWriteExecute"] == ["yes"],
-        "port": broker.port,
+        "port": secure_broker.port,
+        "ca": str(secure_broker.tls.ca_cert),
+        "username": "dev-a",
+        "password": SECURE_USERS["dev-a"],
+        "topic": "footfall/v1/site-1/dev-a/bins",
         "tmp": str(tmp_path),
     }
     assert "execve" in spec["syscalls"] and "reboot" not in spec["syscalls"] and "chown" not in spec["syscalls"]
