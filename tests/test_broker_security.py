@@ -181,7 +181,7 @@ def test_device_cannot_publish_outside_its_subtree(peers, protocol, topic) -> No
 
 
 @pytest.mark.parametrize("protocol", [V5, V311], ids=["mqtt5", "mqtt311"])
-def test_device_reads_nothing(peers, protocol) -> None:
+def test_device_reads_nothing_but_its_own_commands(peers, protocol) -> None:
     index = reader(peers)
     dev_a = peers("dev-a", protocol=protocol)
     assert not dev_a.connect().is_failure
@@ -198,6 +198,14 @@ def test_device_reads_nothing(peers, protocol) -> None:
     index.wait_message(b"a-data")
     time.sleep(0.2)  # delivery to every subscriber happens in the same broker pass
     assert dev_a.messages == []
+    # the index system's replay requests: each device reads its own, and only its own
+    dev_a.subscribe("footfall/v1/+/+/cmd/#")
+    time.sleep(0.2)
+    index.client.publish("footfall/v1/site-1/dev-b/cmd/replay", b"for-b", qos=1).wait_for_publish(5)
+    index.client.publish("footfall/v1/site-1/dev-a/cmd/replay", b"for-a", qos=1).wait_for_publish(5)
+    dev_a.wait_message(b"for-a")
+    time.sleep(0.2)
+    assert {m.payload for m in dev_a.messages} == {b"for-a"}  # one copy per overlapping filter
 
 
 @pytest.mark.parametrize("protocol", [V5, V311], ids=["mqtt5", "mqtt311"])
