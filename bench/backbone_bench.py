@@ -22,7 +22,7 @@ from edge.crossing import Crossing  # noqa: E402
 from edge.journal import Journal  # noqa: E402
 from edge.publisher import _in_tx  # noqa: E402
 from harness import agent_config  # noqa: E402
-from mqtt_broker import Broker  # noqa: E402
+from simulator.local_broker import Broker  # noqa: E402
 
 
 def commit_rate(tmp: Path, batch: int, seconds: float = 3.0) -> float:

@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from mqtt_broker import SECURE_USERS, Broker  # noqa: E402
+from simulator.local_broker import SECURE_USERS, Broker  # noqa: E402
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from mqtt_broker import (REPO_ROOT, SECURE_USERS, Broker, free_port, make_test_pki, mosquitto_binary,
+from simulator.local_broker import (REPO_ROOT, SECURE_USERS, Broker, free_port, make_test_pki, mosquitto_binary,
                          render_shipped_config)
 
 ADD_DEVICE = REPO_ROOT / "broker" / "add-device.sh"

@@ -11,7 +11,7 @@ from edge.clock import VirtualClock
 from edge.crossing import Crossing
 from edge.journal_writer import JournalWriter
 from harness import agent_config, agent_toml, wait_for
-from mqtt_broker import Broker, free_port
+from simulator.local_broker import Broker, free_port
 from test_publish_e2e import start_consumer
 
 

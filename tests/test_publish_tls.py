@@ -8,7 +8,7 @@ from edge.agent import Agent
 from edge.clock import VirtualClock
 from edge.index_consumer import ConsumerSettings, IndexConsumer, IndexStore
 from harness import agent_config, wait_for
-from mqtt_broker import SECURE_USERS
+from simulator.local_broker import SECURE_USERS
 from test_publish_e2e import crossings
 
 

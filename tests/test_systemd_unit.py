@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_broker import REPO_ROOT, SECURE_USERS, Broker
+from simulator.local_broker import REPO_ROOT, SECURE_USERS, Broker
 
 UNIT = REPO_ROOT / "systemd" / "footfall-agent.service"
 UDEV_RULE = REPO_ROOT / "systemd" / "99-footfall-door.rules"

@@ -1,4 +1,7 @@
-"""A real Mosquitto broker for tests: started from a generated config on a free port.
+"""A real Mosquitto on this machine, started from a generated config on a free port.
+
+The simulator's stand-in for a center's broker: the demo and the tests start one (plain, or
+the shipped broker/mosquitto.conf + ACL with TLS).
 
 Two modes:
 - plain (default): one anonymous listener on 127.0.0.1, for tests of the data path;
