@@ -78,14 +78,22 @@ class JournalFullError(RuntimeError):
     """The disk (or the journal's size cap) is full: nothing was committed."""
 
 
+def create_tables(conn: sqlite3.Connection, ddl: str) -> None:
+    """Run CREATE ... IF NOT EXISTS statements one by one (executescript would commit an
+    open transaction behind the caller's back)."""
+    for stmt in ddl.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+
+
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Open a journal-style SQLite file with the durability settings the project relies on."""
     path = Path(path)
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
@@ -108,7 +116,8 @@ class Journal:
         self.conn = connect(self.path)
         if max_pages is not None:  # a size cap (tests use it to stand for a full disk)
             self.conn.execute(f"PRAGMA max_page_count={int(max_pages)}")
-        self.conn.executescript(_SCHEMA)
+        with self.transaction():
+            create_tables(self.conn, _SCHEMA)
         self.conn.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
             (str(SCHEMA_VERSION),),
