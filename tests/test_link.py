@@ -329,3 +329,23 @@ def test_reset_that_keeps_ram_loses_nothing_and_keeps_the_epoch(tmp_path):
     assert rig.mcu.state.epoch == 1 and rig.mcu.lost_in_reset == []
     assert journal_rows(tmp_path / "journal.db") == record(rig.mcu, exclude_reset_losses=False)
     assert not any(comp == "beams:d1:mcu" for comp, _, _ in rig.health)
+
+
+def test_works_with_the_agents_journal_writer(tmp_path):
+    """The store the agent will pass (edge.journal_writer.JournalWriter), end to end."""
+    from edge.journal_writer import JournalWriter
+
+    crowd, edges = crowd_edges(30, seed=8)
+    writer = JournalWriter(tmp_path / "journal.db")
+    writer.start()
+    rig = Rig(tmp_path, edges, store=writer)
+    rig.start()
+    try:
+        assert wait(lambda: rig.mcu.done, 30)
+        assert wait(lambda: rig.source.doors[0].decoder.idle, 5)
+    finally:
+        rig.stop()
+        writer.stop()
+    assert journal_rows(rig.journal_path) == record(rig.mcu)
+    c = sqlite3.connect(rig.journal_path)
+    assert c.execute("SELECT COUNT(*) FROM crossings").fetchone()[0] == len(crowd.truth())
