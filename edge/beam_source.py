@@ -116,6 +116,7 @@ class DoorPipeline:
         self._last_save = -1e9
         self._fault: str | None = None
         self._unsaved: list[Crossing] = []
+        self._overflow_reported = 0
         self.crossings_committed = 0
         self.lost_events = int(store.get_meta(self._key("lost_events"), "0") or 0)
         hb = store.get_meta(self._key("last_heartbeat"))
@@ -231,7 +232,8 @@ class DoorPipeline:
         if now - self._last_hb_saved > 5.0:
             self.store.set_meta(self._key("last_heartbeat"), json.dumps(self._last_hb))
             self._last_hb_saved = now
-        if hb.overflow:
+        if hb.overflow and hb.overflow != self._overflow_reported:
+            self._overflow_reported = hb.overflow
             self.health(f"{self.component}:mcu", False,
                         f"door {self.door.name}: board ring overflowed, {hb.overflow} event(s) lost on the board")
         if hb.last_seq == committed_seq:
