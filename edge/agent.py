@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from edge import __version__
@@ -48,10 +49,12 @@ def clock_synced() -> bool:
 
 
 class Agent:
-    def __init__(self, cfg: AgentConfig, clock: Clock | None = None, sources: list[Source] | None = None) -> None:
+    def __init__(self, cfg: AgentConfig, clock: Clock | None = None,
+                 make_sources: Callable[[AgentConfig, Agent], list[Source]] | None = None) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
-        self.sources = list(sources or [])
+        self.make_sources = make_sources  # called once the journal is open
+        self.sources: list[Source] = []
         self.stopping = threading.Event()
         cfg.storage.state_dir.mkdir(parents=True, exist_ok=True)
         self.writer = JournalWriter(cfg.storage.journal_path, on_health=lambda c, ok, d: self.health.set(c, ok, d))
@@ -143,6 +146,8 @@ class Agent:
         self.open()
         assert self.publisher is not None
         self.publisher.start()
+        if self.make_sources is not None:
+            self.sources = self.make_sources(self.cfg, self)
         for src in self.sources:
             src.start()
         notify("READY=1")

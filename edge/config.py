@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge.beam_source import BeamSettings
+
 DEFAULT_PATH = Path("/etc/footfall/agent.toml")
 SECRET_KEYS = {"password"}
 
@@ -124,13 +126,16 @@ class AgentConfig(_Section):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     bins: BinSettings = Field(default_factory=BinSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    beams: BeamSettings = Field(default_factory=BeamSettings, description="Door infrared beams (docs/beams.md).")
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.device.timezone)
 
     def declared_lines(self) -> list[str]:
-        return list(dict.fromkeys(self.bins.lines))
+        """Every door and counting line: bins report them even when nobody passed."""
+        doors = [d.name for d in self.beams.doors] if self.beams.enabled else []
+        return list(dict.fromkeys([*doors, *self.bins.lines]))
 
     def digest(self) -> str:
         """A short hash of the effective config (sent in the birth message)."""

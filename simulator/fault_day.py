@@ -1,5 +1,5 @@
 """The fault day: a scenario's passers through a virtual microcontroller on a real pty,
-read by a real agent process (`python -m edge.beam_source`, or any command given) into
+read by a real agent process (`footfall run`) into
 a real journal file, while the link is corrupted, unplugged, the board reset and the
 agent SIGKILLed. Then the journal is checked, by sequence, against the board's own
 record of what it emitted.
@@ -42,8 +42,19 @@ class DayResult:
 
 
 def _agent_cmd(port: Path, journal: Path, door: str) -> list[str]:
-    return [sys.executable, "-m", "edge.beam_source", "--port", str(port), "--journal", str(journal),
-            "--door", door]
+    """The real agent (`footfall run`), its journal at `journal`, beams on `port`; its
+    broker is unreachable on purpose (publishing is not under test here)."""
+    from simulator.local_broker import free_port
+
+    cfg = journal.parent / "agent.toml"
+    cfg.write_text(
+        f'[device]\nid = "sim-door"\nsite = "sim-site"\n\n[storage]\nstate_dir = "{journal.parent}"\n\n'
+        f'[bins]\nminutes = 1\nrequire_clock_sync = false\n\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {free_port()}\ntls = false\n\n'
+        f'[[beams.doors]]\nname = "{door}"\nport = "{port}"\n'
+    )
+    assert journal.name == "journal.db"
+    return [sys.executable, "-m", "edge.cli", "--config", str(cfg), "run", "--log-level", "WARNING"]
 
 
 def run(sc: Scenario, workdir: Path, *, passers: int | None = None, door: str = "door1",
