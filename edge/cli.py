@@ -15,6 +15,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "status",
     "config_cmd",
     "index",
+    "summary",
+    "report",
 )
 
 

@@ -87,6 +87,42 @@ class BinSettings(_Section):
         return v
 
 
+class OpeningHoursSettings(_Section):
+    mon: str = Field("00:00-24:00", description="Local opening periods, e.g. '09:00-18:00' or '09:00-12:00,14:00-18:00', or 'closed'.")
+    tue: str = Field("00:00-24:00", description="As mon.")
+    wed: str = Field("00:00-24:00", description="As mon.")
+    thu: str = Field("00:00-24:00", description="As mon.")
+    fri: str = Field("00:00-24:00", description="As mon.")
+    sat: str = Field("00:00-24:00", description="As mon.")
+    sun: str = Field("00:00-24:00", description="As mon.")
+
+    @field_validator("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    @classmethod
+    def _spans(cls, v: str) -> str:
+        from edge.occupancy import parse_spans
+
+        parse_spans(v)
+        return v
+
+
+class SiteSettings(_Section):
+    capacity: int | None = Field(
+        None, ge=1, description="People the center holds; gives the usage rate (occupancy / capacity). Unset: no usage rate."
+    )
+    opening_hours: OpeningHoursSettings = Field(
+        default_factory=OpeningHoursSettings,
+        description="Per weekday, local time. Usage rate is averaged over these hours; drift correction acts outside them. "
+        "Default: open all day (no drift correction, usage rate over 24 h).",
+    )
+
+
+class OccupancySettings(_Section):
+    drift: Literal["snap", "off"] = Field(
+        "snap", description="'snap': occupancy goes to zero after quiet_minutes without crossings while closed; 'off': never."
+    )
+    quiet_minutes: int = Field(60, ge=1, le=24 * 60, description="Minutes without any crossing, outside opening hours, before the snap.")
+
+
 class MqttSettings(_Section):
     host: str = Field("localhost", description="Broker host.")
     port: int = Field(8883, ge=1, le=65535)
@@ -123,11 +159,20 @@ class AgentConfig(_Section):
     device: DeviceSettings
     storage: StorageSettings = Field(default_factory=StorageSettings)
     bins: BinSettings = Field(default_factory=BinSettings)
+    site: SiteSettings = Field(default_factory=SiteSettings)
+    occupancy: OccupancySettings = Field(default_factory=OccupancySettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.device.timezone)
+
+    def occupancy_rule(self) -> Any:
+        """The pure occupancy rule (edge.occupancy.OccupancyRule) these settings describe."""
+        from edge.occupancy import OccupancyRule, OpeningHours
+
+        hours = OpeningHours.from_mapping(self.site.opening_hours.model_dump())
+        return OccupancyRule(self.occupancy.drift, self.occupancy.quiet_minutes, hours)
 
     def declared_lines(self) -> list[str]:
         return list(dict.fromkeys(self.bins.lines))
