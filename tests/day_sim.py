@@ -63,6 +63,8 @@ class Device:
 
     def __post_init__(self) -> None:
         self.journal = Journal(self.path)
+        # These tests are about figures, not power cuts (tests/test_agent_kill.py is): skip the fsyncs.
+        self.journal.conn.execute("PRAGMA synchronous=OFF")
         self.outbox = Outbox(self.journal.conn, epoch=1, max_messages=1_000_000)
         policy = BinPolicy(self.minutes, self.zone, "beam", self.rebase, ("door-1",), self.rule)
         header = {"device": self.device, "site": self.site}
@@ -109,6 +111,13 @@ class Device:
         for (t,) in self.journal.conn.execute("SELECT t_utc FROM crossings WHERE direction = 'in' AND source = 'beam'"):
             c[datetime.fromtimestamp(t, self.zone).date().isoformat()] += 1
         return c
+
+
+def fast_store(path: Path) -> IndexStore:
+    """The consumer's store without fsync per message (durability is not what these tests check)."""
+    store = IndexStore(path)
+    store.conn.execute("PRAGMA synchronous=OFF")
+    return store
 
 
 def deliver(dev: Device, store: IndexStore, duplicate_every: int = 0) -> dict[str, int]:

@@ -11,7 +11,7 @@ import pytest
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from day_sim import Device, HOURS, days, deliver, figures, local_midnight, visitors
+from day_sim import Device, fast_store, HOURS, days, deliver, figures, local_midnight, visitors
 from edge.agent import Agent
 from edge.cli import main
 from edge.clock import VirtualClock
@@ -90,7 +90,7 @@ def test_device_summary_equals_consumer_recomputation_on_simulated_days(tmp_path
         late_day = days(first, 2)[1]
         dev.journal.add_crossings([Crossing(local_midnight(late_day, zone) + 10.5 * 3600, "door-1", "in", "beam", 1.0, "late:1")])
         dev.run_until(dev.now + 3600)
-        store = IndexStore(tmp_path / f"index-{zone.key.replace('/', '_')}-{first}.db")
+        store = fast_store(tmp_path / f"index-{zone.key.replace('/', '_')}-{first}.db")
         result = deliver(dev, store, duplicate_every=7)
         assert result.get("rejected", 0) == 0 and result["duplicate"] > 0
         sent = dev.summaries_sent()
