@@ -261,17 +261,29 @@ def _zones() -> list[str]:
 
 
 def reference_markdown() -> str:
-    """Every section and key with type, default and description: the README's reference."""
+    """Every section and key with type, default and description: the README's reference.
+
+    A key whose value is itself a table (e.g. `site.opening_hours`) gets its own section."""
     out: list[str] = []
+    todo: list[tuple[str, type[BaseModel]]] = []
     for section, field in AgentConfig.model_fields.items():
         model = field.annotation
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             model = next(a for a in getattr(model, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel))
+        todo.append((section, model))
+    while todo:
+        section, model = todo.pop(0)
         out += [f"### `[{section}]`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        nested: list[tuple[str, type[BaseModel]]] = []
         for key, f in model.model_fields.items():
+            if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
+                out.append(f"| `{key}` | table | see `[{section}.{key}]` | {f.description or ''} |")
+                nested.append((f"{section}.{key}", f.annotation))
+                continue
             value = f.default_factory() if f.default_factory is not None else f.default
             default = "required" if f.is_required() else json.dumps(value, default=str)
             typ = str(f.annotation).replace("typing.", "").replace("pathlib.", "").replace("<class '", "").replace("'>", "")
             out.append(f"| `{key}` | `{typ}` | `{default}` | {f.description or ''} |")
         out.append("")
+        todo[0:0] = nested
     return "\n".join(out)

@@ -74,7 +74,7 @@ def test_dst_days_have_23_and_25_hours_and_the_repeated_hour_twice():
     assert autumn["peak_hour"]["start_local"] == "2026-10-25T02:00:00+01:00"
 
 
-def test_device_summary_equals_consumer_recomputation_on_simulated_days(tmp_path):
+def test_device_summary_equals_consumer_recomputation_on_simulated_days(tmp_path, capsys):
     rng = random.Random(7)
     for zone, first, n in ((BERLIN, date(2026, 3, 27), 4), (BERLIN, date(2026, 10, 23), 4),
                            (ZoneInfo("Asia/Kathmandu"), date(2026, 6, 1), 2)):
@@ -90,7 +90,8 @@ def test_device_summary_equals_consumer_recomputation_on_simulated_days(tmp_path
         late_day = days(first, 2)[1]
         dev.journal.add_crossings([Crossing(local_midnight(late_day, zone) + 10.5 * 3600, "door-1", "in", "beam", 1.0, "late:1")])
         dev.run_until(dev.now + 3600)
-        store = fast_store(tmp_path / f"index-{zone.key.replace('/', '_')}-{first}.db")
+        store_path = tmp_path / f"index-{zone.key.replace('/', '_')}-{first}.db"
+        store = fast_store(store_path)
         result = deliver(dev, store, duplicate_every=7)
         assert result.get("rejected", 0) == 0 and result["duplicate"] > 0
         sent = dev.summaries_sent()
@@ -112,6 +113,11 @@ def test_device_summary_equals_consumer_recomputation_on_simulated_days(tmp_path
             assert sent["2026-10-25"]["hours"] == 25
         # the first day began at 07:00 (the device's first bin): the bins before are gaps
         assert sent[first.isoformat()]["completeness"]["received_bins"] == sent[first.isoformat()]["completeness"]["expected_bins"] - 28
+        # the consumer's CLI shows both and says they agree
+        store.conn.close()
+        assert main(["index", "summary", "--db", str(store_path), "--device", "dev-a", "--day", late_day.isoformat()]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["agree"] is True and shown["received"]["revision"] == 1
 
 
 def test_summary_published_at_rebase_and_on_request_through_a_broker(broker, tmp_path):
