@@ -204,7 +204,7 @@ class Binner:
             int(k): (int(n_in), int(n_out))
             for k, n_in, n_out in self.conn.execute(
                 "SELECT CAST((t_utc - ?) / ? AS INTEGER) AS k, SUM(direction = 'in'), SUM(direction = 'out')"
-                " FROM crossings WHERE source = ? AND t_utc >= ? AND t_utc < ? GROUP BY k",
+                " FROM crossings WHERE +source = ? AND t_utc >= ? AND t_utc < ? GROUP BY k",
                 (start, size, p.primary_source, start, b.start_utc),
             )
         }
@@ -218,7 +218,7 @@ class Binner:
 
     def _quiet_before(self, t_utc: float) -> float:
         """Minutes from the end of the bin of the last primary-source crossing before t_utc."""
-        row = self.conn.execute("SELECT MAX(t_utc) FROM crossings WHERE source = ? AND t_utc < ?",
+        row = self.conn.execute("SELECT MAX(t_utc) FROM crossings WHERE +source = ? AND t_utc < ?",
                                 (self.policy.primary_source, t_utc)).fetchone()
         if row[0] is None:
             return float("inf")
