@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
-from datetime import date, datetime
+from datetime import date
 from zoneinfo import ZoneInfo
 
 import cv2
