@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from edge.cli import UserError
-from edge.commands.summary import _day, open_journal
+from edge.commands.summary import _day, open_journal, read_snapshot
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def handle(args: argparse.Namespace) -> int:
 
     cfg, journal = open_journal(args)
     try:
-        with journal.transaction():
+        with read_snapshot(journal.conn):
             binner = offline_binner(cfg, journal.conn)
             start, end = day_bounds(args.day, cfg.zone)
             closed = {r[0] for r in journal.conn.execute(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -40,6 +42,17 @@ def open_journal(args: argparse.Namespace) -> tuple[Any, Any]:
     return cfg, Journal(path)
 
 
+@contextmanager
+def read_snapshot(conn: Any) -> Iterator[None]:
+    """A deferred (read) transaction: one consistent view of the journal without taking the
+    write lock, so the running agent keeps committing crossings meanwhile (WAL)."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
 def handle(args: argparse.Namespace) -> int:
     import time
 
@@ -47,10 +60,11 @@ def handle(args: argparse.Namespace) -> int:
 
     cfg, journal = open_journal(args)
     try:
-        with journal.transaction():
+        with read_snapshot(journal.conn):
             binner = offline_binner(cfg, journal.conn)
             body = device_summary(binner, args.day, profile_of(cfg))
-            if args.publish:
+        if args.publish:
+            with journal.transaction():
                 request(journal.conn, args.day, time.time(), "cli")
     finally:
         journal.close()
