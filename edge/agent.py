@@ -26,8 +26,10 @@ from edge.journal import Journal
 from edge.journal_writer import JournalWriter
 from edge.outbox import Outbox
 from edge.publisher import Publisher, _in_tx
+from edge.day_summary import SiteProfile
 from edge.sd_notify import notify
 from edge.status import build_status
+from edge.summaries import Summaries, profile_of, request as request_summary
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class Agent:
         self.epoch = 0
         self.outbox: Outbox | None = None
         self.binner: Binner | None = None
+        self.summaries: Summaries | None = None
         self.publisher: Publisher | None = None
         self._last_alive = -1e18
         self._last_prune = -1e18
@@ -105,25 +108,30 @@ class Agent:
                     j.log_health(float(alive), "agent", False, "stopped")
                 j.log_health(now, "agent", True, "start")
                 outbox = Outbox(j.conn, epoch, cfg.storage.outbox_max_messages)
-                policy = BinPolicy(cfg.bins.minutes, cfg.zone, cfg.bins.primary_source, cfg.bins.rebase_local_time, tuple(cfg.declared_lines()))
+                policy = BinPolicy(cfg.bins.minutes, cfg.zone, cfg.bins.primary_source, cfg.bins.rebase_local_time,
+                                   tuple(cfg.declared_lines()), cfg.occupancy_rule())
                 binner = Binner(j.conn, outbox, policy, self._topic("bins"), {"device": cfg.device.id, "site": cfg.device.site})
                 binner.start_at(now)
                 if j.get_meta("bins_first_start_utc") is None:
                     j.conn.execute("INSERT INTO meta(key, value) VALUES ('bins_first_start_utc', (SELECT value FROM meta WHERE key = 'bins_next_start_utc'))")
                 outbox.enqueue(self._topic("birth"), self.birth(epoch, now), now, retain=True)
-            return epoch, outbox, binner
+                summaries = Summaries(binner, outbox, self.site_profile(), self._topic("summary"))
+            return epoch, outbox, binner, summaries
 
-        self.epoch, self.outbox, self.binner = self.writer.call(boot)
+        self.epoch, self.outbox, self.binner, self.summaries = self.writer.call(boot)
         self.health.set("journal", True, str(cfg.storage.journal_path))
         if cfg.bins.require_clock_sync:
             self.health.set("clock", clock_synced(), "NTP synchronized" if clock_synced() else "waiting for NTP")
-        self.publisher = Publisher(
+        self.publisher = _AgentPublisher(
             cfg.mqtt, cfg.device.id, cfg.device.site, self.epoch, self.writer, self.outbox, self.health,
             self.clock.wall, historical_after_s=2 * cfg.bins.minutes * 60,
         )
 
     def _topic(self, kind: str) -> str:
         return topic(self.cfg.mqtt.topic_prefix, self.cfg.device.site, self.cfg.device.id, kind)
+
+    def site_profile(self) -> SiteProfile:
+        return profile_of(self.cfg)
 
     def birth(self, epoch: int, now: float) -> dict[str, Any]:
         import numpy
@@ -140,6 +148,7 @@ class Agent:
             "bin_minutes": self.cfg.bins.minutes,
             "timezone": self.cfg.device.timezone,
             "declared_accuracy": declared,
+            "site_profile": self.site_profile().as_json(),
         }
 
     def start(self) -> None:
@@ -168,9 +177,10 @@ class Agent:
         """One turn: bins, publishing, liveness, status file, watchdog."""
         now = self.clock.wall()
         assert self.binner is not None and self.outbox is not None and self.publisher is not None
+        assert self.summaries is not None
         self.writer.retry_held()
         try:
-            queued = self.writer.call(lambda j: _in_tx(j, lambda: self.binner.tick(now)))
+            queued = self.writer.call(lambda j: _in_tx(j, lambda: self.binner.tick(now) + self.summaries.tick(now)))
             self.health.set("journal", True, str(self.cfg.storage.journal_path))
         except Exception as exc:  # full disk etc.: counting goes on in memory
             log.error("binning failed: %s", exc)
@@ -228,6 +238,41 @@ class Agent:
         finally:
             notify("STOPPING=1")
             self.stop()
+
+
+class _AgentPublisher(Publisher):
+    """The backbone's publisher, also serving `cmd/summary` (the index system asks for a day).
+
+    A subclass so that publisher.py stays as it is; the request is journaled and served by
+    the agent's next tick, like every other write.
+    """
+
+    def _make_client(self) -> Any:
+        client = super()._make_client()
+        client.message_callback_add(self.topic("cmd/summary"), self._on_summary_request)
+        return client
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        super()._on_connect(client, userdata, flags, rc, props)
+        if not rc.is_failure:
+            client.subscribe(self.topic("cmd/summary"), qos=1)
+
+    def _on_summary_request(self, client: Any, userdata: Any, msg: Any) -> None:
+        from datetime import date
+
+        from edge.contract import validate
+
+        try:
+            req = json.loads(msg.payload)
+            validate("cmd/summary", req)
+            day = date.fromisoformat(req["date"])
+        except Exception as exc:
+            log.warning("ignored malformed summary request on %s: %s", msg.topic, str(exc).splitlines()[0])
+            return
+        now = self.wall()
+        self.writer.call(lambda j: _in_tx(j, lambda: request_summary(j.conn, day, now, "cmd/summary")))
+        log.info("summary of %s requested by the index system", day)
+        self.wake.set()
 
 
 def _is_full(exc: BaseException) -> bool:

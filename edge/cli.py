@@ -16,6 +16,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "config_cmd",
     "index",
     "ir",
+    "summary",
+    "report",
 )
 
 
