@@ -122,10 +122,20 @@ class Agent:
         self.health.set("journal", True, str(cfg.storage.journal_path))
         if cfg.bins.require_clock_sync:
             self.health.set("clock", clock_synced(), "NTP synchronized" if clock_synced() else "waiting for NTP")
-        self.publisher = _AgentPublisher(
+        self.publisher = Publisher(
             cfg.mqtt, cfg.device.id, cfg.device.site, self.epoch, self.writer, self.outbox, self.health,
             self.clock.wall, historical_after_s=2 * cfg.bins.minutes * 60,
+            commands={"summary": self._on_summary_request},
         )
+
+    def _on_summary_request(self, req: dict[str, Any]) -> None:
+        """The index system asks for a day's summary: journaled, served by the next tick."""
+        from datetime import date
+
+        day = date.fromisoformat(req["date"])
+        now = self.clock.wall()
+        self.writer.call(lambda j: _in_tx(j, lambda: request_summary(j.conn, day, now, "cmd/summary")))
+        log.info("summary of %s requested by the index system", day)
 
     def _topic(self, kind: str) -> str:
         return topic(self.cfg.mqtt.topic_prefix, self.cfg.device.site, self.cfg.device.id, kind)
@@ -238,41 +248,6 @@ class Agent:
         finally:
             notify("STOPPING=1")
             self.stop()
-
-
-class _AgentPublisher(Publisher):
-    """The backbone's publisher, also serving `cmd/summary` (the index system asks for a day).
-
-    A subclass so that publisher.py stays as it is; the request is journaled and served by
-    the agent's next tick, like every other write.
-    """
-
-    def _make_client(self) -> Any:
-        client = super()._make_client()
-        client.message_callback_add(self.topic("cmd/summary"), self._on_summary_request)
-        return client
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        super()._on_connect(client, userdata, flags, rc, props)
-        if not rc.is_failure:
-            client.subscribe(self.topic("cmd/summary"), qos=1)
-
-    def _on_summary_request(self, client: Any, userdata: Any, msg: Any) -> None:
-        from datetime import date
-
-        from edge.contract import validate
-
-        try:
-            req = json.loads(msg.payload)
-            validate("cmd/summary", req)
-            day = date.fromisoformat(req["date"])
-        except Exception as exc:
-            log.warning("ignored malformed summary request on %s: %s", msg.topic, str(exc).splitlines()[0])
-            return
-        now = self.wall()
-        self.writer.call(lambda j: _in_tx(j, lambda: request_summary(j.conn, day, now, "cmd/summary")))
-        log.info("summary of %s requested by the index system", day)
-        self.wake.set()
 
 
 def _is_full(exc: BaseException) -> bool:

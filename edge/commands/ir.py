@@ -166,7 +166,7 @@ def walk_test(args: argparse.Namespace) -> int:
     console.print("\n[bold]IR walk test[/]")
     console.print(f"  time (UTC)      {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(s.started_utc))}")
     console.print(f"  door / port     {s.door.name} / {s.door.port}")
-    console.print(f"  board           " + (f"fw {hello.fw_major}.{hello.fw_minor}.{hello.fw_patch}, epoch {hello.epoch}"
+    console.print("  board           " + (f"fw {hello.fw_major}.{hello.fw_minor}.{hello.fw_patch}, epoch {hello.epoch}"
                                         if hello else "NO HELLO: board not answering"))
     console.print(f"  settings        a_then_b={s.door.a_then_b} min_transit_s={s.door.min_transit_s} "
                   f"max_transit_s={s.door.max_transit_s} stuck_s={s.door.stuck_s}")
