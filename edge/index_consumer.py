@@ -159,8 +159,8 @@ class IndexStore:
         with self.lock:
             rows = self.conn.execute(q, args).fetchall()
         days: dict[tuple[str, str], dict[str, Any]] = {}
-        for s, date, hour, v_in, v_out, n, flagged, peak in rows:
-            d = days.setdefault((s, date), {"site": s, "date": date, "visits_in": 0, "visits_out": 0, "bins": 0,
+        for s, day, hour, v_in, v_out, n, flagged, peak in rows:
+            d = days.setdefault((s, day), {"site": s, "date": day, "visits_in": 0, "visits_out": 0, "bins": 0,
                                             "flagged_bins": 0, "peak_occupancy": 0, "hourly_in": [0] * 24})
             d["visits_in"] += v_in
             d["visits_out"] += v_out
