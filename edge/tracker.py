@@ -48,7 +48,7 @@ class TrackerParams:
     confirmed tracks (ByteTrack's second stage: occluded people score low)."""
     new_track_score: float = 0.6
     """An unmatched detection starts a track only at or above this score."""
-    iou_min: float = 0.1
+    iou_min: float = 0.3
     """A pair with at least this IoU is matched by overlap (cost 1 - IoU)."""
     gate_chi2: float = 9.21
     """Below ``iou_min`` a pair may still match if its squared centre distance over the
@@ -62,12 +62,10 @@ class TrackerParams:
     """A confirmed track unmatched for longer than this is dropped."""
     meas_std: float = 0.05
     """Detector centre noise, in box heights."""
-    accel_std: float = 1.5
+    accel_std: float = 0.2
     """Random acceleration of a walker, in box heights per second squared."""
-    vel_init_std: float = 1.5
+    vel_init_std: float = 1.0
     """Prior velocity spread of a new track, in box heights per second."""
-    size_alpha: float = 0.4
-    """Smoothing of box width and height toward each matched detection (0..1)."""
     dense_pairs_max: int = 4096
     """Up to this many tracks x detections every pair is scored (cheaper than sorting);
     above it candidate pairs come from the sorted window."""
@@ -82,8 +80,6 @@ class TrackerParams:
                 raise ValueError(f"{name} must be positive")
         if not 0 < self.confirm_s and 0 <= self.tentative_lost_s <= self.max_lost_s:
             raise ValueError("need 0 < confirm_s and 0 <= tentative_lost_s <= max_lost_s")
-        if not 0.0 < self.size_alpha <= 1.0:
-            raise ValueError("size_alpha must be within (0, 1]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +101,13 @@ class TrackFrame:
 # is a contiguous vector over all live tracks (the first n columns). The covariance is
 # kept in units of the box height squared: then process and measurement noise are
 # constants and prediction is a single matrix product (the ONE row carries the noise).
-_CX, _CY, _VX, _VY, _P00, _P01, _P11, _ONE, _W, _H, _TBIRTH, _TLAST, _HITS, _CONF, _ID, _DET = range(16)
-_NROW = 16
-_NPRED = 8  # rows 0.._ONE move with the prediction
+# Each box edge (x1, y1, x2, y2) has its own position and velocity: a box cut by the
+# picture's edge then keeps a still edge and a moving one, which a centre-and-size
+# model gets wrong exactly where people enter and leave.
+_X1, _Y1, _X2, _Y2, _VX1, _VY1, _VX2, _VY2, _P00, _P01, _P11, _ONE = range(12)
+_TBIRTH, _TLAST, _HITS, _CONF, _ID, _DET = range(12, 18)
+_NROW = 18
+_NPRED = 12  # rows 0.._ONE move with the prediction
 _BIG = 1e9  # cost of a forbidden pair
 
 # Detection matrix rows: x1, y1, x2, y2, cx, cy, w, h from xyxy by one product.
@@ -115,11 +115,7 @@ _XYXY_TO_DET = np.array([
     [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1],
     [0.5, 0, 0.5, 0], [0, 0.5, 0, 0.5], [-1, 0, 1, 0], [0, -1, 0, 1],
 ], dtype=np.float64)
-_STATE_TO_XYXY = np.zeros((4, _NROW))
-_STATE_TO_XYXY[0, [_CX, _W]] = [1, -0.5]
-_STATE_TO_XYXY[1, [_CY, _H]] = [1, -0.5]
-_STATE_TO_XYXY[2, [_CX, _W]] = [1, 0.5]
-_STATE_TO_XYXY[3, [_CY, _H]] = [1, 0.5]
+_STATE_TO_XYXY = np.eye(4, _NROW)
 
 _EMPTY_I = np.zeros(0, dtype=np.int64)
 
@@ -145,7 +141,8 @@ class Tracker:
         # x1 y1 x2 y2 cx cy w h, gate variance, weak-detection penalty, tentative penalty.
         tm = np.zeros((11, _NROW))
         tm[:4] = _STATE_TO_XYXY
-        tm[4, _CX] = tm[5, _CY] = tm[6, _W] = tm[7, _H] = 1
+        tm[4, [_X1, _X2]] = tm[5, [_Y1, _Y2]] = 0.5
+        tm[6, [_X1, _X2]] = tm[7, [_Y1, _Y2]] = [-1, 1]
         tm[8, _P00] = p.gate_chi2
         tm[8, _ONE] = p.gate_chi2 * self._r2
         # Weak detections cost +2 on confirmed tracks and are forbidden on tentative ones.
@@ -232,7 +229,7 @@ class Tracker:
     def _set_transition(self, dt: float) -> None:
         q = self.params.accel_std ** 2
         tr = np.eye(_NPRED)
-        tr[_CX, _VX] = tr[_CY, _VY] = dt
+        tr[_X1, _VX1] = tr[_Y1, _VY1] = tr[_X2, _VX2] = tr[_Y2, _VY2] = dt
         tr[_P00, _P01] = 2 * dt
         tr[_P00, _P11] = dt * dt
         tr[_P01, _P11] = dt
@@ -271,6 +268,7 @@ class Tracker:
         """Match detections to tracks; returns (detection indices, track columns)."""
         p = self.params
         trk = self._track_rows @ self._st[:, :n]
+        np.maximum(trk[6:8], 1.0, out=trk[6:8])  # a coasting box may have shrunk to nothing
         pd, pt = self._pairs(det, n, trk)
         if pd.shape[0] == 0:
             return _EMPTY_I, _EMPTY_I
@@ -314,12 +312,11 @@ class Tracker:
         inv = 1.0 / (g[_P00] + self._r2)
         k0 = g[_P00] * inv
         k1 = g[_P01] * inv
-        innov = z[4:6] - g[_CX:_CY + 1]
-        g[_CX:_CY + 1] += k0 * innov
-        g[_VX:_VY + 1] += k1 * innov
+        innov = z[0:4] - g[_X1:_Y2 + 1]
+        g[_X1:_Y2 + 1] += k0 * innov
+        g[_VX1:_VY2 + 1] += k1 * innov
         g[_P11] -= k1 * g[_P01]
         g[_P00:_P01 + 1] *= self._r2 * inv
-        g[_W:_H + 1] += p.size_alpha * (z[6:8] - g[_W:_H + 1])
         g[_TLAST] = t
         g[_HITS] += 1.0
         # Once true it stays true: t only grows.
@@ -339,8 +336,7 @@ class Tracker:
         new = self._st[:, n:n + b]
         new[:] = 0.0
         z = det[:, births]
-        new[_CX:_CY + 1] = z[4:6]
-        new[_W:_H + 1] = z[6:8]
+        new[_X1:_Y2 + 1] = z[0:4]
         new[_P00] = self._r2
         new[_P11] = p.vel_init_std * p.vel_init_std
         new[_ONE] = 1.0

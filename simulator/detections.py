@@ -93,16 +93,20 @@ def generate(spec: StreamSpec) -> DetectionStream:
         for k in range(size):
             h = h0 * rng.uniform(0.85, 1.15)
             w = 0.42 * h
-            x = float(np.clip(x_lead + (k - size / 2) * w * rng.uniform(0.8, 1.3),
-                              spec.margin_x + 5, W - spec.margin_x - 5))
+            # Where this walker meets the line: inside the doorway, clear of its ends.
+            x_line = float(np.clip(x_lead + (k - size / 2) * w * rng.uniform(0.8, 1.3),
+                                   spec.margin_x + w, W - spec.margin_x - w))
             t0 = t + k * rng.uniform(0.0, 0.4)
             drift = rng.normal(0.0, 0.06 * h0)
+            v = speed * rng.uniform(0.95, 1.05)
+            to_line = (spec.line_y if direction > 0 else H - spec.line_y) + h / 2
+            x = x_line - drift * to_line / v
             turn = np.nan
             if rng.random() < spec.turnback_prob:
                 # Turn back between 1.5 and 0.5 box heights before the line.
                 d = rng.uniform(0.5, 1.5) * h
                 turn = spec.line_y - d if direction > 0 else spec.line_y + d
-            walkers.append((t0, x, direction, speed * rng.uniform(0.95, 1.05), w, h, drift, turn))
+            walkers.append((t0, x, direction, v, w, h, drift, turn))
     arr = np.array(walkers, dtype=np.float64)
     t0, x0, dirn, speed, wv, hv, drift, turn = arr.T
     y_start = np.where(dirn > 0, -hv / 2, H + hv / 2)
