@@ -18,6 +18,8 @@ Why each rule exists:
 * **Re-identification.** When a new track id first appears within ``reid_px`` of where
   a track vanished less than ``reid_s`` ago, it inherits that track's sides and what it
   already counted, so an identity switch does not count twice.
+  With ``frame_size`` given, tracks that leave or enter through the picture's edge
+  take no part in this (people come and go there all the time).
 * **Image edges.** With ``frame_size`` given, the hysteresis on each side of a line is
   capped at half the room the picture leaves on that side, so a line near the edge of
   the picture still counts.
@@ -157,6 +159,7 @@ class LineCounter:
         h = np.array([ln.hysteresis_px for ln in lines], dtype=np.float64)
         self._h_in = h.copy()
         self._h_out = h.copy()
+        self._frame = frame_size
         if frame_size is not None:
             self._cap_at_edges(frame_size)
         self._zone_polys = [np.asarray(lines[i].polygon, dtype=np.float64) for i in self._zones_idx]
@@ -168,6 +171,7 @@ class LineCounter:
         self._counted = np.zeros((cap, nl, 2), dtype=np.int32)  # [.., 0]=in, [.., 1]=out
         self._last_t = np.full(cap, -np.inf)
         self._last_xy = np.zeros((cap, 2))
+        self._last_edge = np.zeros(cap, dtype=bool)
         self._id_of = np.full(cap, -1, dtype=np.int64)
         self._t: float | None = None
         self.totals = np.zeros((nl, 2), dtype=np.int64)
@@ -198,7 +202,8 @@ class LineCounter:
         if k == 0:
             return []
         xy = self.anchors(boxes)
-        slots = self._slots_for(ids, xy, t)
+        at_edge = self._touches_edge(boxes)
+        slots = self._slots_for(ids, xy, at_edge, t)
         s, within = self._signed(xy)
         new_side = np.where(s >= self._h_in, 1, np.where(s <= -self._h_out, -1, 0)).astype(np.int8)
         old = self._side[slots]
@@ -211,6 +216,7 @@ class LineCounter:
         self._side[slots] = side
         self._last_t[slots] = t
         self._last_xy[slots] = xy
+        self._last_edge[slots] = at_edge
         events: list[LineCrossing] = []
         if not flip.any():
             return events
@@ -245,7 +251,16 @@ class LineCounter:
             s[:, zi] = _polygon_signed_distance(xy, poly)
         return s, within
 
-    def _slots_for(self, ids: np.ndarray, xy: np.ndarray, t: float) -> np.ndarray:
+    def _touches_edge(self, boxes: np.ndarray) -> np.ndarray:
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if self._frame is None:
+            return np.zeros(b.shape[0], dtype=bool)
+        w, h = self._frame
+        m = 2.0
+        return (b[:, 0] <= m) | (b[:, 1] <= m) | (b[:, 2] >= w - m) | (b[:, 3] >= h - m)
+
+    def _slots_for(self, ids: np.ndarray, xy: np.ndarray, at_edge: np.ndarray, t: float
+                   ) -> np.ndarray:
         slots = np.empty(ids.shape[0], dtype=np.int64)
         fresh: list[int] = []
         for i, tid in enumerate(ids.tolist()):
@@ -255,21 +270,23 @@ class LineCounter:
             else:
                 slots[i] = slot
         if fresh:
-            self._adopt(ids, xy, t, fresh, slots)
+            self._adopt(ids, xy, at_edge, t, fresh, slots)
         return slots
 
-    def _adopt(self, ids: np.ndarray, xy: np.ndarray, t: float, fresh: list[int],
-               slots: np.ndarray) -> None:
+    def _adopt(self, ids: np.ndarray, xy: np.ndarray, at_edge: np.ndarray, t: float,
+               fresh: list[int], slots: np.ndarray) -> None:
         """Give new ids a slot, inheriting a recently vanished track's state if near."""
         p = self.params
-        seen_now = set(slots[[i for i in range(ids.shape[0]) if i not in set(fresh)]].tolist())
         live = np.array(sorted(self._slot_of.values()), dtype=np.int64)
-        cand = live[(self._last_t[live] < t) & (self._last_t[live] >= t - p.reid_s)] if live.size else live
-        cand = np.array([c for c in cand.tolist() if c not in seen_now], dtype=np.int64)
+        # Vanished recently (not seen this frame), and not out through the edge.
+        ok = (self._last_t[live] < t) & (self._last_t[live] >= t - p.reid_s) & ~self._last_edge[live]
+        fresh_set = set(fresh)
+        present = {int(slots[i]) for i in range(ids.shape[0]) if i not in fresh_set}
+        cand = np.array([c for c in live[ok].tolist() if c not in present], dtype=np.int64)
         for i in fresh:
             tid = int(ids[i])
             heir = -1
-            if cand.size:
+            if cand.size and not at_edge[i]:
                 dist = np.hypot(*(self._last_xy[cand] - xy[i]).T)
                 j = int(np.argmin(dist))
                 if dist[j] <= p.reid_px:

@@ -89,13 +89,15 @@ def generate(spec: StreamSpec) -> DetectionStream:
         size = 1 + (rng.integers(2, 5) if rng.random() < spec.group_prob else 0)
         direction = 1 if rng.random() < 0.5 else -1
         speed = speed0 * rng.uniform(0.75, 1.25)
-        x_lead = rng.uniform(spec.margin_x + 20, W - spec.margin_x - 20)
+        # A group walks side by side (people do not overlap on the floor): its members
+        # are spaced 1.0 to 1.4 widths apart, the whole group inside the doorway.
+        spacing = 0.42 * h0 * rng.uniform(1.0, 1.4)
+        half = (size - 1) * spacing / 2 + 0.42 * h0
+        x_lead = rng.uniform(spec.margin_x + half, W - spec.margin_x - half)
         for k in range(size):
             h = h0 * rng.uniform(0.85, 1.15)
             w = 0.42 * h
-            # Where this walker meets the line: inside the doorway, clear of its ends.
-            x_line = float(np.clip(x_lead + (k - size / 2) * w * rng.uniform(0.8, 1.3),
-                                   spec.margin_x + w, W - spec.margin_x - w))
+            x_line = x_lead + (k - (size - 1) / 2) * spacing
             t0 = t + k * rng.uniform(0.0, 0.4)
             drift = rng.normal(0.0, 0.06 * h0)
             v = speed * rng.uniform(0.95, 1.05)
