@@ -88,13 +88,17 @@ class TrackFrame:
 
     Tracks that are coasting (alive but unmatched this frame) are not listed: their
     position is only a prediction, and counting on predictions makes false crossings.
-    ``boxes`` are the filtered estimates (Kalman centre, smoothed size), xyxy pixels.
+    ``boxes`` are the detections the tracks took (what was seen): counting lines use
+    them, because a constant-velocity estimate overshoots when a walker stops short
+    of a line and turns back; hysteresis absorbs their jitter. ``filtered`` holds the
+    Kalman estimates, smoother, for drawing and for tracks' motion.
     """
 
     ids: np.ndarray  # (K,) int64, unique, never reused by this Tracker
-    boxes: np.ndarray  # (K, 4) float64 xyxy
+    boxes: np.ndarray  # (K, 4) xyxy, the matched detections' boxes, input dtype
     confirmed: np.ndarray  # (K,) bool
-    det_index: np.ndarray  # (K,) int64: the detection each track took this frame
+    det_index: np.ndarray  # (K,) int64: index into this frame's input detections
+    filtered: np.ndarray  # (K, 4) float64 xyxy, Kalman estimates after this frame
 
 
 # State: one float64 matrix, a row per quantity and a column per track, so that a row
@@ -213,15 +217,14 @@ class Tracker:
             st[:, : self._n] = st[:, keep]
 
         if out is None:
-            return TrackFrame(np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0, bool), _EMPTY_I)
-        det_index = out[_DET].astype(np.int64)
-        if kept is not None:
-            det_index = kept[det_index]
+            return TrackFrame(_EMPTY_I, boxes[:0], np.zeros(0, bool), _EMPTY_I, np.zeros((0, 4)))
+        local = out[_DET].astype(np.int64)
         return TrackFrame(
             ids=out[_ID].astype(np.int64),
-            boxes=(_STATE_TO_XYXY @ out).T,
+            boxes=boxes[local],
             confirmed=out[_CONF] > 0,
-            det_index=det_index,
+            det_index=local if kept is None else kept[local],
+            filtered=out[:4].T,
         )
 
     # -- steps ----------------------------------------------------------------------

@@ -117,7 +117,7 @@ def test_dense_and_windowed_candidate_pairs_give_the_same_tracks():
         b = window.update(fr.boxes, fr.scores, fr.t)
         ia, ib = np.argsort(a.ids), np.argsort(b.ids)
         assert a.ids[ia].tolist() == b.ids[ib].tolist()
-        np.testing.assert_allclose(a.boxes[ia], b.boxes[ib])
+        np.testing.assert_allclose(a.filtered[ia], b.filtered[ib])
 
 
 def test_counting_on_a_synthetic_crowd_is_accurate():
