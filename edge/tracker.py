@@ -27,6 +27,7 @@ arrays out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -82,8 +83,7 @@ class TrackerParams:
             raise ValueError("need 0 < confirm_s and 0 <= tentative_lost_s <= max_lost_s")
 
 
-@dataclass(frozen=True, slots=True)
-class TrackFrame:
+class TrackFrame(NamedTuple):
     """The tracks a detection was matched to (or started) in this frame.
 
     Tracks that are coasting (alive but unmatched this frame) are not listed: their
@@ -91,7 +91,8 @@ class TrackFrame:
     ``boxes`` are the detections the tracks took (what was seen): counting lines use
     them, because a constant-velocity estimate overshoots when a walker stops short
     of a line and turns back; hysteresis absorbs their jitter. ``filtered`` holds the
-    Kalman estimates, smoother, for drawing and for tracks' motion.
+    Kalman estimates, smoother, for drawing. (A NamedTuple: it is built every frame,
+    and a frozen dataclass costs several microseconds more to build.)
     """
 
     ids: np.ndarray  # (K,) int64, unique, never reused by this Tracker
@@ -101,27 +102,29 @@ class TrackFrame:
     filtered: np.ndarray  # (K, 4) float64 xyxy, Kalman estimates after this frame
 
 
-# State: one float64 matrix, a row per quantity and a column per track, so that a row
-# is a contiguous vector over all live tracks (the first n columns). The covariance is
-# kept in units of the box height squared: then process and measurement noise are
-# constants and prediction is a single matrix product (the ONE row carries the noise).
-# Each box edge (x1, y1, x2, y2) has its own position and velocity: a box cut by the
-# picture's edge then keeps a still edge and a moving one, which a centre-and-size
-# model gets wrong exactly where people enter and leave.
+# State: one float64 matrix, a row per track (the first n rows are live) and a column
+# per quantity. Each box edge (x1, y1, x2, y2) has its own position and velocity: a box
+# cut by the picture's edge then keeps a still edge and a moving one, which a
+# centre-and-size model gets wrong exactly where people enter and leave. All four
+# edges share one 2x2 covariance (p00, p01, p11), kept in units of the box height
+# squared: then process and measurement noise are constants and the whole prediction,
+# noise included (through the ONE column), is a single matrix product.
 _X1, _Y1, _X2, _Y2, _VX1, _VY1, _VX2, _VY2, _P00, _P01, _P11, _ONE = range(12)
-_TBIRTH, _TLAST, _HITS, _CONF, _ID, _DET = range(12, 18)
-_NROW = 18
-_NPRED = 12  # rows 0.._ONE move with the prediction
+_TBIRTH, _TLAST, _CONF, _EXPIRE, _ID = range(12, 17)
+_NCOL = 17
+_NPRED = 12  # columns 0.._ONE move with the prediction
 _BIG = 1e9  # cost of a forbidden pair
 
-# Detection matrix rows: x1, y1, x2, y2, cx, cy, w, h from xyxy by one product.
+# Detection columns: x1, y1, x2, y2, cx, cy, w, h from xyxy by one product.
 _XYXY_TO_DET = np.array([
-    [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1],
-    [0.5, 0, 0.5, 0], [0, 0.5, 0, 0.5], [-1, 0, 1, 0], [0, -1, 0, 1],
+    [1, 0, 0, 0, 0.5, 0, -1, 0],
+    [0, 1, 0, 0, 0, 0.5, 0, -1],
+    [0, 0, 1, 0, 0.5, 0, 1, 0],
+    [0, 0, 0, 1, 0, 0.5, 0, 1],
 ], dtype=np.float64)
-_STATE_TO_XYXY = np.eye(4, _NROW)
 
 _EMPTY_I = np.zeros(0, dtype=np.int64)
+_EMPTY_I.setflags(write=False)
 
 
 class Tracker:
@@ -133,28 +136,29 @@ class Tracker:
 
     def __init__(self, params: TrackerParams | None = None, capacity: int = 256) -> None:
         self.params = p = params or TrackerParams()
-        self._st = np.zeros((_NROW, max(8, capacity)))
+        self._st = np.zeros((max(8, capacity), _NCOL))
         self._n = 0
         self._next_id = 1
         self._t: float | None = None
-        self._trans_dt: float | None = None
-        self._trans = np.eye(_NPRED)
+        self._trans_dt = -1.0
+        self._trans_t = np.eye(_NPRED)
         self._dense: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._grid = np.indices((64, 64))
         self._r2 = p.meas_std * p.meas_std
-        # Track rows used by association, as one product with the state:
-        # x1 y1 x2 y2 cx cy w h, gate variance, weak-detection penalty, tentative penalty.
-        tm = np.zeros((11, _NROW))
-        tm[:4] = _STATE_TO_XYXY
-        tm[4, [_X1, _X2]] = tm[5, [_Y1, _Y2]] = 0.5
-        tm[6, [_X1, _X2]] = tm[7, [_Y1, _Y2]] = [-1, 1]
-        tm[8, _P00] = p.gate_chi2
-        tm[8, _ONE] = p.gate_chi2 * self._r2
+        # Track columns used by association, as one product with the state:
+        # x1 y1 x2 y2 cx cy w h, gate scale, weak-detection penalty, tentative penalty.
+        tm = np.zeros((_NCOL, 11))
+        tm[[_X1, _Y1, _X2, _Y2], [0, 1, 2, 3]] = 1
+        tm[[_X1, _X2], 4] = tm[[_Y1, _Y2], 5] = 0.5
+        tm[[_X1, _X2], 6] = tm[[_Y1, _Y2], 7] = [-1, 1]
+        tm[_P00, 8] = p.gate_chi2  # times h^2 below: gate_chi2 * innovation variance
+        tm[_ONE, 8] = p.gate_chi2 * self._r2
         # Weak detections cost +2 on confirmed tracks and are forbidden on tentative ones.
-        tm[9, _ONE] = 2.0 + _BIG
-        tm[9, _CONF] = -_BIG
-        tm[10, _ONE] = 1.0  # tentative tracks come after confirmed ones
-        tm[10, _CONF] = -1.0
-        self._track_rows = tm
+        tm[_ONE, 9] = 2.0 + _BIG
+        tm[_CONF, 9] = -_BIG
+        tm[_ONE, 10] = 1.0  # tentative tracks come after confirmed ones
+        tm[_CONF, 10] = -1.0
+        self._track_cols = tm
 
     # -- public ---------------------------------------------------------------------
 
@@ -162,6 +166,10 @@ class Tracker:
     def live_count(self) -> int:
         """Tracks alive now, matched or coasting."""
         return self._n
+
+    def live_ids(self) -> np.ndarray:
+        """Ids of all live tracks, matched or coasting."""
+        return self._st[: self._n, _ID].astype(np.int64)
 
     def update(self, boxes_xyxy: np.ndarray, scores: np.ndarray, t: float) -> TrackFrame:
         """Advance all tracks to time ``t`` and match this frame's detections."""
@@ -172,59 +180,63 @@ class Tracker:
                 f"need boxes of shape (N, 4) and scores of shape (N,), "
                 f"got {boxes.shape} and {scores.shape}"
             )
-        if self._t is not None and t < self._t:
-            raise ValueError(f"time went back: {t} after {self._t}")
+        t = float(t)
+        t_prev = self._t
+        if t_prev is not None and t < t_prev:
+            raise ValueError(f"time went back: {t} after {t_prev}")
         p = self.params
         kept = None
         m = boxes.shape[0]
-        if m and float(scores.min()) < p.low_score:
+        if m and scores.min() < p.low_score:
             kept = np.flatnonzero(scores >= p.low_score)
             boxes, scores = boxes[kept], scores[kept]
             m = kept.shape[0]
-        det = np.empty((9, m))
-        np.matmul(_XYXY_TO_DET, boxes.T, out=det[:8])
-        det[8] = scores
-        if m and not float(det[6:8].min()) > 0:
+        det = boxes @ _XYXY_TO_DET  # (m, 8) float64
+        if m and not det[:, 6:8].min() > 0:
             raise ValueError("boxes must be finite with x2 > x1 and y2 > y1")
 
-        dt = 0.0 if self._t is None else t - self._t
         self._t = t
         n = self._n
         st = self._st
-        if n and dt > 0:
-            if dt != self._trans_dt:
+        if n and t_prev is not None and t > t_prev:
+            dt = t - t_prev
+            if abs(dt - self._trans_dt) > 1e-9:
                 self._set_transition(dt)
-            st[:_NPRED, :n] = self._trans @ st[:_NPRED, :n]
+            st[:n, :_NPRED] = st[:n, :_NPRED] @ self._trans_t
 
-        md, mt = self._associate(det, n) if n and m else (_EMPTY_I, _EMPTY_I)
+        if n and m:
+            md, mt = self._associate(det, scores, n)
+        else:
+            md = mt = _EMPTY_I
         out = self._correct(det, md, mt, t) if md.shape[0] else None
 
         # Unmatched confident detections start tentative tracks.
-        free = det[8] >= p.new_track_score
+        free = scores >= p.new_track_score
         free[md] = False
         births = np.flatnonzero(free)
         if births.shape[0]:
             born = self._birth(det, births, t)
-            out = born if out is None else np.concatenate((out, born), axis=1)
+            if out is None:
+                out, md = born, births
+            else:
+                out = np.concatenate((out, born))
+                md = np.concatenate((md, births))
 
         # Tracks unmatched for too long are dropped (matched and new ones never are).
         n = self._n
-        # Cheap common case first: nobody unmatched longer than the shorter limit.
-        if n and t - float(st[_TLAST, :n].min()) > p.tentative_lost_s:
-            lost = p.tentative_lost_s + (p.max_lost_s - p.tentative_lost_s) * st[_CONF, :n]
-            keep = np.flatnonzero((t - st[_TLAST, :n]) <= lost)
+        if n and st[:n, _EXPIRE].min() < t:
+            keep = np.flatnonzero(st[:n, _EXPIRE] >= t)
             self._n = keep.shape[0]
-            st[:, : self._n] = st[:, keep]
+            st[: self._n] = st[keep]
 
         if out is None:
             return TrackFrame(_EMPTY_I, boxes[:0], np.zeros(0, bool), _EMPTY_I, np.zeros((0, 4)))
-        local = out[_DET].astype(np.int64)
         return TrackFrame(
-            ids=out[_ID].astype(np.int64),
-            boxes=boxes[local],
-            confirmed=out[_CONF] > 0,
-            det_index=local if kept is None else kept[local],
-            filtered=out[:4].T,
+            ids=out[:, _ID].astype(np.int64),
+            boxes=boxes[md],
+            confirmed=out[:, _CONF] > 0,
+            det_index=md if kept is None else kept[md],
+            filtered=out[:, :4],
         )
 
     # -- steps ----------------------------------------------------------------------
@@ -232,73 +244,92 @@ class Tracker:
     def _set_transition(self, dt: float) -> None:
         q = self.params.accel_std ** 2
         tr = np.eye(_NPRED)
-        tr[_X1, _VX1] = tr[_Y1, _VY1] = tr[_X2, _VX2] = tr[_Y2, _VY2] = dt
+        tr[[_X1, _Y1, _X2, _Y2], [_VX1, _VY1, _VX2, _VY2]] = dt
         tr[_P00, _P01] = 2 * dt
         tr[_P00, _P11] = dt * dt
         tr[_P01, _P11] = dt
         tr[_P00, _ONE] = q * dt**3 / 3
         tr[_P01, _ONE] = q * dt**2 / 2
         tr[_P11, _ONE] = q * dt
-        self._trans, self._trans_dt = tr, dt
+        self._trans_t, self._trans_dt = np.ascontiguousarray(tr.T), dt
 
     def _pairs(self, det: np.ndarray, n: int, trk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidate (detection, track) pairs: every one that the gate could accept."""
-        m = det.shape[1]
+        m = det.shape[0]
         if n * m <= self.params.dense_pairs_max:
             cached = self._dense.get((m, n))
             if cached is None:
-                if len(self._dense) > 4096:
+                if m > self._grid[0].shape[0] or n > self._grid[0].shape[1]:
+                    big = (max(m, 2 * self._grid[0].shape[0]), max(n, 2 * self._grid[0].shape[1]))
+                    self._grid = np.indices(big)
+                if len(self._dense) > 1024:
                     self._dense.clear()
-                cached = (np.repeat(np.arange(m), n), np.tile(np.arange(n), m))
+                cached = (self._grid[0][:m, :n].ravel(), self._grid[1][:m, :n].ravel())
                 self._dense[(m, n)] = cached
             return cached
         # Sort tracks along the axis where they spread most; a detection can only pair
         # with tracks whose centre lies within a conservative window on that axis:
         # half of both box sizes (overlap) or the gate radius (distance), whichever wider.
-        ax = 0 if np.ptp(trk[4]) >= np.ptp(trk[5]) else 1
-        gate = float(np.sqrt((trk[8] * trk[7] * trk[7]).max()))
-        g = max(gate, 0.5 * float(trk[6 + ax].max())) + 0.5 * float(det[6 + ax].max())
-        order = np.argsort(trk[4 + ax])
-        ks = trk[4 + ax, order]
-        dk = det[4 + ax]
+        # Then the same bound on the other axis drops most of the window's pairs.
+        ax = 0 if np.ptp(trk[:, 4]) >= np.ptp(trk[:, 5]) else 1
+        other = 1 - ax
+        gate = float(np.sqrt((trk[:, 8] * trk[:, 7] * trk[:, 7]).max()))
+        tmax = trk[:, 6:8].max(axis=0)
+        dmax = det[:, 6:8].max(axis=0)
+        g = max(gate, 0.5 * float(tmax[ax])) + 0.5 * float(dmax[ax])
+        g_other = max(gate, 0.5 * float(tmax[other])) + 0.5 * float(dmax[other])
+        order = np.argsort(trk[:, 4 + ax])
+        ks = trk[order, 4 + ax]
+        dk = det[:, 4 + ax]
         lo = np.searchsorted(ks, dk - g, "left")
         cnt = np.searchsorted(ks, dk + g, "right") - lo
         pd = np.repeat(np.arange(m), cnt)
-        pos = np.arange(pd.shape[0]) + np.repeat(lo - (np.cumsum(cnt) - cnt), cnt)
-        return pd, order[pos]
+        pt = order[np.arange(pd.shape[0]) + np.repeat(lo - (np.cumsum(cnt) - cnt), cnt)]
+        near = np.abs(det[pd, 4 + other] - trk[pt, 4 + other]) <= g_other
+        keep = np.flatnonzero(near)
+        return pd[keep], pt[keep]
 
-    def _associate(self, det: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Match detections to tracks; returns (detection indices, track columns)."""
+    def _associate(self, det: np.ndarray, scores: np.ndarray, n: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Match detections to tracks; returns (detection indices, track rows)."""
         p = self.params
-        trk = self._track_rows @ self._st[:, :n]
-        np.maximum(trk[6:8], 1.0, out=trk[6:8])  # a coasting box may have shrunk to nothing
+        trk = self._st[:n] @ self._track_cols
+        np.maximum(trk[:, 6:8], 1.0, out=trk[:, 6:8])  # a coasting box may have shrunk
         pd, pt = self._pairs(det, n, trk)
         if pd.shape[0] == 0:
             return _EMPTY_I, _EMPTY_I
-        dp = det.take(pd, axis=1)
-        tp = trk.take(pt, axis=1)
+        dp = det.take(pd, axis=0).T  # (8, P) views, one column per pair
+        tp = trk.take(pt, axis=0).T  # (11, P)
         iw = np.minimum(dp[2], tp[2])
         iw -= np.maximum(dp[0], tp[0])
         ih = np.minimum(dp[3], tp[3])
         ih -= np.maximum(dp[1], tp[1])
         np.maximum(iw, 0.0, out=iw)
         np.maximum(ih, 0.0, out=ih)
-        inter = iw * ih
-        iou = inter / (dp[6] * dp[7] + tp[6] * tp[7] - inter)
+        iw *= ih  # intersection
+        union = dp[6] * dp[7]
+        union += tp[6] * tp[7]
+        union -= iw
+        iw /= union  # IoU
         ex = dp[4] - tp[4]
         ey = dp[5] - tp[5]
         ex *= ex
         ey *= ey
         ex += ey
-        var = tp[8] * tp[7] * tp[7]  # gate_chi2 * innovation variance, px^2
-        maha = ex / var  # squared Mahalanobis distance / gate: < 1 inside the gate
+        var = tp[7] * tp[7]
+        var *= tp[8]  # gate_chi2 * innovation variance, px^2
+        cost = ex / var  # squared Mahalanobis distance over the gate: < 1 inside it
         # Overlapping pairs cost -IoU (in [-1, -iou_min]); the rest cost their gated
-        # distance (in [0, 1)); outside both, forbidden.
-        cost = np.where(iou >= p.iou_min, -iou, np.where(maha < 1.0, maha, _BIG))
+        # distance (in [0, 1)); 1 or more is outside both.
+        np.copyto(cost, -iw, where=iw >= p.iou_min)
+        bad = cost >= 1.0
         # Two stages in one ordering: weak detections after confident ones and only on
         # confirmed tracks; tentative tracks after confirmed ones.
-        cost += (dp[8] < p.high_score) * tp[9] + tp[10]
-        m = det.shape[1]
+        pen = scores.take(pd) < p.high_score
+        cost += pen * tp[9]
+        cost += tp[10]
+        np.copyto(cost, _BIG, where=bad)
+        m = det.shape[0]
         if pd.shape[0] == m * n:  # every pair scored: the cost is an (m, n) matrix
             return _assign_dense(cost.reshape(m, n))
         sel = np.flatnonzero(cost < 100.0)
@@ -307,46 +338,46 @@ class Tracker:
         return _assign(pd[sel], pt[sel], cost[sel], m, n)
 
     def _correct(self, det: np.ndarray, md: np.ndarray, mt: np.ndarray, t: float) -> np.ndarray:
-        """Kalman update of the matched tracks; returns their updated state columns."""
+        """Kalman update of the matched tracks; returns their updated state rows."""
         st = self._st
         p = self.params
-        g = st[:, mt]
-        z = det[:, md]
-        inv = 1.0 / (g[_P00] + self._r2)
-        k0 = g[_P00] * inv
-        k1 = g[_P01] * inv
-        innov = z[0:4] - g[_X1:_Y2 + 1]
-        g[_X1:_Y2 + 1] += k0 * innov
-        g[_VX1:_VY2 + 1] += k1 * innov
-        g[_P11] -= k1 * g[_P01]
-        g[_P00:_P01 + 1] *= self._r2 * inv
-        g[_TLAST] = t
-        g[_HITS] += 1.0
-        # Once true it stays true: t only grows.
-        np.greater_equal(t - g[_TBIRTH], p.confirm_s, out=g[_CONF], casting="unsafe")
-        g[_DET] = md
-        st[:, mt] = g
+        g = st.take(mt, axis=0)  # (k, NCOL)
+        z = det.take(md, axis=0)
+        inv = g[:, _P00] + self._r2
+        np.reciprocal(inv, out=inv)
+        gain = g[:, _P00:_P01 + 1] * inv[:, None]  # (k, 2): position and velocity gains
+        innov = z[:, 0:4] - g[:, 0:4]
+        # Positions and velocities of the four edges in one product: (k, 2, 1) x (k, 1, 4).
+        g[:, 0:8] += (gain[:, :, None] * innov[:, None, :]).reshape(-1, 8)
+        g[:, _P11] -= gain[:, 1] * g[:, _P01]
+        g[:, _P00:_P01 + 1] *= (self._r2 * inv)[:, None]
+        g[:, _TLAST] = t
+        # Confirmed once matched confirm_s after birth; stays so (t only grows).
+        conf = g[:, _TBIRTH] >= t - p.confirm_s
+        conf = ~conf
+        g[:, _CONF] = conf
+        g[:, _EXPIRE] = t + p.tentative_lost_s + (p.max_lost_s - p.tentative_lost_s) * conf
+        st[mt] = g
         return g
 
     def _birth(self, det: np.ndarray, births: np.ndarray, t: float) -> np.ndarray:
         b = births.shape[0]
         n = self._n
-        if n + b > self._st.shape[1]:
-            grown = np.zeros((_NROW, max(n + b, 2 * self._st.shape[1])))
-            grown[:, :n] = self._st[:, :n]
+        if n + b > self._st.shape[0]:
+            grown = np.zeros((max(n + b, 2 * self._st.shape[0]), _NCOL))
+            grown[:n] = self._st[:n]
             self._st = grown
         p = self.params
-        new = self._st[:, n:n + b]
+        new = self._st[n:n + b]
         new[:] = 0.0
-        z = det[:, births]
-        new[_X1:_Y2 + 1] = z[0:4]
-        new[_P00] = self._r2
-        new[_P11] = p.vel_init_std * p.vel_init_std
-        new[_ONE] = 1.0
-        new[_TBIRTH] = new[_TLAST] = t
-        new[_HITS] = 1.0
-        new[_ID] = np.arange(self._next_id, self._next_id + b)
-        new[_DET] = births
+        new[:, _X1:_Y2 + 1] = det[births, 0:4]
+        new[:, _P00] = self._r2
+        new[:, _P11] = p.vel_init_std * p.vel_init_std
+        new[:, _ONE] = 1.0
+        new[:, _TBIRTH] = t
+        new[:, _TLAST] = t
+        new[:, _EXPIRE] = t + p.tentative_lost_s
+        new[:, _ID] = np.arange(self._next_id, self._next_id + b)
         self._next_id += b
         self._n = n + b
         return new.copy()
@@ -356,32 +387,41 @@ def _assign_dense(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Greedy one-to-one matching on a full cost matrix, by rounds of mutual bests.
 
     A pair that is the cheapest of both its row and its column is what greedy takes
-    too; taking all of them at once, then repeating on what is left, gives the greedy
-    matching in a few array operations per round (one round in most frames).
+    too, so all of them are taken at once (most frames end there); the few detections
+    left with a candidate go through greedy in cost order.
     """
     m = cost.shape[0]
     rows = np.arange(m)
-    found_d: list[np.ndarray] = []
-    found_t: list[np.ndarray] = []
-    while True:
-        bd = cost.argmin(1)
-        cb = cost[rows, bd]
-        bt = cost.argmin(0)
-        ok = bt[bd] == rows
-        ok &= cb < 100.0
-        md = np.flatnonzero(ok)
-        mt = bd[md]
-        found_d.append(md)
-        found_t.append(mt)
-        ok |= cb >= 100.0
-        if ok.all() or md.shape[0] == 0:
-            break
-        cost = cost.copy() if len(found_d) == 1 else cost
-        cost[md] = _BIG
-        cost[:, mt] = _BIG
-    if len(found_d) == 1:
-        return found_d[0], found_t[0]
-    return np.concatenate(found_d), np.concatenate(found_t)
+    bd = cost.argmin(1)
+    cb = cost[rows, bd]
+    ok = cost.argmin(0)[bd] == rows
+    ok &= cb < 100.0
+    md = np.flatnonzero(ok)
+    mt = bd[md]
+    if np.count_nonzero(cb < 100.0) == md.shape[0]:
+        return md, mt  # every detection with a candidate got one: done
+    # Left: detections whose best track went to another. Greedy on what they can still
+    # take (usually nothing: a false positive or a duplicate beside a matched person).
+    rest = np.flatnonzero(~ok & (cb < 100.0))
+    sub = cost[rest]
+    sub[:, mt] = _BIG
+    r, c = np.nonzero(sub < 100.0)
+    if r.shape[0] == 0:
+        return md, mt
+    order = np.argsort(sub[r, c], kind="stable")
+    used_d: set[int] = set()
+    used_t: set[int] = set()
+    gd: list[int] = []
+    gt: list[int] = []
+    for d, k in zip(rest[r[order]].tolist(), c[order].tolist()):
+        if d in used_d or k in used_t:
+            continue
+        used_d.add(d)
+        used_t.add(k)
+        gd.append(d)
+        gt.append(k)
+    return (np.concatenate((md, np.array(gd, dtype=np.int64))),
+            np.concatenate((mt, np.array(gt, dtype=np.int64))))
 
 
 def _assign(pd: np.ndarray, pt: np.ndarray, cost: np.ndarray, m: int, n: int
@@ -395,9 +435,9 @@ def _assign(pd: np.ndarray, pt: np.ndarray, cost: np.ndarray, m: int, n: int
     cd = np.bincount(pd, minlength=m)
     ct = np.bincount(pt, minlength=n)
     contested = (cd[pd] > 1) | (ct[pt] > 1)
-    if not contested.any():
-        return pd, pt
     rest = np.flatnonzero(contested)
+    if rest.shape[0] == 0:
+        return pd, pt
     order = rest[np.argsort(cost[rest], kind="stable")]
     used_d: set[int] = set()
     used_t: set[int] = set()

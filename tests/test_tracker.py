@@ -179,7 +179,7 @@ def test_track_ids_never_duplicate_and_are_never_reused(frames, dts):
         assert len(ids) == len(set(ids))
         assert not (set(ids) & retired)
         assert len(set(out.det_index.tolist())) == len(ids)  # one detection per track
-        live = {int(i) for i in tr._st[16, : tr.live_count]}  # all live ids
+        live = set(tr.live_ids().tolist())
         retired |= live_prev - live
         live_prev = live
 
