@@ -234,7 +234,7 @@ def run_stream(stream: DetectionStream, names: list[str], with_mot: bool = True
     return table
 
 
-DURATIONS = {5: 600.0, 20: 300.0, 50: 120.0, 200: 40.0}
+DURATIONS = {5: 600.0, 20: 300.0, 50: 90.0, 200: 20.0}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,9 +9,9 @@ Why each rule exists:
 * **Within the segment.** A side change counts only where the anchor is within the
   segment's extent (plus ``segment_margin_px``), so people passing beside a door do
   not count.
-* **Once per direction.** A track counts each direction at most ``max_per_direction``
-  times per line (default once): walking in then back out is one in and one out; an
-  identity that wobbles over the line does not inflate the count.
+* **Alternation.** A track's crossings of a line alternate (in, out, in...): its side
+  must change for a count, so no direction counts twice in a row; walking in then back
+  out is one in and one out. ``max_per_direction`` can cap each direction per track.
 * **Confirmed tracks only.** Unconfirmed tracks (possible false positives) never count;
   while unconfirmed, a track's side is only initialised, so a crossing made during
   confirmation is counted at confirmation.
@@ -99,8 +99,11 @@ class CountingParams:
     """Counting state of a track unseen for this long is dropped."""
     segment_margin_px: float = 0.0
     """A side change this far beyond a segment's ends still counts."""
-    max_per_direction: int = 1
-    """Crossings per track, line and direction at most (0: no limit)."""
+    max_per_direction: int = 0
+    """Crossings per track, line and direction at most; 0: no limit. Hysteresis already
+    makes a track's crossings alternate in, out, in...; a limit of 1 also stops an
+    identity that wanders between two people from counting twice, but then misses the
+    second person when trackers swap identities (measured: bench/tracker_bench)."""
 
     def __post_init__(self) -> None:
         if min(self.reid_s, self.reid_px, self.forget_s, self.segment_margin_px) < 0:
@@ -311,6 +314,7 @@ class LineCounter:
             self._counted = np.concatenate([self._counted, np.zeros_like(self._counted)])
             self._last_t = np.concatenate([self._last_t, np.full(cap, -np.inf)])
             self._last_xy = np.concatenate([self._last_xy, np.zeros_like(self._last_xy)])
+            self._last_edge = np.concatenate([self._last_edge, np.zeros_like(self._last_edge)])
             self._id_of = np.concatenate([self._id_of, np.full(cap, -1, dtype=np.int64)])
             self._free = list(range(2 * cap - 1, cap - 1, -1))
         return self._free.pop()

@@ -60,12 +60,11 @@ def test_unconfirmed_track_never_counts_but_counts_once_confirmed_after_crossing
     assert [e.direction for e in ev] == ["in"]
 
 
-def test_once_per_direction_per_track():
-    c = LineCounter([LINE])
+def test_crossings_alternate_and_can_be_capped_per_direction():
     ys = np.r_[np.linspace(150, 330, 10), np.linspace(330, 150, 10), np.linspace(150, 330, 10)]
-    assert [e.direction for e in walk(c, ys)] == ["in", "out"]
-    unlimited = LineCounter([LINE], params=CountingParams(max_per_direction=0))
-    assert [e.direction for e in walk(unlimited, ys)] == ["in", "out", "in"]
+    assert [e.direction for e in walk(LineCounter([LINE]), ys)] == ["in", "out", "in"]
+    capped = LineCounter([LINE], params=CountingParams(max_per_direction=1))
+    assert [e.direction for e in walk(capped, ys)] == ["in", "out"]
 
 
 def test_identity_switch_near_where_track_vanished_does_not_count_twice():
@@ -168,3 +167,15 @@ def test_counts_never_negative_and_each_track_alternates(moves, seed):
             net[e.track_id] = net.get(e.track_id, 0) + (1 if e.direction == "in" else -1)
             assert -1 <= net[e.track_id] <= 1
         assert (c.totals >= 0).all()
+
+
+def test_hundreds_of_tracks_at_once():
+    c = LineCounter([CountingLine("wide", (0.0, 240.0), (4000.0, 240.0), (10.0, 400.0))],
+                    frame_size=(4000, 480))
+    ids = np.arange(1, 301)
+    xs = ids * 12.0
+    total = 0
+    for k, y in enumerate(np.linspace(150, 330, 10)):
+        boxes = np.column_stack([xs - 5, np.full(300, y - 50), xs + 5, np.full(300, y)])
+        total += len(c.update(ids, boxes, np.ones(300, bool), 0.1 * k))
+    assert total == 300 and c.totals.tolist() == [[300, 0]]
