@@ -20,6 +20,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,24 +29,28 @@ from edge.counting import CountingLine, CountingParams, LineCounter
 from edge.tracker import Tracker
 from simulator.detections import DetectionStream, StreamSpec, generate
 
-# (ids, boxes xyxy) for the tracks a tracker reports this frame.
-Step = Callable[[], tuple[np.ndarray, np.ndarray]]
-Prepare = Callable[[np.ndarray, np.ndarray, float], Step]
+# A tracker adapter: prepare(boxes, scores, t) converts one frame's detections to the
+# tracker's own input types (untimed) and returns (call, finish): call() is the
+# tracker's update alone (timed); finish(raw) turns its output into (ids, boxes xyxy)
+# of the tracks it reports as established (untimed).
+Call = Callable[[], Any]
+Finish = Callable[[Any], tuple[np.ndarray, np.ndarray]]
+Prepare = Callable[[np.ndarray, np.ndarray, float], tuple[Call, Finish]]
 
 
 def _ours(fps: float) -> Prepare:
     tr = Tracker()
 
-    def prepare(boxes: np.ndarray, scores: np.ndarray, t: float) -> Step:
-        def step() -> tuple[np.ndarray, np.ndarray]:
-            out = tr.update(boxes, scores, t)
-            c = out.confirmed
-            return out.ids[c], out.boxes[c]
-        return step
+    def finish(out: Any) -> tuple[np.ndarray, np.ndarray]:
+        c = out.confirmed
+        return out.ids[c], out.boxes[c]
+
+    def prepare(boxes: np.ndarray, scores: np.ndarray, t: float) -> tuple[Call, Finish]:
+        return (lambda: tr.update(boxes, scores, t)), finish
     return prepare
 
 
-def _sv_detections(boxes: np.ndarray, scores: np.ndarray):  # type: ignore[no-untyped-def]
+def _sv_detections(boxes: np.ndarray, scores: np.ndarray) -> Any:
     import supervision as sv
     return sv.Detections(xyxy=boxes.astype(np.float32), confidence=scores.astype(np.float32),
                          class_id=np.zeros(len(scores), dtype=int))
@@ -55,13 +60,12 @@ def _supervision_bytetrack(fps: float) -> Prepare:
     from supervision.tracker.byte_tracker.core import ByteTrack
     tr = ByteTrack(frame_rate=int(round(fps)))
 
-    def prepare(boxes: np.ndarray, scores: np.ndarray, t: float) -> Step:
-        d = _sv_detections(boxes, scores)
+    def finish(out: Any) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(out.tracker_id, dtype=np.int64), out.xyxy
 
-        def step() -> tuple[np.ndarray, np.ndarray]:
-            out = tr.update_with_detections(d)
-            return np.asarray(out.tracker_id, dtype=np.int64), out.xyxy
-        return step
+    def prepare(boxes: np.ndarray, scores: np.ndarray, t: float) -> tuple[Call, Finish]:
+        d = _sv_detections(boxes, scores)
+        return (lambda: tr.update_with_detections(d)), finish
     return prepare
 
 
@@ -71,15 +75,14 @@ def _trackers_pkg(kind: str) -> Callable[[float], Prepare]:
         cls = trackers.ByteTrackTracker if kind == "bytetrack" else trackers.SORTTracker
         tr = cls(frame_rate=fps)
 
-        def prepare(boxes: np.ndarray, scores: np.ndarray, t: float) -> Step:
-            d = _sv_detections(boxes, scores)
+        def finish(out: Any) -> tuple[np.ndarray, np.ndarray]:
+            ids = np.asarray(out.tracker_id, dtype=np.int64)
+            ok = ids >= 0  # -1: not yet mature
+            return ids[ok], out.xyxy[ok]
 
-            def step() -> tuple[np.ndarray, np.ndarray]:
-                out = tr.update(d)
-                ids = np.asarray(out.tracker_id, dtype=np.int64)
-                ok = ids >= 0  # -1: not yet mature
-                return ids[ok], out.xyxy[ok]
-            return step
+        def prepare(boxes: np.ndarray, scores: np.ndarray, t: float) -> tuple[Call, Finish]:
+            d = _sv_detections(boxes, scores)
+            return (lambda: tr.update(d)), finish
         return prepare
     return make
 
@@ -90,18 +93,17 @@ def _norfair(fps: float) -> Prepare:
                          hit_counter_max=max(2, int(round(fps / 2))),
                          initialization_delay=max(1, int(round(fps / 10))))
 
-    def prepare(boxes: np.ndarray, scores: np.ndarray, t: float) -> Step:
+    def finish(objs: Any) -> tuple[np.ndarray, np.ndarray]:
+        if not objs:
+            return np.zeros(0, np.int64), np.zeros((0, 4))
+        return (np.array([o.id for o in objs], dtype=np.int64),
+                np.array([o.estimate.reshape(4) for o in objs]))
+
+    def prepare(boxes: np.ndarray, scores: np.ndarray, t: float) -> tuple[Call, Finish]:
         dets = [norfair.Detection(points=b.reshape(2, 2).astype(np.float64),
                                   scores=np.array([s, s], dtype=np.float64))
                 for b, s in zip(boxes, scores)]
-
-        def step() -> tuple[np.ndarray, np.ndarray]:
-            objs = tr.update(detections=dets)
-            if not objs:
-                return np.zeros(0, np.int64), np.zeros((0, 4))
-            return (np.array([o.id for o in objs], dtype=np.int64),
-                    np.array([o.estimate.reshape(4) for o in objs]))
-        return step
+        return (lambda: tr.update(detections=dets)), finish
     return prepare
 
 
@@ -110,16 +112,15 @@ def _motpy(fps: float) -> Prepare:
     tr = MultiObjectTracker(dt=1.0 / fps, active_tracks_kwargs={"min_steps_alive": 2})
     id_map: dict[str, int] = {}
 
-    def prepare(boxes: np.ndarray, scores: np.ndarray, t: float) -> Step:
-        dets = [Detection(box=b.astype(np.float64), score=float(s)) for b, s in zip(boxes, scores)]
+    def finish(tracks: Any) -> tuple[np.ndarray, np.ndarray]:
+        if not tracks:
+            return np.zeros(0, np.int64), np.zeros((0, 4))
+        ids = np.array([id_map.setdefault(tk.id, len(id_map) + 1) for tk in tracks], np.int64)
+        return ids, np.array([tk.box for tk in tracks])
 
-        def step() -> tuple[np.ndarray, np.ndarray]:
-            tracks = tr.step(detections=dets)
-            if not tracks:
-                return np.zeros(0, np.int64), np.zeros((0, 4))
-            ids = np.array([id_map.setdefault(tk.id, len(id_map) + 1) for tk in tracks], np.int64)
-            return ids, np.array([tk.box for tk in tracks])
-        return step
+    def prepare(boxes: np.ndarray, scores: np.ndarray, t: float) -> tuple[Call, Finish]:
+        dets = [Detection(box=b.astype(np.float64), score=float(s)) for b, s in zip(boxes, scores)]
+        return (lambda: tr.step(detections=dets)), finish
     return prepare
 
 
@@ -202,10 +203,11 @@ def run_stream(stream: DetectionStream, names: list[str], with_mot: bool = True
         rot = order[fi % len(order):] + order[: fi % len(order)]
         outs = {}
         for n in rot:
-            st = steps[n]
+            call, finish = steps[n]
             t0 = time.perf_counter()
-            outs[n] = st()
+            raw = call()
             results[n].times_us.append((time.perf_counter() - t0) * 1e6)
+            outs[n] = finish(raw)
         for n in names:
             ids, boxes = outs[n]
             boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -259,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# tracker bench: fps={args.fps} seed={args.seed} quick={args.quick} "
           f"numpy={np.__version__} {platform.machine()}")
     for n_view in args.in_view:
-        dur = DURATIONS.get(n_view, 60.0) / (10 if args.quick else 1)
+        dur = max(10.0, DURATIONS.get(n_view, 60.0) / 10) if args.quick else DURATIONS.get(n_view, 60.0)
         spec = StreamSpec(in_view=n_view, fps=args.fps, duration_s=dur, seed=args.seed + n_view)
         stream = generate(spec)
         t0 = time.perf_counter()

@@ -352,11 +352,13 @@ class Tracker:
         g[:, _P11] -= gain[:, 1] * g[:, _P01]
         g[:, _P00:_P01 + 1] *= (self._r2 * inv)[:, None]
         g[:, _TLAST] = t
-        # Confirmed once matched confirm_s after birth; stays so (t only grows).
-        conf = g[:, _TBIRTH] >= t - p.confirm_s
-        conf = ~conf
-        g[:, _CONF] = conf
-        g[:, _EXPIRE] = t + p.tentative_lost_s + (p.max_lost_s - p.tentative_lost_s) * conf
+        if g[:, _CONF].min() > 0:  # all confirmed already (most frames)
+            g[:, _EXPIRE] = t + p.max_lost_s
+        else:
+            # Confirmed once matched confirm_s after birth; stays so (t only grows).
+            conf = g[:, _TBIRTH] < t - p.confirm_s
+            g[:, _CONF] = conf
+            g[:, _EXPIRE] = t + p.tentative_lost_s + (p.max_lost_s - p.tentative_lost_s) * conf
         st[mt] = g
         return g
 
