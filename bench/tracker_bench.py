@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.counting import CountingLine, CountingParams, LineCounter
-from edge.tracker import Tracker
+from edge.tracker import Tracker, TrackerParams
 from simulator.detections import DetectionStream, StreamSpec, generate
 
 # A tracker adapter: prepare(boxes, scores, t) converts one frame's detections to the
@@ -38,8 +38,12 @@ Finish = Callable[[Any], tuple[np.ndarray, np.ndarray]]
 Prepare = Callable[[np.ndarray, np.ndarray, float], tuple[Call, Finish]]
 
 
+TRACKER_PARAMS = TrackerParams()
+COUNTING_PARAMS = CountingParams()
+
+
 def _ours(fps: float) -> Prepare:
-    tr = Tracker()
+    tr = Tracker(TRACKER_PARAMS)
 
     def finish(out: Any) -> tuple[np.ndarray, np.ndarray]:
         c = out.confirmed
@@ -193,7 +197,7 @@ def run_stream(stream: DetectionStream, names: list[str], with_mot: bool = True
     fps = stream.spec.fps
     preps = {n: TRACKERS[n](fps) for n in names}
     line = CountingLine("door", stream.line[0], stream.line[1], stream.inside, hysteresis_px=8.0)
-    counters = {n: LineCounter([line], anchor="centre", params=CountingParams(),
+    counters = {n: LineCounter([line], anchor="centre", params=COUNTING_PARAMS,
                                frame_size=(stream.spec.width, stream.spec.height)) for n in names}
     results = {n: Result() for n in names}
     accs = {n: mm.MOTAccumulator(auto_id=True) for n in names} if with_mot else {}
@@ -239,6 +243,21 @@ def run_stream(stream: DetectionStream, names: list[str], with_mot: bool = True
 DURATIONS = {5: 600.0, 20: 300.0, 50: 90.0, 200: 20.0}
 
 
+def _with(base: Any, assignments: list[str], ap: argparse.ArgumentParser) -> Any:
+    import dataclasses
+    changes: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(base)}
+    for a in assignments:
+        name, _, value = a.partition("=")
+        if name not in fields:
+            ap.error(f"unknown field {name!r}; one of {sorted(fields)}")
+        changes[name] = type(getattr(base, name))(value)
+    try:
+        return dataclasses.replace(base, **changes)
+    except ValueError as exc:
+        ap.error(str(exc))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.tracker_bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -249,7 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-mot", action="store_true", help="skip MOTA/IDF1 (faster)")
     ap.add_argument("--json", metavar="FILE", help="also write all figures as JSON")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a TrackerParams field for footfall's tracker (repeatable)")
+    ap.add_argument("--counting", action="append", default=[], metavar="NAME=VALUE",
+                    help="a CountingParams field for every tracker's counter (repeatable)")
     args = ap.parse_args(argv)
+    global TRACKER_PARAMS, COUNTING_PARAMS
+    TRACKER_PARAMS = _with(TrackerParams(), args.param, ap)
+    COUNTING_PARAMS = _with(CountingParams(), args.counting, ap)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     names = args.trackers
@@ -259,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         "streams": {},
     }
     print(f"# tracker bench: fps={args.fps} seed={args.seed} quick={args.quick} "
-          f"numpy={np.__version__} {platform.machine()}")
+          f"numpy={np.__version__} {platform.machine()} "
+          f"params={args.param or 'default'} counting={args.counting or 'default'}")
     for n_view in args.in_view:
         dur = max(10.0, DURATIONS.get(n_view, 60.0) / 10) if args.quick else DURATIONS.get(n_view, 60.0)
         spec = StreamSpec(in_view=n_view, fps=args.fps, duration_s=dur, seed=args.seed + n_view)

@@ -78,8 +78,9 @@ def test_lost_track_is_dropped_after_max_lost_s_whatever_the_frame_rate(fps):
     assert tr.live_count == 0
 
 
-def test_two_walkers_passing_each_other_keep_their_identities():
-    tr = Tracker()
+@pytest.mark.parametrize("assignment", ["greedy", "optimal"])
+def test_two_walkers_passing_each_other_keep_their_identities(assignment):
+    tr = Tracker(TrackerParams(assignment=assignment))
     rng = np.random.default_rng(2)
     for f in range(80):
         t = f / 15
