@@ -195,7 +195,7 @@ class Tracker:
         kept = None
         m = boxes.shape[0]
         if m and scores.min() < p.low_score:
-            kept = np.flatnonzero(scores >= p.low_score)
+            kept = (scores >= p.low_score).nonzero()[0]
             boxes, scores = boxes[kept], scores[kept]
             m = kept.shape[0]
         det = boxes @ _XYXY_TO_DET  # (m, 8) float64
@@ -220,7 +220,7 @@ class Tracker:
         # Unmatched confident detections start tentative tracks.
         free = scores >= p.new_track_score
         free[md] = False
-        births = np.flatnonzero(free)
+        births = free.nonzero()[0]
         if births.shape[0]:
             born = self._birth(det, births, t)
             if out is None:
@@ -232,7 +232,7 @@ class Tracker:
         # Tracks unmatched for too long are dropped (matched and new ones never are).
         n = self._n
         if n and st[:n, _EXPIRE].min() < t:
-            keep = np.flatnonzero(st[:n, _EXPIRE] >= t)
+            keep = (st[:n, _EXPIRE] >= t).nonzero()[0]
             self._n = keep.shape[0]
             st[: self._n] = st[keep]
 
@@ -285,15 +285,15 @@ class Tracker:
         dmax = det[:, 6:8].max(axis=0)
         g = max(gate, 0.5 * float(tmax[ax])) + 0.5 * float(dmax[ax])
         g_other = max(gate, 0.5 * float(tmax[other])) + 0.5 * float(dmax[other])
-        order = np.argsort(trk[:, 4 + ax])
+        order = trk[:, 4 + ax].argsort()
         ks = trk[order, 4 + ax]
         dk = det[:, 4 + ax]
-        lo = np.searchsorted(ks, dk - g, "left")
-        cnt = np.searchsorted(ks, dk + g, "right") - lo
-        pd = np.repeat(np.arange(m), cnt)
-        pt = order[np.arange(pd.shape[0]) + np.repeat(lo - (np.cumsum(cnt) - cnt), cnt)]
+        lo = ks.searchsorted(dk - g, "left")
+        cnt = ks.searchsorted(dk + g, "right") - lo
+        pd = np.arange(m).repeat(cnt)
+        pt = order[np.arange(pd.shape[0]) + (lo - (cnt.cumsum() - cnt)).repeat(cnt)]
         near = np.abs(det[pd, 4 + other] - trk[pt, 4 + other]) <= g_other
-        keep = np.flatnonzero(near)
+        keep = near.nonzero()[0]
         return pd[keep], pt[keep]
 
     def _associate(self, det: np.ndarray, scores: np.ndarray, n: int
@@ -341,7 +341,7 @@ class Tracker:
             return _assign_optimal(pd, pt, cost, m, n)
         if pd.shape[0] == m * n:  # every pair scored: the cost is an (m, n) matrix
             return _assign_dense(cost.reshape(m, n))
-        sel = np.flatnonzero(cost < 100.0)
+        sel = (cost < 100.0).nonzero()[0]
         if sel.shape[0] == 0:
             return _EMPTY_I, _EMPTY_I
         return _assign(pd[sel], pt[sel], cost[sel], m, n)
@@ -419,19 +419,19 @@ def _assign_dense(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cb = cost[rows, bd]
     ok = cost.argmin(0)[bd] == rows
     ok &= cb < 100.0
-    md = np.flatnonzero(ok)
+    md = ok.nonzero()[0]
     mt = bd[md]
     if np.count_nonzero(cb < 100.0) == md.shape[0]:
         return md, mt  # every detection with a candidate got one: done
     # Left: detections whose best track went to another. Greedy on what they can still
     # take (usually nothing: a false positive or a duplicate beside a matched person).
-    rest = np.flatnonzero(~ok & (cb < 100.0))
+    rest = (~ok & (cb < 100.0)).nonzero()[0]
     sub = cost[rest]
     sub[:, mt] = _BIG
-    r, c = np.nonzero(sub < 100.0)
+    r, c = (sub < 100.0).nonzero()
     if r.shape[0] == 0:
         return md, mt
-    order = np.argsort(sub[r, c], kind="stable")
+    order = sub[r, c].argsort(kind="stable")
     used_d: set[int] = set()
     used_t: set[int] = set()
     gd: list[int] = []
@@ -458,10 +458,10 @@ def _assign(pd: np.ndarray, pt: np.ndarray, cost: np.ndarray, m: int, n: int
     cd = np.bincount(pd, minlength=m)
     ct = np.bincount(pt, minlength=n)
     contested = (cd[pd] > 1) | (ct[pt] > 1)
-    rest = np.flatnonzero(contested)
+    rest = contested.nonzero()[0]
     if rest.shape[0] == 0:
         return pd, pt
-    order = rest[np.argsort(cost[rest], kind="stable")]
+    order = rest[cost[rest].argsort(kind="stable")]
     used_d: set[int] = set()
     used_t: set[int] = set()
     gd: list[int] = []
@@ -473,6 +473,6 @@ def _assign(pd: np.ndarray, pt: np.ndarray, cost: np.ndarray, m: int, n: int
         used_t.add(k)
         gd.append(d)
         gt.append(k)
-    lone = np.flatnonzero(~contested)
+    lone = (~contested).nonzero()[0]
     return (np.concatenate((pd[lone], np.array(gd, dtype=np.int64))),
             np.concatenate((pt[lone], np.array(gt, dtype=np.int64))))
