@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "summary",
     "report",
     "demo",
+    "replay_detections",
 )
 
 
