@@ -11,7 +11,7 @@ import json
 import sys
 from contextlib import ExitStack
 
-from edge.cli import UserError
+from edge.errors import UserError
 
 
 def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
