@@ -32,6 +32,7 @@ from rich.table import Table
 from edge.index_consumer import ConsumerSettings, IndexConsumer, IndexStore
 from simulator import people
 from simulator.local_broker import Broker
+from simulator.processes import terminate
 from simulator.scenario import load as load_scenario
 from simulator.virtual_mcu import VirtualMcu
 
@@ -195,11 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            agent.wait(15)
-        except subprocess.TimeoutExpired:
-            agent.kill()
+        terminate(agent)
         mcu.stop()
         cons.stop()
         wire.stop()

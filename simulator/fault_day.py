@@ -19,6 +19,7 @@ from pathlib import Path
 from edge.beam_decoder import BeamDecoder, DecoderConfig, Edge
 from simulator import people
 from simulator.faults import WireFaults
+from simulator.processes import terminate
 from simulator.scenario import Scenario
 from simulator.scoring import DirectionScore
 from simulator.virtual_mcu import VirtualMcu
@@ -115,11 +116,7 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, door: str = 
             time.sleep(0.02)
         time.sleep(1.5)  # heartbeats let the decoder settle the last pass
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            agent.wait(10)
-        except subprocess.TimeoutExpired:
-            agent.kill()
+        terminate(agent, 10)
         mcu.stop()
         agent_log.close()
     return check(mcu, journal, door, crowd, done, time.monotonic() - t_start)

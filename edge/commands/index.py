@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+
+from edge.commands.args import local_day
 from typing import Any
 
 
@@ -27,22 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--json", action="store_true")
     rep.add_argument("--week", action="store_true",
                      help="per site: visits per day and week, week-over-week change, peak hours, usage rate, satisfaction share")
-    rep.add_argument("--end", type=_day, help="with --week: last local day of the week (default: the last day with bins)")
+    rep.add_argument("--end", type=local_day, help="with --week: last local day of the week (default: the last day with bins)")
     rep.set_defaults(handler=report)
     sm = verbs.add_parser("summary", help="a device's day summary: as received, and as recomputed from the stored bins")
     sm.add_argument("--db", required=True)
     sm.add_argument("--device", required=True)
-    sm.add_argument("--day", required=True, type=_day, help="local date YYYY-MM-DD")
+    sm.add_argument("--day", required=True, type=local_day, help="local date YYYY-MM-DD")
     sm.set_defaults(handler=summary)
 
 
-def _day(text: str) -> Any:
-    from datetime import date
-
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from None
 
 
 ENVELOPE = ("schema", "device", "site", "epoch", "seq", "historical", "revision", "trigger")

@@ -6,12 +6,13 @@ import argparse
 from pathlib import Path
 
 from edge.errors import UserError
-from edge.commands.summary import _day, open_journal, read_snapshot
+from edge.commands.args import local_day
+from edge.commands.summary import open_journal, read_snapshot
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="picture (PNG) and table (CSV) of a local day, and a short summary")
-    p.add_argument("--day", required=True, type=_day, help="local date YYYY-MM-DD")
+    p.add_argument("--day", required=True, type=local_day, help="local date YYYY-MM-DD")
     p.add_argument("--out", type=Path, help="PNG to write (default: report-<device>-<day>.png)")
     p.add_argument("--csv", type=Path, help="also write one CSV line per bin here")
     p.set_defaults(handler=handle)

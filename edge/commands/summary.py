@@ -6,25 +6,20 @@ import argparse
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
 from typing import Any
 
+from edge.commands.args import local_day
 from edge.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summary", help="a local day's summary (visits, peak hour, occupancy, usage, completeness)")
-    p.add_argument("--day", required=True, type=_day, help="local date YYYY-MM-DD")
+    p.add_argument("--day", required=True, type=local_day, help="local date YYYY-MM-DD")
     p.add_argument("--json", action="store_true", help="print the summary's JSON (the contract's payload body)")
     p.add_argument("--publish", action="store_true", help="also have the running agent publish it (on its next tick)")
     p.set_defaults(handler=handle)
 
 
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD, e.g. 2026-03-29") from None
 
 
 def open_journal(args: argparse.Namespace) -> tuple[Any, Any]:
