@@ -125,22 +125,26 @@ def _xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
 
 
 def decode_yolov5(
-    output: np.ndarray, person_class_id: int, score_threshold: float
+    output: np.ndarray, num_classes: int, person_class_id: int, score_threshold: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ultralytics YOLOv5 export: (1, N, 5 + classes) = cx, cy, w, h, objectness, class probs."""
     pred = output[0] if output.ndim == 3 else output
+    if pred.shape[1] != 5 + num_classes:
+        raise ModelError(f"YOLOv5 output shape {output.shape} does not fit {num_classes} classes; fix output.num_classes")
     score = pred[:, 4] * pred[:, 5 + person_class_id]
     keep = score >= score_threshold
     return _xywh_to_xyxy(pred[keep, :4]).astype(np.float32), score[keep].astype(np.float32)
 
 
 def decode_yolov8(
-    output: np.ndarray, person_class_id: int, score_threshold: float
+    output: np.ndarray, num_classes: int, person_class_id: int, score_threshold: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ultralytics YOLOv8/YOLO11 export: (1, 4 + classes, N) = cx, cy, w, h, class scores (no objectness)."""
     pred = output[0] if output.ndim == 3 else output
-    if pred.shape[0] > pred.shape[1]:  # some exporters transpose to (N, 4 + classes)
-        pred = pred.T
+    if pred.shape[0] != 4 + num_classes and pred.shape[1] == 4 + num_classes:
+        pred = pred.T  # some exporters transpose to (N, 4 + classes)
+    if pred.shape[0] != 4 + num_classes:
+        raise ModelError(f"YOLOv8 output shape {output.shape} does not fit {num_classes} classes; fix output.num_classes")
     score = pred[4 + person_class_id]
     keep = score >= score_threshold
     return _xywh_to_xyxy(pred[:4, keep].T).astype(np.float32), score[keep].astype(np.float32)
@@ -301,9 +305,9 @@ class OnnxDetector:
             return decode_tf_ssd(outputs, spec.width, spec.height, m.person_class_id, thr)
         first = outputs[self._output_names[0]]
         if m.output_layout == "yolov5":
-            boxes, scores = decode_yolov5(first, m.person_class_id, thr)
+            boxes, scores = decode_yolov5(first, m.num_classes, m.person_class_id, thr)
         elif m.output_layout == "yolov8":
-            boxes, scores = decode_yolov8(first, m.person_class_id, thr)
+            boxes, scores = decode_yolov8(first, m.num_classes, m.person_class_id, thr)
         else:
             boxes, scores = decode_nanodet(
                 first, spec.width, spec.height, m.strides, m.reg_max, m.num_classes, m.person_class_id, thr
