@@ -23,7 +23,7 @@ import numpy as np
 from edge.crossing import Crossing
 from edge.detector import Detections, Detector
 from edge.tracker import Tracker, TrackerParams
-from edge.counting import CountingLine, LineCounter
+from edge.counting import CountingLine, CountingParams, LineCounter
 from edge.video_source import Frame, MotionGate
 
 STAGES: tuple[str, ...] = ("detect", "track", "count")
@@ -53,7 +53,7 @@ class StageTimes:
 
 
 def roi_around_lines(
-    lines: Sequence[CountingLine], frame_w: int, frame_h: int, margin: float = 1.0, min_side: int = 160
+    lines: Sequence[CountingLine], frame_w: int, frame_h: int, margin: float = 1.5, min_side: int = 160
 ) -> tuple[int, int, int, int]:
     """A detection window around the counting lines.
 
@@ -74,6 +74,22 @@ def roi_around_lines(
     return rx1, ry1, rx2, ry2
 
 
+def tracker_params_for(detector: Detector) -> TrackerParams:
+    """Tracker thresholds matched to the detector's scores (from its manifest when it has one).
+
+    Counting allows two crossings per track, line and direction (CountingParams'
+    default is one): people mill about in front of doors, and an identity handed over
+    by the tracker or the counter's re-identification would otherwise block the next
+    person's real crossing (measured on vtest.avi, see docs/camera.md).
+    """
+    manifest = getattr(detector, "manifest", None)
+    if manifest is None:
+        return TrackerParams()
+    low = float(getattr(detector, "score_threshold", manifest.score_threshold))
+    high = max(low, manifest.track_high)
+    return TrackerParams(low_score=low, high_score=high, new_track_score=max(high, manifest.track_new))
+
+
 class CameraPipeline:
     """Frame in, crossings out; stage timings in ``times``."""
 
@@ -86,14 +102,18 @@ class CameraPipeline:
         tracker_params: TrackerParams | None = None,
         roi: tuple[int, int, int, int] | None = None,
         motion_gate: MotionGate | None = None,
+        counting_params: CountingParams | None = None,
+        frame_size: tuple[int, int] | None = None,
     ) -> None:
         if not lines:
             raise ValueError("at least one counting line is needed")
         self.detector = detector
         self.lines = list(lines)
         self.run_id = run_id
-        self.tracker = Tracker(tracker_params or TrackerParams())
-        self.counter = LineCounter(self.lines)
+        self.tracker = Tracker(tracker_params or tracker_params_for(detector))
+        self.counter = LineCounter(
+            self.lines, params=counting_params or CountingParams(max_per_direction=2), frame_size=frame_size
+        )
         self.roi = roi
         self.motion_gate = motion_gate
         self.times = StageTimes()

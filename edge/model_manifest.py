@@ -62,6 +62,9 @@ class ModelManifest:
     score_threshold: float
     nms_iou: float
     num_classes: int = 1
+    # tracker thresholds suited to this model's score distribution (ByteTrack-style stages)
+    track_high: float = 0.5
+    track_new: float = 0.6
     # NanoDet only: strides and regression bins of its head
     strides: tuple[int, ...] = field(default=())
     reg_max: int = 7
@@ -151,6 +154,8 @@ def load_manifest(path: str | Path) -> ModelManifest:
         reg_max=int(out.get("reg_max", 7)),
         score_threshold=float(_require(thr, "score", path, (int, float))),  # type: ignore[arg-type]
         nms_iou=float(_require(thr, "nms_iou", path, (int, float))),  # type: ignore[arg-type]
+        track_high=float(thr.get("track_high", 0.5)),
+        track_new=float(thr.get("track_new", 0.6)),
     )
 
 

@@ -29,7 +29,7 @@ SCENARIO_KINDS: tuple[str, ...] = ("single_file", "pairs", "groups")
 
 # The scene is a window of the vtest.avi plaza: the walkway band where people cross.
 SCENE_CROP = (120, 90, 648, 390)  # x1, y1, x2, y2 in the source background
-FEET_BAND = (140.0, 205.0)  # feet y range of walkers, scene pixels (on the walkway)
+FEET_BAND = (140.0, 270.0)  # feet y range of walkers, scene pixels (walkway and the lawn before it)
 
 
 def person_height(feet_y: float) -> float:
@@ -110,9 +110,10 @@ def make_scenario(
             walkers.append(Walker(t, direction, float(rng.uniform(lo, hi)), speed, int(rng.integers(n_appearances))))
             t += float(rng.uniform(2.5, 4.0))
         elif kind == "pairs":
-            ys = sorted(rng.choice(np.linspace(lo, hi, 5), 2, replace=False))
-            if ys[1] - ys[0] < 30:
-                ys = [lo, hi]
+            # abreast = side by side along the line, i.e. apart in depth in this oblique view;
+            # 60+ px apart in feet height is about 1 m at this scale
+            y0 = float(rng.uniform(lo, hi - 60))
+            ys = [y0, float(rng.uniform(y0 + 60, hi))]
             faces = rng.choice(n_appearances, 2, replace=False)
             for y, a in zip(ys, faces):
                 walkers.append(Walker(t + float(rng.uniform(-0.15, 0.15)), direction, float(y), speed, int(a)))
@@ -252,3 +253,33 @@ def write_video(scene: Scene, bank: SpriteBank, path: str) -> int:
         n += 1
     writer.release()
     return n
+
+
+def score_crossings(
+    truth: Sequence[tuple[float, str]], counted: Sequence[tuple[float, str]], tolerance_s: float = 1.5
+) -> dict[str, dict[str, float]]:
+    """Per direction: true, counted, matched, missed, extra and gross accuracy.
+
+    A counted crossing matches an unmatched true crossing of the same direction within
+    ``tolerance_s`` (closest first). Gross accuracy = 1 - (missed + extra) / true.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for d in ("in", "out"):
+        t_true = sorted(t for t, dd in truth if dd == d)
+        t_cnt = sorted(t for t, dd in counted if dd == d)
+        pairs = sorted(
+            (abs(a - b), i, j) for i, a in enumerate(t_true) for j, b in enumerate(t_cnt) if abs(a - b) <= tolerance_s
+        )
+        used_t: set[int] = set()
+        used_c: set[int] = set()
+        for _, i, j in pairs:
+            if i not in used_t and j not in used_c:
+                used_t.add(i)
+                used_c.add(j)
+        n = len(t_true)
+        missed, extra = n - len(used_t), len(t_cnt) - len(used_c)
+        out[d] = {
+            "true": n, "counted": len(t_cnt), "matched": len(used_t), "missed": missed, "extra": extra,
+            "gross_accuracy": 1.0 - (missed + extra) / n if n else (1.0 if not t_cnt else 0.0),
+        }
+    return out

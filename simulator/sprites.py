@@ -17,6 +17,7 @@ Everything stays in memory: no person image is written to disk.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,7 @@ class Appearance:
     crops: tuple[np.ndarray, ...]  # BGR, each (h, w, 3) uint8, feet at the bottom row
     alphas: tuple[np.ndarray, ...]  # float32 (h, w) in 0..1
     heading: int  # +1 walking right in the source clip, -1 left
+    boxes: tuple[tuple[int, int, int, int], ...] = ()  # where each crop was in the source frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +143,7 @@ def extract_appearances(
         travel = cx[-1] - cx[0]
         if abs(travel) < 0.6 * heights.mean():
             continue  # standing or milling about: no walking gait
-        crops, alphas = [], []
+        crops, alphas, where = [], [], []
         for fi, (x1, y1, x2, y2) in zip(tr["frames"], tr["boxes"]):
             frame = frames[fi]
             pad = 3
@@ -151,18 +153,47 @@ def extract_appearances(
             m = cv2.GaussianBlur(m, (5, 5), 0)
             crops.append(frame[Y1:Y2, X1:X2].copy())
             alphas.append(m)
-        out.append(Appearance(tuple(crops), tuple(alphas), 1 if travel > 0 else -1))
+            where.append((X1, Y1, X2, Y2))
+        out.append(Appearance(tuple(crops), tuple(alphas), 1 if travel > 0 else -1, tuple(where)))
         if len(out) >= max_appearances:
             break
     return out
 
 
+def recognisable(app: Appearance, background: np.ndarray, score: Callable[[np.ndarray], float],
+                 min_score: float = 0.5) -> bool:
+    """Whether a person detector still sees the cut-out person, pasted back where it was.
+
+    Background subtraction sometimes loses a head against a dark wall or keeps a piece of
+    a lamp post; such cut-outs are not people any more and would make the simulated
+    scenes measure our cutting, not the counter. Start, middle and end crops must score.
+    """
+    for k in (0, len(app.crops) // 2, len(app.crops) - 1):
+        x1, y1, x2, y2 = app.boxes[k]
+        scene = background.astype(np.float32).copy()
+        a = app.alphas[k][..., None]
+        scene[y1:y2, x1:x2] = scene[y1:y2, x1:x2] * (1 - a) + app.crops[k] * a
+        h = y2 - y1
+        wx1, wy1 = max(0, x1 - h), max(0, y1 - h // 2)
+        wx2, wy2 = min(scene.shape[1], x2 + h), min(scene.shape[0], y2 + h // 2)
+        if score(scene[wy1:wy2, wx1:wx2].astype(np.uint8)) < min_score:
+            return False
+    return True
+
+
 @lru_cache(maxsize=2)
-def load_sprite_bank(path: str = str(VTEST)) -> SpriteBank:
-    """Background and walker appearances from a real clip (cached in memory per process)."""
+def load_sprite_bank(path: str = str(VTEST), score: Callable[[np.ndarray], float] | None = None) -> SpriteBank:
+    """Background and walker appearances from a real clip (cached in memory per process).
+
+    ``score`` (image -> best person score) drops cut-outs a detector no longer sees as a
+    person; see `recognisable`.
+    """
     frames = _read_all(Path(path))
     background = median_background(frames)
-    appearances = extract_appearances(frames, background)
+    appearances = extract_appearances(frames, background, max_appearances=40)
+    if score is not None:
+        appearances = [a for a in appearances if recognisable(a, background, score)]
+    appearances = appearances[:24]
     if not appearances:
         raise RuntimeError(f"no isolated walkers found in {path}")
     return SpriteBank(background, tuple(appearances))
