@@ -199,13 +199,11 @@ class SceneRenderer:
             frame *= 1.0 + cond.lighting_drift * math.sin(2 * math.pi * t / cond.lighting_period_s)
         if cond.night:
             grey = cv2.cvtColor(np.clip(frame, 0, 255).astype(np.uint8), cv2.COLOR_BGR2GRAY).astype(np.float32)
-            grey = 40.0 + 0.6 * grey  # IR: flat, washed-out contrast
+            grey = 40.0 + 0.6 * grey  # IR: flat, washed-out contrast, grainy
+            grey += self.rng.normal(0.0, 6.0, grey.shape).astype(np.float32)
             frame = np.repeat(grey[..., None], 3, axis=2)
-            noise = 6.0
-        else:
-            noise = cond.noise_std
-        if noise:
-            frame += self.rng.normal(0.0, noise, frame.shape).astype(np.float32)
+        elif cond.noise_std:
+            frame += self.rng.normal(0.0, cond.noise_std, frame.shape).astype(np.float32)
         return np.clip(frame, 0, 255).astype(np.uint8)
 
     @staticmethod

@@ -1,0 +1,116 @@
+"""`footfall count` on real footage against the hand-annotated ground truth.
+
+CI runs a 170-frame stretch of vtest.avi (six annotated crossings); the whole clip runs
+with FOOTFALL_LONG=1 (about half a minute more).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import cv2
+import pytest
+
+from edge.cli import main
+from simulator.camera import score_crossings
+
+try:
+    from tests.camera_data import DATA, VTEST, needs_vtest, read_vtest_frames
+except ImportError:  # pragma: no cover
+    from camera_data import DATA, VTEST, needs_vtest, read_vtest_frames
+
+TRUTH = json.loads((DATA / "vtest_ground_truth.json").read_text())
+LINE = ",".join(str(v) for v in TRUTH["line"])
+INSIDE = ",".join(str(v) for v in TRUTH["inside"])
+TOL_FRAMES = TRUTH["frame_tolerance"]
+
+
+def _cut(path: Path, start: int, count: int) -> None:
+    frames = read_vtest_frames(start, count)
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (w, h))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+
+
+def _run_count(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    assert main(["count", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _score(result: dict, first_frame: int, last_frame: int) -> dict:
+    truth = [(c["frame"], c["direction"]) for c in TRUTH["crossings"] if first_frame <= c["frame"] <= last_frame]
+    counted = [(c["frame"] + first_frame, c["direction"]) for c in result["crossings"]]
+    return score_crossings(truth, counted, tolerance_s=TOL_FRAMES)
+
+
+@needs_vtest
+def test_count_matches_hand_annotation_on_a_real_stretch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clip = tmp_path / "stretch.avi"
+    _cut(clip, 170, 170)  # frames 170..339: crossings at 181, 204, 249, 303, 307, 322
+    events = tmp_path / "events.jsonl"
+    result = _run_count(capsys, str(clip), "--line", LINE, "--inside", INSIDE, "--events-out", str(events))
+    assert result["frames"] == 170
+    score = _score(result, 170, 339)
+    assert score["in"]["true"] == 2 and score["out"]["true"] == 4
+    for d in ("in", "out"):
+        assert score[d]["missed"] == 0 and score[d]["extra"] == 0, score
+    lines = [json.loads(x) for x in events.read_text().splitlines()]
+    assert [x["direction"] for x in lines] == [c["direction"] for c in result["crossings"]]
+    refs = [x["source_ref"] for x in lines]
+    assert len(set(refs)) == len(refs)
+    assert all(re.fullmatch(r"cam:[0-9a-f]{8}:\d+:line:\d+", r) for r in refs), refs
+    assert all(set(x) >= {"frame", "time_s", "track", "direction"} for x in lines)
+
+
+@needs_vtest
+def test_relative_coordinates_give_the_same_count(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clip = tmp_path / "short.avi"
+    _cut(clip, 290, 45)  # crossings at 303 (in), 307 (out), 322 (in)
+    pixels = _run_count(capsys, str(clip), "--line", LINE, "--inside", INSIDE)
+    x1, y1, x2, y2 = TRUTH["line"]
+    ix, iy = TRUTH["inside"]
+    rel = f"{x1 / 768},{y1 / 576},{x2 / 768},{y2 / 576}"
+    relative = _run_count(capsys, str(clip), "--line", rel, "--inside", f"{ix / 768},{iy / 576}")
+    assert (relative["in"], relative["out"]) == (pixels["in"], pixels["out"]) == (2, 1)
+
+
+def test_unreadable_video_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video" * 20)
+    assert main(["count", str(bad), "--line", "0,0,1,1", "--inside", "1,0"]) == 2
+    err = capsys.readouterr().err
+    assert "broken.mp4" in err and "cannot open" in err
+
+
+def test_missing_video_and_bad_line_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["count", str(tmp_path / "none.avi"), "--line", "0,0,1,1", "--inside", "1,0"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["count", str(tmp_path / "none.avi"), "--line", "0,0,1", "--inside", "1,0"]) == 2
+    assert "--line needs 4" in capsys.readouterr().err
+
+
+@needs_vtest
+def test_corrupt_model_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.model_manifest import MODELS_DIR
+
+    (tmp_path / "ssdlite_person.onnx").write_bytes(b"garbage")
+    manifest = tmp_path / "ssdlite_person.toml"
+    manifest.write_text((MODELS_DIR / "ssdlite_person.toml").read_text())
+    assert main(["count", str(VTEST), "--line", LINE, "--inside", INSIDE, "--model", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert "ssdlite_person.onnx has sha256" in err and "damaged or was replaced" in err
+
+
+@needs_vtest
+@pytest.mark.skipif(not os.environ.get("FOOTFALL_LONG"), reason="whole clip: set FOOTFALL_LONG=1")
+def test_whole_clip_gross_accuracy(capsys: pytest.CaptureFixture[str]) -> None:
+    result = _run_count(capsys, str(VTEST), "--line", LINE, "--inside", INSIDE)
+    score = _score(result, 0, 10_000)
+    print(json.dumps(score))
+    for d in ("in", "out"):
+        assert score[d]["gross_accuracy"] >= 0.85, score
