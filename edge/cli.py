@@ -12,6 +12,7 @@ from edge import __version__
 # Each entry is a module in edge.commands with register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
     "count",
+    "camera",
 )
 
 

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from edge.cli import main
@@ -114,3 +115,71 @@ def test_whole_clip_gross_accuracy(capsys: pytest.CaptureFixture[str]) -> None:
     print(json.dumps(score))
     for d in ("in", "out"):
         assert score[d]["gross_accuracy"] >= 0.85, score
+
+
+# ------------------------------------------------------------------ footfall camera
+
+
+def test_set_line_edits_config_in_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.commands.camera import lines_from_config
+
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text('# technician notes\n[site]\nname = "east door"  # keep this comment\n')
+    assert main(["--config", str(cfg), "camera", "set-line", "--p1", "210,140", "--p2", "210,300", "--inside", "400,220"]) == 0
+    assert main(["--config", str(cfg), "camera", "set-line", "--name", "side", "--p1", "0.1,0.2",
+                 "--p2", "0.1,0.6", "--inside", "0.5,0.4"]) == 0
+    assert main(["--config", str(cfg), "camera", "set-line", "--p1", "220,140", "--p2", "220,300", "--inside", "400,220"]) == 0
+    text = cfg.read_text()
+    assert "# technician notes" in text and "# keep this comment" in text
+    lines = lines_from_config(cfg, 768, 576)
+    assert [ln.name for ln in lines] == ["door", "side"]  # replaced by name, not duplicated
+    assert lines[0].p1 == (220.0, 140.0)
+    assert lines[1].p1 == pytest.approx((76.8, 115.2)) and lines[1].inside_point == pytest.approx((384.0, 230.4))
+    assert main(["--config", str(cfg), "camera", "set-line", "--p1", "1,1", "--p2", "1,1", "--inside", "0,0"]) == 2
+    assert "same point" in capsys.readouterr().err
+
+
+def test_propose_line_crosses_the_dominant_flow() -> None:
+    from edge.commands.camera import propose_line
+
+    rng = np.random.default_rng(0)
+    tracks = {}
+    for k in range(12):
+        y = rng.uniform(150, 300)
+        xs = np.linspace(100, 500, 20)
+        if k % 3 == 0:
+            xs = xs[::-1]  # some walk the other way
+        tracks[k] = [(float(x), float(y + rng.normal(0, 2))) for x in xs]
+    p1, p2, inside, flow = propose_line(tracks)
+    assert abs(flow[0]) > 0.99 and flow[0] > 0  # most walk right
+    assert abs(p1[0] - p2[0]) < 15  # vertical line
+    assert min(p1[1], p2[1]) < 170 and max(p1[1], p2[1]) > 280
+    assert inside[0] > p1[0]
+
+
+@needs_vtest
+def test_snapshot_and_check_on_real_video(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = tmp_path / "clip.avi"
+    _cut(clip, 290, 30)
+    cfg = tmp_path / "agent.toml"
+    assert main(["--config", str(cfg), "camera", "set-line", "--p1", LINE.rsplit(",", 2)[0],
+                 "--p2", ",".join(LINE.split(",")[2:]), "--inside", INSIDE]) == 0
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    out = tmp_path / "snap.png"
+    assert main(["--config", str(cfg), "camera", "snapshot", "--source", str(clip), "--seconds", "2", "--out", str(out)]) == 0
+    img = cv2.imread(str(out))
+    assert img is not None and img.shape == (576, 768, 3)
+    assert (img[:, :, 2] > 200).sum() > 100  # the red counting line is drawn
+    assert list(work.iterdir()) == []  # nothing else written
+    capsys.readouterr()
+    assert main(["camera", "check", "--source", str(clip), "--seconds", "2"]) == 0
+    report = capsys.readouterr().out
+    assert "detect ms/frame" in report and "detections per frame" in report
+
+
+def test_check_on_missing_camera_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["camera", "check", "--source", "/dev/video93"]) == 2
+    assert "camera /dev/video93 does not exist" in capsys.readouterr().err
