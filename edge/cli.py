@@ -11,6 +11,10 @@ from edge import __version__
 
 # Each entry is a module in edge.commands with register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
+    "run",
+    "status",
+    "config_cmd",
+    "index",
     "count",
     "camera",
 )

@@ -1,0 +1,235 @@
+"""The agent: wires sources -> journal -> bins -> outbox -> publisher, and runs the loop.
+
+Threads, each owning one thing: the journal writer (SQLite), paho's network loop, one per
+source (serial link, camera), and this loop, which ticks the binner, pumps the publisher,
+writes status.json for `footfall status` and feeds the systemd watchdog while healthy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from edge import __version__
+from edge.bins import Binner, BinPolicy
+from edge.clock import Clock, SystemClock
+from edge.config import AgentConfig
+from edge.contract import topic
+from edge.health import Health
+from edge.journal import Journal
+from edge.journal_writer import JournalWriter
+from edge.outbox import Outbox
+from edge.publisher import Publisher, _in_tx
+from edge.sd_notify import notify
+from edge.status import build_status
+
+log = logging.getLogger(__name__)
+
+ALIVE_EVERY_S = 10.0
+
+
+class Source(Protocol):
+    """A counting source the agent runs (beam link, camera)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def clock_synced() -> bool:
+    """NTP sync as systemd-timesyncd/chrony report it; True where nothing can tell."""
+    if os.path.exists("/run/systemd/timesync/synchronized"):
+        return True
+    return not os.path.isdir("/run/systemd/timesync")
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, clock: Clock | None = None, sources: list[Source] | None = None) -> None:
+        self.cfg = cfg
+        self.clock = clock or SystemClock()
+        self.sources = list(sources or [])
+        self.stopping = threading.Event()
+        cfg.storage.state_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = JournalWriter(cfg.storage.journal_path, on_health=lambda c, ok, d: self.health.set(c, ok, d))
+        self.health = Health(self.clock.wall, on_change=self._journal_health)
+        self.epoch = 0
+        self.outbox: Outbox | None = None
+        self.binner: Binner | None = None
+        self.publisher: Publisher | None = None
+        self._last_alive = -1e18
+        self._last_prune = -1e18
+
+    def _journal_health(self, t: float, component: str, ok: bool, detail: str) -> None:
+        """Journal a health change (bins derive flags from it) and queue an alarm."""
+        if component == "mqtt":
+            return  # the broker's reachability shows in status and the backlog, not in bins
+        alarm = {"schema": "footfall.alarm/1", "device": self.cfg.device.id, "site": self.cfg.device.site,
+                 "t_utc": t, "component": component, "ok": ok, "detail": detail}
+
+        def write(j: Journal) -> None:
+            with j.transaction():
+                if component != "disk":
+                    j.log_health(t, component, ok, detail)
+                if self.outbox is not None:
+                    self.outbox.enqueue(self._topic("alarm"), alarm, t)
+
+        try:
+            self.writer.call(write)
+        except Exception:  # a full disk must not stop health reporting
+            log.exception("could not journal health change of %s", component)
+
+    # -- start / stop ----------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the journal, start this boot's epoch, queue the birth message."""
+        self.writer.start()
+        now = self.clock.wall()
+        cfg = self.cfg
+
+        def boot(j: Journal) -> tuple[int, Outbox, Binner]:
+            with j.transaction():
+                epoch = int(j.get_meta("boot_epoch", "0") or 0) + 1
+                j.conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('boot_epoch', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (str(epoch),),
+                )
+                alive = j.get_meta("alive_until_utc")
+                if alive is not None:
+                    j.log_health(float(alive), "agent", False, "stopped")
+                j.log_health(now, "agent", True, "start")
+                outbox = Outbox(j.conn, epoch, cfg.storage.outbox_max_messages)
+                policy = BinPolicy(cfg.bins.minutes, cfg.zone, cfg.bins.primary_source, cfg.bins.rebase_local_time, tuple(cfg.declared_lines()))
+                binner = Binner(j.conn, outbox, policy, self._topic("bins"), {"device": cfg.device.id, "site": cfg.device.site})
+                binner.start_at(now)
+                if j.get_meta("bins_first_start_utc") is None:
+                    j.conn.execute("INSERT INTO meta(key, value) VALUES ('bins_first_start_utc', (SELECT value FROM meta WHERE key = 'bins_next_start_utc'))")
+                outbox.enqueue(self._topic("birth"), self.birth(epoch, now), now, retain=True)
+            return epoch, outbox, binner
+
+        self.epoch, self.outbox, self.binner = self.writer.call(boot)
+        self.health.set("journal", True, str(cfg.storage.journal_path))
+        if cfg.bins.require_clock_sync:
+            self.health.set("clock", clock_synced(), "NTP synchronized" if clock_synced() else "waiting for NTP")
+        self.publisher = Publisher(
+            cfg.mqtt, cfg.device.id, cfg.device.site, self.epoch, self.writer, self.outbox, self.health,
+            self.clock.wall, historical_after_s=2 * cfg.bins.minutes * 60,
+        )
+
+    def _topic(self, kind: str) -> str:
+        return topic(self.cfg.mqtt.topic_prefix, self.cfg.device.site, self.cfg.device.id, kind)
+
+    def birth(self, epoch: int, now: float) -> dict[str, Any]:
+        import numpy
+        import paho.mqtt
+
+        declared = None
+        return {
+            "schema": "footfall.birth/1",
+            "device": self.cfg.device.id,
+            "site": self.cfg.device.site,
+            "boot_utc": now,
+            "versions": {"footfall": __version__, "paho_mqtt": paho.mqtt.__version__, "numpy": numpy.__version__},
+            "config_hash": self.cfg.digest(),
+            "bin_minutes": self.cfg.bins.minutes,
+            "timezone": self.cfg.device.timezone,
+            "declared_accuracy": declared,
+        }
+
+    def start(self) -> None:
+        self.open()
+        assert self.publisher is not None
+        self.publisher.start()
+        for src in self.sources:
+            src.start()
+        notify("READY=1")
+
+    def stop(self) -> None:
+        for src in self.sources:
+            src.stop()
+        self.tick()
+        if self.publisher is not None:
+            self.publisher.stop()
+        now = self.clock.wall()
+        self.writer.call(lambda j: j.set_meta("alive_until_utc", repr(now)))
+        self.writer.stop()
+
+    # -- the loop --------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """One turn: bins, publishing, liveness, status file, watchdog."""
+        now = self.clock.wall()
+        assert self.binner is not None and self.outbox is not None and self.publisher is not None
+        self.writer.retry_held()
+        try:
+            queued = self.writer.call(lambda j: _in_tx(j, lambda: self.binner.tick(now)))
+            self.health.set("journal", True, str(self.cfg.storage.journal_path))
+        except Exception as exc:  # full disk etc.: counting goes on in memory
+            log.error("binning failed: %s", exc)
+            self.health.set("journal", not _is_full(exc), f"binning failed: {exc}")
+            queued = 0
+        backlog = self.writer.call(lambda j: self.outbox.backlog())
+        full = backlog >= self.cfg.storage.outbox_max_messages
+        self.health.set("outbox", not full, f"{backlog} queued" + (" (FULL: counts kept in journal)" if full else ""))
+        if now - self._last_alive >= ALIVE_EVERY_S:
+            self._last_alive = now
+            try:
+                self.writer.call(lambda j: j.set_meta("alive_until_utc", repr(now)))
+            except Exception:
+                pass
+        if now - self._last_prune >= 3600:
+            self._last_prune = now
+            keep = now - self.cfg.storage.keep_sent_days * 86400
+            self.writer.call(lambda j: _in_tx(j, lambda: self.outbox.prune(keep)))
+        self.publisher.pump()
+        self._write_status(backlog)
+        if self.health.vital_ok():
+            notify("WATCHDOG=1")
+        if queued:
+            log.debug("queued %d bin messages", queued)
+
+    def _write_status(self, backlog: int) -> None:
+        status = build_status(self, backlog)
+        path = self.cfg.storage.status_path
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status, indent=1))
+        os.replace(tmp, path)
+
+    def run_forever(self, period_s: float = 1.0) -> None:
+        def _stop(*_: object) -> None:
+            self.stopping.set()
+            if self.publisher is not None:
+                self.publisher.wake.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        self.start()
+        assert self.publisher is not None
+        wake = self.publisher.wake
+        next_tick = 0.0
+        try:
+            while not self.stopping.is_set():
+                mono = self.clock.monotonic()
+                if mono >= next_tick:
+                    self.tick()
+                    next_tick = mono + period_s
+                else:
+                    self.publisher.pump()  # woken by PUBACKs: keep the window full while draining
+                wake.wait(max(0.0, next_tick - self.clock.monotonic()))
+                wake.clear()
+        finally:
+            notify("STOPPING=1")
+            self.stop()
+
+
+def _is_full(exc: BaseException) -> bool:
+    from edge.journal import JournalFullError, is_disk_full
+
+    return isinstance(exc, JournalFullError) or is_disk_full(exc)
+
+
+def state_path(cfg: AgentConfig) -> Path:
+    return cfg.storage.status_path

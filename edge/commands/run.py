@@ -1,0 +1,30 @@
+"""`footfall run`: the agent (systemd starts this)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from edge.cli import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the agent (counting, journal, publishing)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from edge import config
+    from edge.agent import Agent
+    from edge.sources import build_sources
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        raise UserError(str(exc)) from None
+    agent = Agent(cfg)
+    agent.sources = build_sources(cfg, agent)
+    agent.run_forever()
+    return 0

@@ -1,0 +1,232 @@
+"""The agent's one configuration file (TOML), typed and validated before anything starts.
+
+A bad file is refused with messages that name the key, the value and the fix; unknown
+keys get a did-you-mean. `footfall config check` and `footfall config show` use this.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_PATH = Path("/etc/footfall/agent.toml")
+SECRET_KEYS = {"password"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DeviceSettings(_Section):
+    id: str = Field(description="Device id; also its MQTT username and topic segment.")
+    site: str = Field(description="Service-center (site) id the index system ranks.")
+    timezone: str = Field("Asia/Shanghai", description="IANA zone for bins and re-base times.")
+
+    @field_validator("id", "site")
+    @classmethod
+    def _topic_safe(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v):
+            raise ValueError("use 1-64 letters, digits, '.', '_' or '-' (it becomes an MQTT topic level)")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            guess = difflib.get_close_matches(v, _zones(), n=1)
+            hint = f"; did you mean {guess[0]!r}?" if guess else " (e.g. 'Asia/Shanghai')"
+            raise ValueError(f"unknown IANA time zone{hint}") from None
+        return v
+
+
+class StorageSettings(_Section):
+    state_dir: Path = Field(Path("/var/lib/footfall"), description="Journal, outbox and status live here.")
+    outbox_max_messages: int = Field(
+        100_000, ge=1000,
+        description="Outbox bound. 30 days of 1-minute bins are 43,200 messages; when full, "
+        "counting goes on in the journal, an alarm is raised and bins are queued once it drains.",
+    )
+    keep_sent_days: float = Field(7.0, ge=0, description="Sent messages kept for replay requests.")
+
+    @property
+    def journal_path(self) -> Path:
+        return self.state_dir / "journal.db"
+
+    @property
+    def status_path(self) -> Path:
+        return self.state_dir / "status.json"
+
+
+class BinSettings(_Section):
+    minutes: Literal[1, 5, 15] = Field(15, description="Bin length, aligned to local midnight.")
+    primary_source: Literal["beam", "camera", "fused"] = Field(
+        "beam", description="Source whose counts make the bins' totals and occupancy."
+    )
+    rebase_local_time: str = Field(
+        "04:00", description="Local HH:MM when occupancy restarts from zero, or 'never' (24-hour sites)."
+    )
+    lines: list[str] = Field(default_factory=list, description="Extra line/door ids always reported (zeros too).")
+    require_clock_sync: bool = Field(True, description="Flag bins 'clock_unsynced' until NTP says synced.")
+
+    @field_validator("rebase_local_time")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if v != "never" and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v):
+            raise ValueError("use HH:MM in 24-hour local time (e.g. '04:00'), or 'never'")
+        return v
+
+
+class MqttSettings(_Section):
+    host: str = Field("localhost", description="Broker host.")
+    port: int = Field(8883, ge=1, le=65535)
+    protocol: Literal["5", "3.1.1", "auto"] = Field("auto", description="'auto' tries MQTT 5, then 3.1.1.")
+    tls: bool = Field(True, description="TLS to the broker (per-device credentials).")
+    ca_file: Path | None = None
+    cert_file: Path | None = Field(None, description="Client certificate (optional, for mutual TLS).")
+    key_file: Path | None = None
+    username: str | None = Field(None, description="Defaults to the device id.")
+    password: str | None = Field(None, description="Prefer password_file; shown masked.")
+    password_file: Path | None = None
+    topic_prefix: str = Field("footfall/v1")
+    keepalive_s: int = Field(30, ge=5, le=600)
+    max_inflight: int = Field(20, ge=1, le=1000, description="Unacknowledged QoS 1 messages at once.")
+    reconnect_max_s: float = Field(60.0, ge=1)
+
+    @model_validator(mode="after")
+    def _files_readable(self) -> MqttSettings:
+        for key in ("ca_file", "cert_file", "key_file", "password_file"):
+            path = getattr(self, key)
+            if path is not None and not os.access(path, os.R_OK):
+                raise ValueError(f"{key} = {str(path)!r} cannot be read: check the path and its permissions")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both or neither")
+        return self
+
+    def secret(self) -> str | None:
+        if self.password_file is not None:
+            return self.password_file.read_text().strip()
+        return self.password
+
+
+class AgentConfig(_Section):
+    device: DeviceSettings
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    bins: BinSettings = Field(default_factory=BinSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.device.timezone)
+
+    def declared_lines(self) -> list[str]:
+        return list(dict.fromkeys(self.bins.lines))
+
+    def digest(self) -> str:
+        """A short hash of the effective config (sent in the birth message)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def masked(self) -> dict[str, Any]:
+        return _mask(self.model_dump(mode="json"))
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message lists every problem and its fix."""
+
+
+def resolve_path(path: str | os.PathLike[str] | None) -> Path:
+    return Path(path or os.environ.get("FOOTFALL_CONFIG") or DEFAULT_PATH)
+
+
+def load(path: str | os.PathLike[str] | None = None) -> AgentConfig:
+    """Read and validate the configuration, or raise ConfigError naming each bad key."""
+    p = resolve_path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file. Write one (see README 'Configuration') or pass --config.") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot be read ({exc.strerror}).") from None
+    return parse(text, source=str(p))
+
+
+def parse(text: str, source: str = "<config>") -> AgentConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}. Fix the syntax at that line.") from None
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [_explain(err, data) for err in exc.errors()]
+        raise ConfigError(f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems)) from None
+
+
+def _explain(err: dict[str, Any], data: dict[str, Any]) -> str:
+    loc = [str(part) for part in err["loc"]]
+    key = ".".join(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        guess = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f"did you mean {'.'.join(loc[:-1] + [guess[0]])!r}?" if guess else f"known keys here: {', '.join(sorted(known))}"
+        return f"{key}: unknown key; {hint}"
+    if kind == "missing":
+        return f"{key}: required, but missing; add it (see README 'Configuration')"
+    value = err.get("input")
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{key} = {value!r}: {msg}"
+
+
+def _known_keys(loc: list[str]) -> list[str]:
+    model: type[BaseModel] = AgentConfig
+    for part in loc:
+        field = model.model_fields.get(part)
+        ann = getattr(field, "annotation", None) if field else None
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return []
+    return list(model.model_fields)
+
+
+def _mask(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: ("********" if k in SECRET_KEYS and v else _mask(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_mask(v) for v in obj]
+    return obj
+
+
+def _zones() -> list[str]:
+    import zoneinfo
+
+    return sorted(zoneinfo.available_timezones())
+
+
+def reference_markdown() -> str:
+    """Every section and key with type, default and description: the README's reference."""
+    out: list[str] = []
+    for section, field in AgentConfig.model_fields.items():
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            model = next(a for a in getattr(model, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel))
+        out += [f"### `[{section}]`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for key, f in model.model_fields.items():
+            value = f.default_factory() if f.default_factory is not None else f.default
+            default = "required" if f.is_required() else json.dumps(value, default=str)
+            typ = str(f.annotation).replace("typing.", "").replace("pathlib.", "").replace("<class '", "").replace("'>", "")
+            out.append(f"| `{key}` | `{typ}` | `{default}` | {f.description or ''} |")
+        out.append("")
+    return "\n".join(out)

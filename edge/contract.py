@@ -1,0 +1,44 @@
+"""The topic tree and payload kinds shared by the agent and the index consumer.
+
+broker/CONTRACT.md is the prose; the JSON Schemas in edge/schemas/ are the rules; both
+sides validate against the same files.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+SCHEMA_VERSION = 1
+KINDS = ("status", "birth", "bins", "alarm")
+
+
+def topic(prefix: str, site: str, device: str, kind: str) -> str:
+    if kind not in KINDS and not kind.startswith("cmd/"):
+        raise ValueError(f"unknown topic kind {kind!r}")
+    return f"{prefix}/{site}/{device}/{kind}"
+
+
+def parse_topic(prefix: str, name: str) -> tuple[str, str, str] | None:
+    """(site, device, kind) of a contract topic, or None for anything else."""
+    head = prefix.rstrip("/") + "/"
+    if not name.startswith(head):
+        return None
+    parts = name[len(head):].split("/", 2)
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
+
+
+@cache
+def schema(kind: str) -> dict[str, Any]:
+    name = kind.replace("/", "-")
+    text = resources.files("edge").joinpath("schemas", f"{name}.schema.json").read_text()
+    return json.loads(text)
+
+
+def validate(kind: str, payload: dict[str, Any]) -> None:
+    """Raise jsonschema.ValidationError when a payload breaks the contract."""
+    jsonschema.validate(payload, schema(kind), cls=jsonschema.Draft202012Validator)

@@ -1,0 +1,254 @@
+"""The reference index consumer: what the index system must do with the devices' messages.
+
+It subscribes to every device (an MQTT 5 shared subscription, so several consumers can
+split the load), validates each payload against the contract's schema, drops duplicates
+on (device, epoch, seq), keeps the highest revision of each bin, and asks a device to
+replay any sequence numbers it never received (a message the broker acknowledged and then
+lost in a crash). It is the test oracle for "arrives exactly once".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import paho.mqtt.client as mqtt
+
+from edge.contract import parse_topic, validate
+from edge.journal import connect, create_tables
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    device TEXT NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
+    kind TEXT NOT NULL, received_utc REAL NOT NULL,
+    PRIMARY KEY (device, epoch, seq)
+);
+CREATE TABLE IF NOT EXISTS bins (
+    device TEXT NOT NULL, site TEXT NOT NULL, start_utc TEXT NOT NULL,
+    revision INTEGER NOT NULL, local_date TEXT NOT NULL, local_hour INTEGER NOT NULL,
+    minutes INTEGER NOT NULL, visits_in INTEGER NOT NULL, visits_out INTEGER NOT NULL,
+    occupancy INTEGER NOT NULL, flags TEXT NOT NULL, payload TEXT NOT NULL,
+    PRIMARY KEY (device, start_utc)
+);
+CREATE TABLE IF NOT EXISTS devices (
+    device TEXT PRIMARY KEY, site TEXT, state TEXT, epoch INTEGER,
+    birth TEXT, updated_utc REAL
+);
+CREATE TABLE IF NOT EXISTS rejects (
+    id INTEGER PRIMARY KEY, topic TEXT, error TEXT, payload BLOB, received_utc REAL
+);
+"""
+
+
+class IndexStore:
+    """The consumer's SQLite store; every method is one transaction."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.conn = connect(path)
+        create_tables(self.conn, SCHEMA)
+        self.lock = threading.Lock()
+
+    def ingest(self, topic_name: str, raw: bytes, prefix: str, now: float) -> str:
+        """Store one message; returns 'new', 'duplicate', 'ignored' or 'rejected'."""
+        where = parse_topic(prefix, topic_name)
+        if where is None:
+            return "ignored"
+        site, device, kind = where
+        with self.lock:
+            try:
+                body = json.loads(raw)
+                validate(kind, body)
+            except (ValueError, jsonschema.ValidationError) as exc:
+                self._tx("INSERT INTO rejects(topic, error, payload, received_utc) VALUES (?, ?, ?, ?)",
+                         (topic_name, str(exc)[:500], raw, now))
+                log.warning("rejected message on %s: %s", topic_name, str(exc).splitlines()[0])
+                return "rejected"
+            if kind == "status":
+                self._tx(
+                    "INSERT INTO devices(device, site, state, epoch, updated_utc) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT(device) DO UPDATE SET state = excluded.state, epoch = excluded.epoch, updated_utc = excluded.updated_utc",
+                    (device, site, body["state"], body["epoch"], now),
+                )
+                return "new"
+            c = self.conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO messages(device, epoch, seq, kind, received_utc) VALUES (?, ?, ?, ?, ?)",
+                    (device, body["epoch"], body["seq"], kind, now),
+                )
+                if cur.rowcount == 0:
+                    c.execute("COMMIT")
+                    return "duplicate"
+                if kind == "bins":
+                    self._store_bin(device, site, body)
+                elif kind == "birth":
+                    c.execute(
+                        "INSERT INTO devices(device, site, birth, updated_utc) VALUES (?, ?, ?, ?)"
+                        " ON CONFLICT(device) DO UPDATE SET birth = excluded.birth, site = excluded.site, updated_utc = excluded.updated_utc",
+                        (device, site, json.dumps(body), now),
+                    )
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return "new"
+
+    def _store_bin(self, device: str, site: str, body: dict[str, Any]) -> None:
+        b = body["bin"]
+        local_date, local_hour = b["start_local"][:10], int(b["start_local"][11:13])
+        self.conn.execute(
+            "INSERT INTO bins(device, site, start_utc, revision, local_date, local_hour, minutes, visits_in, visits_out,"
+            " occupancy, flags, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(device, start_utc) DO UPDATE SET revision = excluded.revision, visits_in = excluded.visits_in,"
+            " visits_out = excluded.visits_out, occupancy = excluded.occupancy, flags = excluded.flags, payload = excluded.payload"
+            " WHERE excluded.revision > bins.revision",
+            (device, site, b["start_utc"], body["revision"], local_date, local_hour, b["minutes"],
+             body["total"]["in"], body["total"]["out"], body["occupancy"]["end"], json.dumps(body["flags"]), json.dumps(body)),
+        )
+
+    def _tx(self, sql: str, args: tuple[Any, ...]) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(sql, args)
+        self.conn.execute("COMMIT")
+
+    def gaps(self) -> list[tuple[str, int, int, int]]:
+        """(device, epoch, first_missing, last_missing) for every hole in the sequences."""
+        with self.lock:
+            rows = self.conn.execute("SELECT device, epoch, seq FROM messages ORDER BY device, epoch, seq").fetchall()
+        out: list[tuple[str, int, int, int]] = []
+        expect: dict[tuple[str, int], int] = defaultdict(lambda: 1)
+        for device, epoch, seq in rows:
+            nxt = expect[(device, epoch)]
+            if seq > nxt:
+                out.append((device, epoch, nxt, seq - 1))
+            expect[(device, epoch)] = seq + 1
+        return out
+
+    def daily(self, site: str | None = None) -> list[dict[str, Any]]:
+        """Per site and local date: visits in/out, bins, flagged bins, peak occupancy, hourly profile."""
+        q = "SELECT site, local_date, local_hour, SUM(visits_in), SUM(visits_out), COUNT(*), SUM(flags != '[]'), MAX(occupancy) FROM bins"
+        args: tuple[Any, ...] = ()
+        if site:
+            q += " WHERE site = ?"
+            args = (site,)
+        q += " GROUP BY site, local_date, local_hour ORDER BY site, local_date, local_hour"
+        with self.lock:
+            rows = self.conn.execute(q, args).fetchall()
+        days: dict[tuple[str, str], dict[str, Any]] = {}
+        for s, date, hour, v_in, v_out, n, flagged, peak in rows:
+            d = days.setdefault((s, date), {"site": s, "date": date, "visits_in": 0, "visits_out": 0, "bins": 0,
+                                            "flagged_bins": 0, "peak_occupancy": 0, "hourly_in": [0] * 24})
+            d["visits_in"] += v_in
+            d["visits_out"] += v_out
+            d["bins"] += n
+            d["flagged_bins"] += flagged
+            d["peak_occupancy"] = max(d["peak_occupancy"], peak)
+            d["hourly_in"][hour] += v_in
+        return list(days.values())
+
+    def totals(self) -> dict[str, int]:
+        with self.lock:
+            v_in, v_out, n = self.conn.execute("SELECT COALESCE(SUM(visits_in),0), COALESCE(SUM(visits_out),0), COUNT(*) FROM bins").fetchone()
+        return {"in": v_in, "out": v_out, "bins": n}
+
+
+@dataclass
+class ConsumerSettings:
+    host: str = "localhost"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    tls: bool = False
+    prefix: str = "footfall/v1"
+    group: str = "index"
+    client_id: str = "footfall-index"
+    replay_after_s: float = 10.0
+
+
+class IndexConsumer:
+    """Subscribes, stores, and requests replays of missing sequence numbers."""
+
+    def __init__(self, settings: ConsumerSettings, store: IndexStore) -> None:
+        self.s = settings
+        self.store = store
+        self.counts: dict[str, int] = defaultdict(int)
+        self.connected = threading.Event()
+        self._gap_seen: dict[tuple[str, int, int, int], float] = {}
+        self._sites: dict[str, str] = {}
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=mqtt.MQTTv5)
+        if settings.username:
+            c.username_pw_set(settings.username, settings.password)
+        if settings.tls:
+            c.tls_set(ca_certs=settings.ca_file)
+        c.on_connect = self._on_connect
+        c.on_message = self._on_message
+        c.on_disconnect = lambda *a: self.connected.clear()
+        c.reconnect_delay_set(1, 10)
+        self.client = c
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if rc.is_failure:
+            log.error("index consumer: connect refused: %s", rc)
+            return
+        client.subscribe(f"$share/{self.s.group}/{self.s.prefix}/#", qos=1)
+        self.connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        where = parse_topic(self.s.prefix, msg.topic)
+        if where is not None:
+            self._sites[where[1]] = where[0]
+            if where[2].startswith("cmd/"):
+                return
+        result = self.store.ingest(msg.topic, msg.payload, self.s.prefix, time.time())
+        self.counts[result] += 1
+
+    def start(self) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 7 * 86400  # keep our queue across our own restarts
+        self.client.connect_async(self.s.host, self.s.port, keepalive=30, clean_start=False, properties=props)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def request_replays(self, now: float | None = None) -> int:
+        """Ask devices to resend sequence ranges missing for longer than replay_after_s."""
+        now = time.time() if now is None else now
+        sent = 0
+        current = set(self.store.gaps())
+        self._gap_seen = {g: t for g, t in self._gap_seen.items() if g in current}
+        for gap in current:
+            first_seen = self._gap_seen.setdefault(gap, now)
+            if now - first_seen < self.s.replay_after_s:
+                continue
+            device, epoch, first, last = gap
+            site = self._sites.get(device)
+            if site is None:
+                continue
+            self.client.publish(f"{self.s.prefix}/{site}/{device}/cmd/replay",
+                                json.dumps({"epoch": epoch, "from_seq": first, "to_seq": last}), qos=1)
+            self._gap_seen[gap] = now  # ask again later if it stays open
+            sent += 1
+        return sent
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.start()
+        while not stop.wait(1.0):
+            self.request_replays()
+        self.stop()

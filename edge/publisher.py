@@ -1,0 +1,227 @@
+"""Publishes the outbox over MQTT with paho-mqtt 2; never blocks counting.
+
+- QoS 1; a row is marked sent only when its PUBACK arrives (paho may call on_publish
+  before publish() returns, so acks for a mid not yet recorded are parked and matched).
+- A bounded in-flight window; the backlog drains oldest first, flagged `historical`.
+- Retained availability: last will "offline", "online" on every connect.
+- MQTT 5, falling back to 3.1.1 when the broker refuses the protocol version.
+- Replay requests from the index system (cmd/replay) re-queue kept messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge.config import MqttSettings
+from edge.contract import topic
+from edge.health import Health
+from edge.journal import Journal
+from edge.journal_writer import JournalWriter
+from edge.outbox import Outbox, OutboxRow
+
+log = logging.getLogger(__name__)
+
+# CONNACK codes meaning "speak an older protocol": v5 0x84, v3 1.
+_UNSUPPORTED_PROTOCOL = {0x84, 1}
+
+
+class Publisher:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        device: str,
+        site: str,
+        epoch: int,
+        writer: JournalWriter,
+        outbox: Outbox,
+        health: Health,
+        wall: Callable[[], float],
+        historical_after_s: float,
+    ) -> None:
+        self.s = settings
+        self.device = device
+        self.site = site
+        self.epoch = epoch
+        self.writer = writer
+        self.outbox = outbox
+        self.health = health
+        self.wall = wall
+        self.historical_after_s = historical_after_s
+        self._lock = threading.Lock()
+        self._inflight: dict[int, int] = {}  # mid -> outbox row id
+        self._early: set[int] = set()  # PUBACKs that beat publish()'s return
+        self._acked: list[int] = []
+        self._connected = threading.Event()
+        self.wake = threading.Event()  # set on PUBACK and (re)connect: the agent loop pumps again
+        self._connected_since = 0.0
+        self._protocol = mqtt.MQTTv311 if settings.protocol == "3.1.1" else mqtt.MQTTv5
+        self._refused_until = 0.0
+        self.last_publish_utc: float | None = None
+        self.sent_count = 0
+        self.client = self._make_client()
+
+    # -- topics --------------------------------------------------------------------
+
+    def topic(self, kind: str) -> str:
+        return topic(self.s.topic_prefix, self.site, self.device, kind)
+
+    def _status_payload(self, state: str) -> str:
+        return json.dumps({"schema": "footfall.status/1", "device": self.device, "site": self.site, "state": state, "epoch": self.epoch})
+
+    # -- client --------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"footfall-{self.device}",
+            protocol=self._protocol,
+            reconnect_on_failure=True,
+        )
+        c.username_pw_set(self.s.username or self.device, self.s.secret())
+        if self.s.tls:
+            c.tls_set(
+                ca_certs=str(self.s.ca_file) if self.s.ca_file else None,
+                certfile=str(self.s.cert_file) if self.s.cert_file else None,
+                keyfile=str(self.s.key_file) if self.s.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        c.will_set(self.topic("status"), self._status_payload("offline"), qos=1, retain=True)
+        c.max_inflight_messages_set(self.s.max_inflight)
+        c.reconnect_delay_set(1, int(self.s.reconnect_max_s))
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        return c
+
+    def start(self) -> None:
+        self.health.set("mqtt", False, "connecting")
+        self.client.connect_async(self.s.host, self.s.port, keepalive=self.s.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        if self._connected.is_set():
+            info = self.client.publish(self.topic("status"), self._status_payload("offline"), qos=1, retain=True)
+            info.wait_for_publish(timeout=2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # -- callbacks (paho's network thread) -----------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        if rc.is_failure:
+            if client is self.client and self.s.protocol == "auto" and rc.value in _UNSUPPORTED_PROTOCOL and self._protocol == mqtt.MQTTv5:
+                log.warning("broker refused MQTT 5 (%s); falling back to 3.1.1", rc)
+                threading.Thread(target=self._fallback, daemon=True).start()
+            self.health.set("mqtt", False, f"connect refused: {rc}")
+            return
+        self._connected_since = self.wall()
+        self._connected.set()
+        self.health.set("mqtt", True, f"connected to {self.s.host}:{self.s.port}")
+        client.publish(self.topic("status"), self._status_payload("online"), qos=1, retain=True)
+        client.subscribe(self.topic("cmd/replay"), qos=1)
+        self.wake.set()
+
+    def _fallback(self) -> None:
+        old = self.client
+        old.loop_stop()
+        old.disconnect()
+        with self._lock:
+            self._protocol = mqtt.MQTTv311
+            self._inflight.clear()
+            self._early.clear()
+            self.client = self._make_client()
+        self.start()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+        self._connected.clear()
+        self.health.set("mqtt", False, f"disconnected: {rc}")
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
+        with self._lock:
+            if client is not self.client:
+                return
+            if rc.is_failure:  # MQTT 5 broker refused it (e.g. not authorised): keep it queued
+                row = self._inflight.pop(mid, None)
+                log.error("broker refused message (row %s): %s", row, rc)
+                self.health.set("mqtt", False, f"publish refused: {rc}")
+                self._refused_until = self.wall() + 30
+                return
+            row = self._inflight.pop(mid, None)
+            if row is None:
+                self._early.add(mid)
+            else:
+                self._acked.append(row)
+        self.wake.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            req = json.loads(msg.payload)
+            epoch, first, last = int(req["epoch"]), int(req["from_seq"]), int(req["to_seq"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored malformed replay request on %s", msg.topic)
+            return
+        n = self.writer.call(lambda j: _in_tx(j, lambda: self.outbox.requeue(epoch, first, last)))
+        log.info("replay request epoch %d seq %d..%d: %d messages re-queued", epoch, first, last, n)
+
+    # -- the pump (agent loop thread) ----------------------------------------------
+
+    def pump(self) -> int:
+        """Commit PUBACKed rows, then fill the in-flight window from the outbox."""
+        with self._lock:
+            acked, self._acked = self._acked, []
+        if acked:
+            now = self.wall()
+            self.writer.call(lambda j: _in_tx(j, lambda: self.outbox.mark_sent(acked, now)))
+            self.last_publish_utc = now
+            self.sent_count += len(acked)
+        if not self._connected.is_set() or self.wall() < self._refused_until:
+            return 0
+        with self._lock:
+            room = self.s.max_inflight - len(self._inflight)
+            busy = frozenset(self._inflight.values())
+        if room <= 0:
+            return 0
+        rows = self.writer.call(lambda j: self.outbox.pending(room, busy))
+        for row in rows:
+            self._send(row)
+        return len(rows)
+
+    def _send(self, row: OutboxRow) -> None:
+        body = json.loads(row.payload)
+        now = self.wall()
+        # Backlog replay: queued before this connection, or describing a time long past.
+        body["historical"] = row.created_utc < self._connected_since - 1 or now - row.about_utc > self.historical_after_s
+        with self._lock:
+            client = self.client
+        info = client.publish(row.topic, json.dumps(body, separators=(",", ":")), qos=row.qos, retain=row.retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+            log.warning("publish of row %d failed locally: %s", row.id, mqtt.error_string(info.rc))
+            return
+        with self._lock:
+            if info.mid in self._early:
+                self._early.discard(info.mid)
+                self._acked.append(row.id)
+            else:
+                self._inflight[info.mid] = row.id
+
+    def inflight(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+
+def _in_tx(j: Journal, fn: Callable[[], Any]) -> Any:
+    with j.transaction():
+        return fn()
