@@ -226,8 +226,11 @@ class LatestFrameGrabber:
     """
 
     def __init__(self, source: VideoSource, max_fps: float | None = None,
-                 mono: Callable[[], float] = time.monotonic) -> None:
+                 mono: Callable[[], float] = time.monotonic, drop_stale: bool = True) -> None:
         self.source = source
+        # drop_stale=False: decode exactly one frame ahead and wait (replaying a file,
+        # where every frame counts); decoding still overlaps inference.
+        self.drop_stale = drop_stale
         self.min_interval = 1.0 / max_fps if max_fps else 0.0
         self._mono = mono
         self._cond = threading.Condition()
@@ -245,6 +248,10 @@ class LatestFrameGrabber:
             while not self._done:
                 frame = self.source.read()
                 with self._cond:
+                    if not self.drop_stale:
+                        self._cond.wait_for(
+                            lambda: self._done or self._latest is None or self._latest.index <= self._handed
+                        )
                     if frame is None:
                         self._done = True
                     else:
@@ -272,11 +279,14 @@ class LatestFrameGrabber:
                 return None
             frame = self._latest
             self._handed = frame.index
+            self._cond.notify_all()
         self._last_handout = self._mono()
         return frame
 
     def stop(self) -> None:
-        self._done = True
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
         self._thread.join(timeout=5)
 
 

@@ -146,3 +146,16 @@ def test_motion_gate_ignores_sensor_noise() -> None:
         for _ in range(10)
     ]
     assert not any(noisy)
+
+
+@needs_vtest
+def test_grabber_without_dropping_hands_out_every_frame(clip: Path) -> None:
+    import time
+
+    grabber = LatestFrameGrabber(VideoSource(clip, live=False), drop_stale=False)
+    handed = []
+    while (frame := grabber.next(timeout=5)) is not None:
+        handed.append(frame.index)
+        time.sleep(0.005)
+    grabber.stop()
+    assert handed == list(range(40)) and grabber.dropped == 0
