@@ -282,7 +282,7 @@ def vtest_accuracy(threads: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.camera_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="default: cores - 1")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--accuracy", action="store_true", help="also run the accuracy tables (minutes)")
     ap.add_argument("--seeds", type=int, default=3)

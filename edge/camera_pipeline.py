@@ -168,3 +168,101 @@ class CameraPipeline:
         for frame in frames:
             out.extend(self.process(frame))
         return out
+
+
+class CameraSource:
+    """The camera as one of the agent's counting sources (``start()``/``stop()``).
+
+    One thread: capture (via `LatestFrameGrabber`, its own decode thread) -> pipeline ->
+    ``sink(crossings)`` (the agent's journal writer). Every failure becomes a health
+    report, never an exception into the agent: a bad model or a missing camera leaves
+    the camera path unhealthy while the beams keep counting; a dropped camera
+    reconnects with backoff.
+    """
+
+    def __init__(
+        self,
+        spec: str | int,
+        lines: Sequence[CountingLine],
+        sink,  # Callable[[list[Crossing]], object]
+        health,  # Callable[[str, bool, str], None]: (component, ok, detail)
+        *,
+        model: str | None = None,
+        threads: int | None = None,
+        max_fps: float | None = 10.0,
+        motion_gating: bool = False,
+        live: bool | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        import uuid
+
+        self.spec, self.lines, self.sink, self.health = spec, list(lines), sink, health
+        self.model, self.threads, self.max_fps = model, threads, max_fps
+        self.motion_gating, self.live = motion_gating, live
+        self.run_id = run_id or uuid.uuid4().hex[:8]
+        self.pipeline: CameraPipeline | None = None
+        self._stop = False
+        self._thread = None
+
+    def start(self) -> None:
+        import threading
+
+        self._thread = threading.Thread(target=self._run, name="camera", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        from edge.detector import OnnxDetector
+        from edge.model_manifest import ModelError
+        from edge.video_source import LatestFrameGrabber, MotionGate, SourceError, VideoSource
+
+        try:
+            detector = OnnxDetector(self.model, threads=self.threads)
+        except ModelError as exc:
+            self.health("camera", False, str(exc))
+            return
+        try:
+            source = VideoSource(self.spec, live=self.live)
+        except SourceError as exc:
+            self.health("camera", False, str(exc))
+            return
+        first = source.read()
+        if first is None:
+            self.health("camera", False, f"camera source {self.spec} gave no frames")
+            return
+        h, w = first.image.shape[:2]
+        roi = roi_around_lines(self.lines, w, h)
+        gate = MotionGate(roi=roi) if self.motion_gating else None
+        self.pipeline = CameraPipeline(detector, self.lines, run_id=self.run_id, roi=roi, motion_gate=gate,
+                                       frame_size=(w, h))
+        self.health("camera", True, f"streaming {w}x{h}")
+        grabber = LatestFrameGrabber(source, max_fps=self.max_fps, drop_stale=source.live)
+        frame = first
+        reported = "streaming"
+        try:
+            while frame is not None and not self._stop:
+                crossings = self.pipeline.process(frame)
+                if crossings:
+                    self.sink([c.crossing for c in crossings])
+                frame = grabber.next(timeout=1.0)
+                while frame is None and not self._stop and source.state in ("reconnecting", "streaming") and source.live:
+                    if source.state != reported:
+                        reported = source.state
+                        self.health("camera", False, f"camera {self.spec} {source.state}: {source.last_error or ''}")
+                    frame = grabber.next(timeout=1.0)
+                if frame is not None and reported != "streaming":
+                    reported = "streaming"
+                    self.health("camera", True, "streaming again")
+            if source.state == "failed":
+                self.health("camera", False, f"camera {self.spec} lost: {source.last_error}")
+        finally:
+            grabber.stop()
+            source.close()

@@ -204,6 +204,17 @@ def _pick(outputs: dict[str, np.ndarray], stem: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------- detector
 
+def default_threads() -> int:
+    """Inference threads: all cores but one, which the capture thread needs for decoding.
+
+    Measured on a 2-core machine: 2 inference threads + decoding ran slower than 1
+    (docs/PERFORMANCE.md, camera path).
+    """
+    import os
+
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 _ORT_DTYPES = {"uint8": "tensor(uint8)", "float32": "tensor(float)"}
 
 
@@ -214,7 +225,7 @@ class OnnxDetector:
         self,
         manifest: ModelManifest | str | None = None,
         *,
-        threads: int = 2,
+        threads: int | None = None,
         score_threshold: float | None = None,
         nms_iou: float | None = None,
     ) -> None:
@@ -222,8 +233,8 @@ class OnnxDetector:
         self.manifest.verify_file()
         self.score_threshold = self.manifest.score_threshold if score_threshold is None else score_threshold
         self.nms_iou = self.manifest.nms_iou if nms_iou is None else nms_iou
-        self.threads = threads
-        self.session = self._open_session(threads)
+        self.threads = default_threads() if threads is None else threads
+        self.session = self._open_session(self.threads)
         self._check_io()
 
     def _open_session(self, threads: int):  # -> onnxruntime.InferenceSession

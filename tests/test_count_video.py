@@ -183,3 +183,41 @@ def test_snapshot_and_check_on_real_video(tmp_path: Path, capsys: pytest.Capture
 def test_check_on_missing_camera_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["camera", "check", "--source", "/dev/video93"]) == 2
     assert "camera /dev/video93 does not exist" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the agent's camera source
+
+
+@needs_vtest
+def test_camera_source_feeds_crossings_and_reports_health(tmp_path: Path) -> None:
+    from edge.camera_pipeline import CameraSource
+    from edge.counting import CountingLine
+
+    clip = tmp_path / "clip.avi"
+    _cut(clip, 290, 45)  # 303 in, 307 out, 322 in
+    x1, y1, x2, y2 = TRUTH["line"]
+    got, health = [], []
+    src = CameraSource(clip, [CountingLine("door", (x1, y1), (x2, y2), tuple(TRUTH["inside"]))],
+                       got.extend, lambda *a: health.append(a), max_fps=None, live=False)
+    src.start()
+    src.join(60)
+    assert [c.direction for c in got] == ["in", "out", "in"]
+    assert all(c.source == "camera" and c.source_ref.startswith(f"cam:{src.run_id}:") for c in got)
+    assert health[0][:2] == ("camera", True)
+
+
+def test_camera_source_with_a_corrupt_model_reports_and_returns(tmp_path: Path) -> None:
+    from edge.camera_pipeline import CameraSource
+    from edge.counting import CountingLine
+    from edge.model_manifest import MODELS_DIR
+
+    (tmp_path / "ssdlite_person.onnx").write_bytes(b"garbage")
+    manifest = tmp_path / "ssdlite_person.toml"
+    manifest.write_text((MODELS_DIR / "ssdlite_person.toml").read_text())
+    health = []
+    src = CameraSource("/dev/video91", [CountingLine("door", (0, 0), (0, 10), (5, 5))], print,
+                       lambda *a: health.append(a), model=str(manifest))
+    src.start()
+    src.join(10)
+    assert len(health) == 1 and health[0][:2] == ("camera", False)
+    assert "ssdlite_person.onnx has sha256" in health[0][2]

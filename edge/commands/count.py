@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--line", required=True, metavar="X1,Y1,X2,Y2", help="counting segment")
     p.add_argument("--inside", required=True, metavar="X,Y", help="a point on the inside of the door")
     p.add_argument("--model", default=None, help="model name in models/ or a manifest path (default ssdlite_person)")
-    p.add_argument("--threads", type=int, default=2, help="onnxruntime threads (default 2)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: cores - 1)")
     p.add_argument("--roi", default="auto", help="'auto' (window around the line), 'full', or X1,Y1,X2,Y2")
     p.add_argument("--hysteresis", type=float, default=None, help="counting hysteresis in pixels")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
