@@ -112,7 +112,7 @@ class CameraPipeline:
         self.run_id = run_id
         self.tracker = Tracker(tracker_params or tracker_params_for(detector))
         self.counter = LineCounter(
-            self.lines, params=counting_params or CountingParams(max_per_direction=2), frame_size=frame_size
+            self.lines, params=counting_params or CountingParams(), frame_size=frame_size
         )
         self.roi = roi
         self.motion_gate = motion_gate
