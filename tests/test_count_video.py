@@ -66,6 +66,7 @@ def test_count_matches_hand_annotation_on_a_real_stretch(tmp_path: Path, capsys:
     assert len(set(refs)) == len(refs)
     assert all(re.fullmatch(r"cam:[0-9a-f]{8}:\d+:line:\d+", r) for r in refs), refs
     assert all(set(x) >= {"frame", "time_s", "track", "direction"} for x in lines)
+    assert all(x["time_s"] == pytest.approx(x["frame"] / 10.0) for x in lines)
 
 
 @needs_vtest

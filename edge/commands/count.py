@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         roi = tuple(int(v) for v in _floats(args.roi, 4, "--roi"))
     pipeline = CameraPipeline(detector, [counting_line], run_id=uuid.uuid4().hex[:8], roi=roi)
     total = source.frame_count or None
+    fps = source.fps or 0.0  # read now: a closed capture reports 0
 
     def frames():
         yield first
@@ -114,7 +115,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         source.close()
 
-    fps = source.fps or 0.0
     rows = [
         {
             "frame": e.frame_index,
