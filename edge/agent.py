@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from edge import __version__
@@ -25,8 +26,10 @@ from edge.journal import Journal
 from edge.journal_writer import JournalWriter
 from edge.outbox import Outbox
 from edge.publisher import Publisher, _in_tx
+from edge.day_summary import SiteProfile
 from edge.sd_notify import notify
 from edge.status import build_status
+from edge.summaries import Summaries, profile_of, request as request_summary
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +51,12 @@ def clock_synced() -> bool:
 
 
 class Agent:
-    def __init__(self, cfg: AgentConfig, clock: Clock | None = None, sources: list[Source] | None = None) -> None:
+    def __init__(self, cfg: AgentConfig, clock: Clock | None = None,
+                 make_sources: Callable[[AgentConfig, Agent], list[Source]] | None = None) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
-        self.sources = list(sources or [])
+        self.make_sources = make_sources  # called once the journal is open
+        self.sources: list[Source] = []
         self.stopping = threading.Event()
         cfg.storage.state_dir.mkdir(parents=True, exist_ok=True)
         self.writer = JournalWriter(cfg.storage.journal_path, on_health=lambda c, ok, d: self.health.set(c, ok, d))
@@ -59,6 +64,7 @@ class Agent:
         self.epoch = 0
         self.outbox: Outbox | None = None
         self.binner: Binner | None = None
+        self.summaries: Summaries | None = None
         self.publisher: Publisher | None = None
         self._last_alive = -1e18
         self._last_prune = -1e18
@@ -102,25 +108,40 @@ class Agent:
                     j.log_health(float(alive), "agent", False, "stopped")
                 j.log_health(now, "agent", True, "start")
                 outbox = Outbox(j.conn, epoch, cfg.storage.outbox_max_messages)
-                policy = BinPolicy(cfg.bins.minutes, cfg.zone, cfg.bins.primary_source, cfg.bins.rebase_local_time, tuple(cfg.declared_lines()))
+                policy = BinPolicy(cfg.bins.minutes, cfg.zone, cfg.bins.primary_source, cfg.bins.rebase_local_time,
+                                   tuple(cfg.declared_lines()), cfg.occupancy_rule())
                 binner = Binner(j.conn, outbox, policy, self._topic("bins"), {"device": cfg.device.id, "site": cfg.device.site})
                 binner.start_at(now)
                 if j.get_meta("bins_first_start_utc") is None:
                     j.conn.execute("INSERT INTO meta(key, value) VALUES ('bins_first_start_utc', (SELECT value FROM meta WHERE key = 'bins_next_start_utc'))")
                 outbox.enqueue(self._topic("birth"), self.birth(epoch, now), now, retain=True)
-            return epoch, outbox, binner
+                summaries = Summaries(binner, outbox, self.site_profile(), self._topic("summary"))
+            return epoch, outbox, binner, summaries
 
-        self.epoch, self.outbox, self.binner = self.writer.call(boot)
+        self.epoch, self.outbox, self.binner, self.summaries = self.writer.call(boot)
         self.health.set("journal", True, str(cfg.storage.journal_path))
         if cfg.bins.require_clock_sync:
             self.health.set("clock", clock_synced(), "NTP synchronized" if clock_synced() else "waiting for NTP")
         self.publisher = Publisher(
             cfg.mqtt, cfg.device.id, cfg.device.site, self.epoch, self.writer, self.outbox, self.health,
             self.clock.wall, historical_after_s=2 * cfg.bins.minutes * 60,
+            commands={"summary": self._on_summary_request},
         )
+
+    def _on_summary_request(self, req: dict[str, Any]) -> None:
+        """The index system asks for a day's summary: journaled, served by the next tick."""
+        from datetime import date
+
+        day = date.fromisoformat(req["date"])
+        now = self.clock.wall()
+        self.writer.call(lambda j: _in_tx(j, lambda: request_summary(j.conn, day, now, "cmd/summary")))
+        log.info("summary of %s requested by the index system", day)
 
     def _topic(self, kind: str) -> str:
         return topic(self.cfg.mqtt.topic_prefix, self.cfg.device.site, self.cfg.device.id, kind)
+
+    def site_profile(self) -> SiteProfile:
+        return profile_of(self.cfg)
 
     def birth(self, epoch: int, now: float) -> dict[str, Any]:
         import numpy
@@ -137,12 +158,15 @@ class Agent:
             "bin_minutes": self.cfg.bins.minutes,
             "timezone": self.cfg.device.timezone,
             "declared_accuracy": declared,
+            "site_profile": self.site_profile().as_json(),
         }
 
     def start(self) -> None:
         self.open()
         assert self.publisher is not None
         self.publisher.start()
+        if self.make_sources is not None:
+            self.sources = self.make_sources(self.cfg, self)
         for src in self.sources:
             src.start()
         notify("READY=1")
@@ -163,9 +187,10 @@ class Agent:
         """One turn: bins, publishing, liveness, status file, watchdog."""
         now = self.clock.wall()
         assert self.binner is not None and self.outbox is not None and self.publisher is not None
+        assert self.summaries is not None
         self.writer.retry_held()
         try:
-            queued = self.writer.call(lambda j: _in_tx(j, lambda: self.binner.tick(now)))
+            queued = self.writer.call(lambda j: _in_tx(j, lambda: self.binner.tick(now) + self.summaries.tick(now)))
             self.health.set("journal", True, str(self.cfg.storage.journal_path))
         except Exception as exc:  # full disk etc.: counting goes on in memory
             log.error("binning failed: %s", exc)

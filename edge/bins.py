@@ -15,11 +15,13 @@ import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge.crossing import DIRECTIONS
 from edge.journal import create_tables
+from edge.occupancy import OccupancyRule, fold, step
 from edge.outbox import Outbox
 from edge.timebins import Bin, bin_of, iso_utc, last_local_time_before
 
@@ -43,12 +45,13 @@ class BinPolicy:
     primary_source: str
     rebase_local_time: str  # "HH:MM" or "never"
     lines: tuple[str, ...]
+    occupancy: OccupancyRule = OccupancyRule()
 
 
 class Binner:
     """Closes and revises bins on the journal's connection (the journal thread calls tick)."""
 
-    def __init__(self, conn: sqlite3.Connection, outbox: Outbox, policy: BinPolicy, topic: str, header: dict[str, Any]) -> None:
+    def __init__(self, conn: sqlite3.Connection, outbox: Outbox | None, policy: BinPolicy, topic: str, header: dict[str, Any]) -> None:
         self.conn = conn
         self.outbox = outbox
         self.policy = policy
@@ -81,6 +84,7 @@ class Binner:
         Runs inside one transaction with the outbox rows it writes. Bounded per call so a
         30-day backlog is worked off in slices without starving the journal's writers.
         """
+        assert self.outbox is not None, "a read-only binner (compute only) cannot tick"
         if self.outbox.is_full():
             return 0
         next_start = float(self._meta(META_NEXT) or bin_of(now_utc, self.policy.minutes, self.policy.zone).start_utc)
@@ -137,8 +141,8 @@ class Binner:
         ):
             lines.setdefault(line, {}).setdefault(source, {"in": 0, "out": 0})[direction] = n
         total = {d: sum(src.get(p.primary_source, {}).get(d, 0) for src in lines.values()) for d in DIRECTIONS}
-        occ_prev = self._occupancy_before(b)
-        occ_end = max(0, occ_prev + total["in"] - total["out"])
+        occ = step(self._occupancy_before(b), total["in"], total["out"], quiet_before=self._quiet_before(b.start_utc),
+                   bin_minutes=p.minutes, closed=self._closed(b), rule=p.occupancy)
         local = b.local_start(p.zone)
         return {
             **self.header,
@@ -152,11 +156,13 @@ class Binner:
             },
             "lines": lines,
             "total": {**total, "source": p.primary_source},
-            "occupancy": {"end": occ_end, "period_start_utc": iso_utc(self._period_start(b))},
+            "occupancy": {"end": occ.occupancy, "period_start_utc": iso_utc(self._period_start(b)),
+                          "drift_removed": occ.drift_removed},
             "flags": self._flags(b),
         }
 
     def _emit(self, b: Bin, now_utc: float) -> int:
+        assert self.outbox is not None
         body = self.compute(b)
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20]
         row = self.conn.execute("SELECT revision, hash FROM bin_state WHERE start_utc = ?", (b.start_utc,)).fetchone()
@@ -187,17 +193,41 @@ class Binner:
         row = self.conn.execute("SELECT occ_end FROM bin_state WHERE start_utc = ?", (prev.start_utc,)).fetchone()
         if row is not None:
             return int(row[0])
-        # Not binned yet (first bin after boot, or a gap): fold the period from the journal.
-        occ = 0
-        src = self.policy.primary_source
+        # Not binned yet (first bin after boot, or a gap): fold the period from the journal
+        # with the same rule as compute(), zero bins included (the drift rule needs them).
+        p = self.policy
+        size = p.minutes * 60
         start = max(period_start, float(self._meta("bins_first_start_utc") or period_start))
-        for _, n_in, n_out in self.conn.execute(
-            "SELECT CAST((t_utc - ?) / ? AS INTEGER) AS k, SUM(direction = 'in'), SUM(direction = 'out')"
-            " FROM crossings WHERE source = ? AND t_utc >= ? AND t_utc < ? GROUP BY k ORDER BY k",
-            (start, self.policy.minutes * 60, src, start, b.start_utc),
-        ):
-            occ = max(0, occ + n_in - n_out)
-        return occ
+        if start >= b.start_utc:
+            return 0
+        per_bin: dict[int, tuple[int, int]] = {
+            int(k): (int(n_in), int(n_out))
+            for k, n_in, n_out in self.conn.execute(
+                "SELECT CAST((t_utc - ?) / ? AS INTEGER) AS k, SUM(direction = 'in'), SUM(direction = 'out')"
+                " FROM crossings WHERE +source = ? AND t_utc >= ? AND t_utc < ? GROUP BY k",
+                (start, size, p.primary_source, start, b.start_utc),
+            )
+        }
+        n_bins = int(round((b.start_utc - start) / size))
+        counts = []
+        for k in range(n_bins):
+            n_in, n_out = per_bin.get(k, (0, 0))
+            counts.append((n_in, n_out, self._closed(bin_of(start + k * size, p.minutes, p.zone))))
+        steps = fold(counts, bin_minutes=p.minutes, rule=p.occupancy, quiet_before=self._quiet_before(start))
+        return steps[-1].occupancy if steps else 0
+
+    def _quiet_before(self, t_utc: float) -> float:
+        """Minutes from the end of the bin of the last primary-source crossing before t_utc."""
+        row = self.conn.execute("SELECT MAX(t_utc) FROM crossings WHERE +source = ? AND t_utc < ?",
+                                (self.policy.primary_source, t_utc)).fetchone()
+        if row[0] is None:
+            return float("inf")
+        last = bin_of(row[0], self.policy.minutes, self.policy.zone)
+        return max(0.0, (t_utc - last.end_utc) / 60)
+
+    def _closed(self, b: Bin) -> bool:
+        """Outside opening hours: judged at the bin's middle, in local wall-clock time."""
+        return not self.policy.occupancy.hours.is_open(datetime.fromtimestamp((b.start_utc + b.end_utc) / 2, self.policy.zone))
 
     def _flags(self, b: Bin) -> list[str]:
         """Quality flags from the health log: who was down during the bin, partial boot bins."""

@@ -15,6 +15,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "status",
     "config_cmd",
     "index",
+    "ir",
+    "summary",
+    "report",
+    "demo",
     "count",
     "camera",
 )

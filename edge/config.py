@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge.beam_source import BeamSettings
+
 DEFAULT_PATH = Path("/etc/footfall/agent.toml")
 SECRET_KEYS = {"password"}
 
@@ -87,6 +89,42 @@ class BinSettings(_Section):
         return v
 
 
+class OpeningHoursSettings(_Section):
+    mon: str = Field("00:00-24:00", description="Local opening periods, e.g. '09:00-18:00' or '09:00-12:00,14:00-18:00', or 'closed'.")
+    tue: str = Field("00:00-24:00", description="As mon.")
+    wed: str = Field("00:00-24:00", description="As mon.")
+    thu: str = Field("00:00-24:00", description="As mon.")
+    fri: str = Field("00:00-24:00", description="As mon.")
+    sat: str = Field("00:00-24:00", description="As mon.")
+    sun: str = Field("00:00-24:00", description="As mon.")
+
+    @field_validator("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    @classmethod
+    def _spans(cls, v: str) -> str:
+        from edge.occupancy import parse_spans
+
+        parse_spans(v)
+        return v
+
+
+class SiteSettings(_Section):
+    capacity: int | None = Field(
+        None, ge=1, description="People the center holds; gives the usage rate (occupancy / capacity). Unset: no usage rate."
+    )
+    opening_hours: OpeningHoursSettings = Field(
+        default_factory=OpeningHoursSettings,
+        description="Per weekday, local time. Usage rate is averaged over these hours; drift correction acts outside them. "
+        "Default: open all day (no drift correction, usage rate over 24 h).",
+    )
+
+
+class OccupancySettings(_Section):
+    drift: Literal["snap", "off"] = Field(
+        "snap", description="'snap': occupancy goes to zero after quiet_minutes without crossings while closed; 'off': never."
+    )
+    quiet_minutes: int = Field(60, ge=1, le=24 * 60, description="Minutes without any crossing, outside opening hours, before the snap.")
+
+
 class MqttSettings(_Section):
     host: str = Field("localhost", description="Broker host.")
     port: int = Field(8883, ge=1, le=65535)
@@ -123,14 +161,26 @@ class AgentConfig(_Section):
     device: DeviceSettings
     storage: StorageSettings = Field(default_factory=StorageSettings)
     bins: BinSettings = Field(default_factory=BinSettings)
+    site: SiteSettings = Field(default_factory=SiteSettings)
+    occupancy: OccupancySettings = Field(default_factory=OccupancySettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    beams: BeamSettings = Field(default_factory=BeamSettings, description="Door infrared beams (docs/beams.md).")
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.device.timezone)
 
+    def occupancy_rule(self) -> Any:
+        """The pure occupancy rule (edge.occupancy.OccupancyRule) these settings describe."""
+        from edge.occupancy import OccupancyRule, OpeningHours
+
+        hours = OpeningHours.from_mapping(self.site.opening_hours.model_dump())
+        return OccupancyRule(self.occupancy.drift, self.occupancy.quiet_minutes, hours)
+
     def declared_lines(self) -> list[str]:
-        return list(dict.fromkeys(self.bins.lines))
+        """Every door and counting line: bins report them even when nobody passed."""
+        doors = [d.name for d in self.beams.doors] if self.beams.enabled else []
+        return list(dict.fromkeys([*doors, *self.bins.lines]))
 
     def digest(self) -> str:
         """A short hash of the effective config (sent in the birth message)."""
@@ -216,17 +266,29 @@ def _zones() -> list[str]:
 
 
 def reference_markdown() -> str:
-    """Every section and key with type, default and description: the README's reference."""
+    """Every section and key with type, default and description: the README's reference.
+
+    A key whose value is itself a table (e.g. `site.opening_hours`) gets its own section."""
     out: list[str] = []
+    todo: list[tuple[str, type[BaseModel]]] = []
     for section, field in AgentConfig.model_fields.items():
         model = field.annotation
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             model = next(a for a in getattr(model, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel))
+        todo.append((section, model))
+    while todo:
+        section, model = todo.pop(0)
         out += [f"### `[{section}]`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        nested: list[tuple[str, type[BaseModel]]] = []
         for key, f in model.model_fields.items():
+            if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
+                out.append(f"| `{key}` | table | see `[{section}.{key}]` | {f.description or ''} |")
+                nested.append((f"{section}.{key}", f.annotation))
+                continue
             value = f.default_factory() if f.default_factory is not None else f.default
             default = "required" if f.is_required() else json.dumps(value, default=str)
             typ = str(f.annotation).replace("typing.", "").replace("pathlib.", "").replace("<class '", "").replace("'>", "")
             out.append(f"| `{key}` | `{typ}` | `{default}` | {f.description or ''} |")
         out.append("")
+        todo[0:0] = nested
     return "\n".join(out)

@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 
 SCHEMA_VERSION = 1
-KINDS = ("status", "birth", "bins", "alarm")
+KINDS = ("status", "birth", "bins", "summary", "alarm")
 
 
 def topic(prefix: str, site: str, device: str, kind: str) -> str:
@@ -39,6 +39,17 @@ def schema(kind: str) -> dict[str, Any]:
     return json.loads(text)
 
 
+@cache
+def _validator(kind: str) -> jsonschema.Draft202012Validator:
+    """Checked once per kind: jsonschema.validate() re-checks the schema on every call,
+    which made the consumer spend ~20 ms per message on it."""
+    s = schema(kind)
+    jsonschema.Draft202012Validator.check_schema(s)
+    return jsonschema.Draft202012Validator(s)
+
+
 def validate(kind: str, payload: dict[str, Any]) -> None:
     """Raise jsonschema.ValidationError when a payload breaks the contract."""
-    jsonschema.validate(payload, schema(kind), cls=jsonschema.Draft202012Validator)
+    error = jsonschema.exceptions.best_match(_validator(kind).iter_errors(payload))
+    if error is not None:
+        raise error

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ import jsonschema
 import paho.mqtt.client as mqtt
 
 from edge.contract import parse_topic, validate
+from edge.day_summary import SiteProfile, summarize_day
+from edge.week_view import week_view
 from edge.journal import connect, create_tables
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,10 @@ CREATE TABLE IF NOT EXISTS bins (
 CREATE TABLE IF NOT EXISTS devices (
     device TEXT PRIMARY KEY, site TEXT, state TEXT, epoch INTEGER,
     birth TEXT, updated_utc REAL
+);
+CREATE TABLE IF NOT EXISTS summaries (
+    device TEXT NOT NULL, site TEXT NOT NULL, local_date TEXT NOT NULL, revision INTEGER NOT NULL,
+    payload TEXT NOT NULL, PRIMARY KEY (device, local_date)
 );
 CREATE TABLE IF NOT EXISTS rejects (
     id INTEGER PRIMARY KEY, topic TEXT, error TEXT, payload BLOB, received_utc REAL
@@ -92,6 +98,13 @@ class IndexStore:
                     return "duplicate"
                 if kind == "bins":
                     self._store_bin(device, site, body)
+                elif kind == "summary":
+                    c.execute(
+                        "INSERT INTO summaries(device, site, local_date, revision, payload) VALUES (?, ?, ?, ?, ?)"
+                        " ON CONFLICT(device, local_date) DO UPDATE SET revision = excluded.revision, payload = excluded.payload"
+                        " WHERE excluded.revision >= summaries.revision",
+                        (device, site, body["date"], body["revision"], json.dumps(body)),
+                    )
                 elif kind == "birth":
                     c.execute(
                         "INSERT INTO devices(device, site, birth, updated_utc) VALUES (?, ?, ?, ?)"
@@ -146,8 +159,8 @@ class IndexStore:
         with self.lock:
             rows = self.conn.execute(q, args).fetchall()
         days: dict[tuple[str, str], dict[str, Any]] = {}
-        for s, date, hour, v_in, v_out, n, flagged, peak in rows:
-            d = days.setdefault((s, date), {"site": s, "date": date, "visits_in": 0, "visits_out": 0, "bins": 0,
+        for s, day, hour, v_in, v_out, n, flagged, peak in rows:
+            d = days.setdefault((s, day), {"site": s, "date": day, "visits_in": 0, "visits_out": 0, "bins": 0,
                                             "flagged_bins": 0, "peak_occupancy": 0, "hourly_in": [0] * 24})
             d["visits_in"] += v_in
             d["visits_out"] += v_out
@@ -156,6 +169,61 @@ class IndexStore:
             d["peak_occupancy"] = max(d["peak_occupancy"], peak)
             d["hourly_in"][hour] += v_in
         return list(days.values())
+
+    # -- day summaries and the week view (the same figures as the devices') -----------------
+
+    def devices(self, site: str | None = None) -> list[tuple[str, str]]:
+        """(site, device) pairs that have bins."""
+        q, args = "SELECT DISTINCT site, device FROM bins", ()
+        if site:
+            q, args = q + " WHERE site = ?", (site,)
+        with self.lock:
+            return [tuple(r) for r in self.conn.execute(q + " ORDER BY site, device", args)]
+
+    def site_profile(self, device: str) -> SiteProfile:
+        """Capacity and opening hours from the device's latest birth message."""
+        with self.lock:
+            row = self.conn.execute("SELECT birth FROM devices WHERE device = ?", (device,)).fetchone()
+        birth = json.loads(row[0]) if row and row[0] else {}
+        return SiteProfile.from_json(birth.get("site_profile"))
+
+    def recompute_summary(self, device: str, day: date) -> dict[str, Any] | None:
+        """The day summary from the bins stored here (highest revisions), or None without bins."""
+        from zoneinfo import ZoneInfo
+
+        with self.lock:
+            rows = self.conn.execute("SELECT payload FROM bins WHERE device = ? AND local_date = ? ORDER BY start_utc",
+                                     (device, day.isoformat())).fetchall()
+        if not rows:
+            return None
+        bins = [json.loads(r[0]) for r in rows]
+        first = bins[0]
+        return summarize_day(bins, day=day, zone=ZoneInfo(first["bin"]["timezone"]), minutes=first["bin"]["minutes"],
+                             profile=self.site_profile(device), source=first["total"]["source"])
+
+    def received_summary(self, device: str, day: date) -> dict[str, Any] | None:
+        """The summary the device itself sent for that day (highest revision), if any."""
+        with self.lock:
+            row = self.conn.execute("SELECT payload FROM summaries WHERE device = ? AND local_date = ?",
+                                    (device, day.isoformat())).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def last_date(self) -> date | None:
+        with self.lock:
+            row = self.conn.execute("SELECT MAX(local_date) FROM bins").fetchone()
+        return date.fromisoformat(row[0]) if row and row[0] else None
+
+    def week(self, end: date | None = None, site: str | None = None) -> list[dict[str, Any]]:
+        """Per site: the seven days ending `end` (default: the last day with bins) and the seven before."""
+        end = end or self.last_date()
+        if end is None:
+            return []
+        sites: dict[str, list[str]] = defaultdict(list)
+        for s, dev in self.devices(site):
+            sites[s].append(dev)
+        days = [end - timedelta(days=i) for i in range(13, -1, -1)]
+        return [week_view(s, {d: {dev: self.recompute_summary(dev, d) for dev in devs} for d in days}, end)
+                for s, devs in sites.items()]
 
     def totals(self) -> dict[str, int]:
         with self.lock:

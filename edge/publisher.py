@@ -17,11 +17,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import jsonschema
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import MqttSettings
-from edge.contract import topic
+from edge.contract import topic, validate
 from edge.health import Health
 from edge.journal import Journal
 from edge.journal_writer import JournalWriter
@@ -45,6 +46,7 @@ class Publisher:
         health: Health,
         wall: Callable[[], float],
         historical_after_s: float,
+        commands: dict[str, Callable[[dict[str, Any]], None]] | None = None,
     ) -> None:
         self.s = settings
         self.device = device
@@ -55,6 +57,8 @@ class Publisher:
         self.health = health
         self.wall = wall
         self.historical_after_s = historical_after_s
+        # Requests from the index system on cmd/<name>, validated against the contract's schema.
+        self.commands: dict[str, Callable[[dict[str, Any]], None]] = {"replay": self._replay, **(commands or {})}
         self._lock = threading.Lock()
         self._inflight: dict[int, int] = {}  # mid -> outbox row id
         self._early: set[int] = set()  # PUBACKs that beat publish()'s return
@@ -131,7 +135,8 @@ class Publisher:
         self._connected.set()
         self.health.set("mqtt", True, f"connected to {self.s.host}:{self.s.port}")
         client.publish(self.topic("status"), self._status_payload("online"), qos=1, retain=True)
-        client.subscribe(self.topic("cmd/replay"), qos=1)
+        for name in self.commands:
+            client.subscribe(self.topic(f"cmd/{name}"), qos=1)
         self.wake.set()
 
     def _fallback(self) -> None:
@@ -167,12 +172,22 @@ class Publisher:
         self.wake.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            req = json.loads(msg.payload)
-            epoch, first, last = int(req["epoch"]), int(req["from_seq"]), int(req["to_seq"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignored malformed replay request on %s", msg.topic)
+        name = msg.topic.rsplit("/cmd/", 1)[-1]
+        handler = self.commands.get(name)
+        if handler is None:
             return
+        try:
+            body = json.loads(msg.payload)
+            validate(f"cmd/{name}", body)
+        except (ValueError, jsonschema.ValidationError) as exc:
+            log.warning("ignored malformed request on %s: %s", msg.topic, str(exc).splitlines()[0])
+            return
+        handler(body)
+        self.wake.set()
+
+    def _replay(self, req: dict[str, Any]) -> None:
+        """Re-queue kept messages the index system says it never received."""
+        epoch, first, last = int(req["epoch"]), int(req["from_seq"]), int(req["to_seq"])
         n = self.writer.call(lambda j: _in_tx(j, lambda: self.outbox.requeue(epoch, first, last)))
         log.info("replay request epoch %d seq %d..%d: %d messages re-queued", epoch, first, last, n)
 

@@ -12,4 +12,9 @@ if TYPE_CHECKING:
 
 def build_sources(cfg: AgentConfig, agent: Agent) -> list[Source]:
     """Each source writes through the agent's journal writer and reports to its health."""
-    return []
+    sources: list[Source] = []
+    if cfg.beams.enabled and cfg.beams.doors:
+        from edge.beam_source import BeamSource
+
+        sources.append(BeamSource(cfg.beams, agent.writer, agent.health.set, agent.clock))
+    return sources

@@ -20,7 +20,7 @@ def tls_extra(tmp_path, broker, username: str) -> str:
 
 
 def secure_config(tmp_path, broker, device: str, username: str):
-    cfg = agent_config(tmp_path, broker.port, device=device)
+    agent_config(tmp_path, broker.port, device=device)  # writes the plain config
     cfg_path = tmp_path / f"{device}.toml"
     text = cfg_path.read_text().replace("tls = false\n", tls_extra(tmp_path, broker, username))
     cfg_path.write_text(text)

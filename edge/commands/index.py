@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +25,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--db", required=True)
     rep.add_argument("--site")
     rep.add_argument("--json", action="store_true")
+    rep.add_argument("--week", action="store_true",
+                     help="per site: visits per day and week, week-over-week change, peak hours, usage rate, satisfaction share")
+    rep.add_argument("--end", type=_day, help="with --week: last local day of the week (default: the last day with bins)")
     rep.set_defaults(handler=report)
+    sm = verbs.add_parser("summary", help="a device's day summary: as received, and as recomputed from the stored bins")
+    sm.add_argument("--db", required=True)
+    sm.add_argument("--device", required=True)
+    sm.add_argument("--day", required=True, type=_day, help="local date YYYY-MM-DD")
+    sm.set_defaults(handler=summary)
+
+
+def _day(text: str) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from None
+
+
+ENVELOPE = ("schema", "device", "site", "epoch", "seq", "historical", "revision", "trigger")
+
+
+def summary(args: argparse.Namespace) -> int:
+    """Print both summaries; exit 1 when they differ (the device and the index disagree)."""
+    from edge.index_consumer import IndexStore
+
+    store = IndexStore(args.db)
+    received = store.received_summary(args.device, args.day)
+    recomputed = store.recompute_summary(args.device, args.day)
+    figures = None if received is None else {k: v for k, v in received.items() if k not in ENVELOPE}
+    print(json.dumps({"received": received, "recomputed": recomputed,
+                      "agree": None if received is None or recomputed is None else figures == recomputed}, indent=1))
+    return 1 if received is not None and figures != recomputed else 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace) -> int:
     from edge.index_consumer import IndexStore
 
+    if args.week:
+        return week(IndexStore(args.db), args)
     days = IndexStore(args.db).daily(args.site)
     if args.json:
         print(json.dumps(days, indent=1))
@@ -66,4 +102,36 @@ def report(args: argparse.Namespace) -> int:
     for d in days:
         bar = " ".join(f"{h:02d}:{n}" for h, n in enumerate(d["hourly_in"]) if n)
         print(f"{d['site']} {d['date']} hourly in: {bar or '-'}")
+    return 0
+
+
+def week(store: Any, args: argparse.Namespace) -> int:
+    views = store.week(args.end, args.site)
+    if args.json:
+        print(json.dumps(views, indent=1))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    if not views:
+        con.print("no bins stored yet")
+    for v in views:
+        t = Table(title=f"Site {v['site']}: week {v['week_start']} .. {v['week_end']}")
+        for col in ("date", "visits in", "peak hour", "complete"):
+            t.add_column(col, justify="right" if col != "date" else "left")
+        for d in v["days"]:
+            peak = d["peak_hour"]
+            t.add_row(d["date"], "-" if d["visits_in"] is None else str(d["visits_in"]),
+                      f"{peak['start_local'][11:16]} ({peak['in']})" if peak else "-",
+                      "-" if d["completeness"] is None else f"{d['completeness']:.0%}")
+        con.print(t)
+        wow = v["week_over_week"]
+        con.print(f"visits this week {v['visits_week']}, previous week "
+                  f"{'-' if v['visits_previous_week'] is None else v['visits_previous_week']}, change "
+                  f"{'-' if wow is None else f'{wow:+.1%}'}")
+        con.print("peak hours: " + (", ".join(f"{p['hour']:02d}:00 ({p['in']})" for p in v["peak_hours"]) or "-"))
+        usage = v["usage_rate"]
+        con.print("usage rate (mean over opening hours): " + ("-" if usage is None else f"{usage:.1%}"))
+        con.print("satisfaction share: - (ratings are not implemented yet; the field stays null until they are)")
     return 0

@@ -24,7 +24,5 @@ def handle(args: argparse.Namespace) -> int:
         cfg = config.load(args.config)
     except config.ConfigError as exc:
         raise UserError(str(exc)) from None
-    agent = Agent(cfg)
-    agent.sources = build_sources(cfg, agent)
-    agent.run_forever()
+    Agent(cfg, make_sources=build_sources).run_forever()
     return 0

@@ -1,0 +1,344 @@
+"""The agent's beam component: one link thread per door, journaling every beam edge
+before acknowledging it, and decoding journaled edges into crossings.
+
+Order of work on each batch a link reads: raw edges committed (`store.add_beam_events`)
+-> ACK to the board -> the new journal rows decoded -> crossings committed
+(`store.add_crossings`). The decoder reads its input back from the journal, the same
+path a restart replays, so a SIGKILL anywhere in that chain is repaired by replaying
+from the last point where the decoder was idle (meta `beams.<door>.replay_from`);
+crossing refs derive from the journaled edges, so the replay re-derives the same refs
+and the journal ignores the ones it has.
+
+`python -m edge.beam_source --port P --journal J --door D` runs one door stand-alone
+(a technician's debug entry point, and the process the fault-day test kills).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge.beam_decoder import BeamDecoder, DecoderConfig, Edge
+from edge.clock import Clock, SystemClock
+from edge.crossing import Crossing
+from edge.journal import BeamEventRow
+from firmware_bridge import messages as m
+from firmware_bridge.link import BeamLink
+
+log = logging.getLogger(__name__)
+
+HealthFn = Callable[[str, bool, str], None]
+
+
+class DoorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="door id; the `line` of its crossings", min_length=1)
+    port: str = Field(description="serial device; prefer a stable /dev/serial/by-id/... path")
+    baudrate: int = Field(115200, description="serial speed; the reference firmware uses 115200", gt=0)
+    a_then_b: str = Field("in", description="direction of a pass that breaks beam A first and clears beam B last: 'in' or 'out'",
+                          pattern="^(in|out)$")
+    a_beam: int = Field(0, ge=0, le=15, description="beam id of the outer beam A")
+    b_beam: int = Field(1, ge=0, le=15, description="beam id of the inner beam B")
+    min_transit_s: float = Field(0.004, ge=0, description="break/clear order closer than this is treated as simultaneous")
+    max_transit_s: float = Field(2.5, gt=0, description="blockages longer than this are counted as estimates (low confidence)")
+    min_block_s: float = Field(0.03, ge=0, description="breaks shorter than this are glitches, not people")
+    merge_gap_s: float = Field(0.12, ge=0, description="clears shorter than this inside a blockage are flicker, not a gap between people")
+    stuck_s: float = Field(60.0, gt=0, description="a beam blocked this long raises a fault; the door counts nothing until it clears")
+    heartbeat_timeout_s: float = Field(3.0, gt=0, description="no valid frame for this long -> link-down health")
+
+    @model_validator(mode="after")
+    def _distinct_beams(self) -> "DoorSettings":
+        if self.a_beam == self.b_beam:
+            raise ValueError("a_beam and b_beam must be different beams")
+        if self.max_transit_s <= self.min_transit_s:
+            raise ValueError("max_transit_s must exceed min_transit_s")
+        return self
+
+
+class BeamSettings(BaseModel):
+    """The agent configuration's [beams] section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="run the beam component")
+    doors: list[DoorSettings] = Field(default_factory=list, description="one entry per door microcontroller")
+
+    @model_validator(mode="after")
+    def _unique(self) -> "BeamSettings":
+        names = [d.name for d in self.doors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"door names must be unique: {names}")
+        return self
+
+
+class BeamStore(Protocol):
+    """What BeamSource needs of the journal (edge.journal.Journal's method names);
+    every call returns only once durable."""
+
+    def add_beam_events(self, door: str, rows: list[BeamEventRow]) -> int: ...
+    def add_crossings(self, crossings: list[Crossing]) -> int: ...
+    def last_beam_seq(self, door: str, mcu_epoch: int) -> int | None: ...
+    def beam_events_after(self, door: str, row_id: int = 0) -> list[tuple[int, BeamEventRow]]: ...
+    def get_meta(self, key: str, default: str | None = None) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
+
+
+def decoder_config(d: DoorSettings) -> DecoderConfig:
+    return DecoderConfig(door=d.name, a_beam=d.a_beam, b_beam=d.b_beam, a_then_b_is_in=d.a_then_b == "in",
+                         min_block_s=d.min_block_s, merge_gap_s=d.merge_gap_s, min_transit_s=d.min_transit_s,
+                         max_transit_s=d.max_transit_s, stuck_s=d.stuck_s)
+
+
+class DoorPipeline:
+    """One door: the LinkHandler of its link, the decoder, replay and reconciliation."""
+
+    def __init__(self, door: DoorSettings, store: BeamStore, health: HealthFn, clock: Clock) -> None:
+        self.door = door
+        self.store = store
+        self.health = health
+        self.clock = clock
+        self.decoder = BeamDecoder(decoder_config(door))
+        self.component = f"beams:{door.name}"
+        self._cursor = 0  # last journal row fed to the decoder
+        self._safe_row = 0  # replay restarts after this row
+        self._saved_safe = 0
+        self._last_save = -1e9
+        self._fault: str | None = None
+        self._unsaved: list[Crossing] = []
+        self._overflow_reported = 0
+        self.crossings_committed = 0
+        self.lost_events = int(store.get_meta(self._key("lost_events"), "0") or 0)
+        hb = store.get_meta(self._key("last_heartbeat"))
+        self._last_hb: dict[str, Any] | None = json.loads(hb) if hb else None
+        # (epoch, board µs, host UTC) of the last heartbeat: maps board time to UTC
+        self._anchor: tuple[int, int, float] | None = (
+            (self._last_hb["epoch"], self._last_hb["t_us"], self._last_hb["utc"])
+            if self._last_hb and "t_us" in self._last_hb else None)
+        self._last_hb_saved = -1e9
+        self.last_heartbeat: m.Heartbeat | None = None
+        self.link = BeamLink(door.port, self, baudrate=door.baudrate,
+                             heartbeat_timeout_s=door.heartbeat_timeout_s, monotonic=clock.monotonic)
+
+    def _key(self, name: str) -> str:
+        return f"beams.{self.door.name}.{name}"
+
+    # -- replay --------------------------------------------------------------------------
+
+    def replay(self) -> int:
+        """Decode journaled edges from the last idle point; returns rows replayed."""
+        self._cursor = self._safe_row = self._saved_safe = int(self.store.get_meta(self._key("replay_from"), "0") or 0)
+        return self._decode_new()
+
+    def _decode_new(self) -> int:
+        rows = self.store.beam_events_after(self.door.name, self._cursor)
+        out: list[Crossing] = []
+        for row_id, r in rows:
+            was_idle = self.decoder.idle
+            out += self.decoder.feed(Edge(r.mcu_epoch, r.seq, r.beam, r.edge, r.mcu_us, r.t_utc))
+            if was_idle and not self.decoder.idle:
+                self._safe_row = row_id - 1  # a new pass begins here
+            elif self.decoder.idle:
+                self._safe_row = row_id
+            self._cursor = row_id
+        self._commit_crossings(out)
+        return len(rows)
+
+    def _commit_crossings(self, out: list[Crossing]) -> None:
+        # the decoder has consumed these edges: crossings a failed commit (full disk)
+        # could not store wait here for the next attempt instead of being lost
+        out = self._unsaved + out
+        if out:
+            try:
+                self.crossings_committed += self.store.add_crossings(out)
+            except Exception:
+                self._unsaved = out
+                raise
+            self._unsaved = []
+        now = self.clock.monotonic()
+        if self._safe_row != self._saved_safe and (out or now - self._last_save > 2.0):
+            self.store.set_meta(self._key("replay_from"), str(self._safe_row))
+            self._saved_safe, self._last_save = self._safe_row, now
+        fault = self.decoder.fault
+        if fault != self._fault:
+            self._fault = fault
+            self.health(f"{self.component}:beams", fault is None, fault or "beams clear")
+
+    # -- LinkHandler ------------------------------------------------------------------------
+
+    def resume_point(self, epoch: int) -> int:
+        return self.store.last_beam_seq(self.door.name, epoch) or 0
+
+    def on_hello(self, hello: m.Hello) -> None:
+        known = self.store.get_meta(self._key("epoch"))
+        if known is not None and int(known) != hello.epoch:
+            old = int(known)
+            committed = self.store.last_beam_seq(self.door.name, old) or 0
+            hb = self._last_hb if self._last_hb and self._last_hb["epoch"] == old else None
+            lost = max(0, hb["last_seq"] - committed) + hb["overflow"] if hb else 0
+            self.lost_events += lost
+            self.store.set_meta(self._key("lost_events"), str(self.lost_events))
+            detail = (f"door {self.door.name}: microcontroller restarted (epoch {old} -> {hello.epoch});"
+                      f" {lost} undelivered event(s) lost with its RAM"
+                      + ("" if hb else " (no heartbeat of the old epoch seen: loss unknown)"))
+            self.health(f"{self.component}:mcu", lost == 0 and hb is not None, detail)
+            log.warning(detail)
+        if known is None or int(known) != hello.epoch:
+            self.store.set_meta(self._key("epoch"), str(hello.epoch))
+        beams = {b.role: i for i, b in enumerate(hello.beams) if b.pair == 0}
+        if beams and (beams.get(m.ROLE_A), beams.get(m.ROLE_B)) != (self.door.a_beam, self.door.b_beam):
+            self.health(f"{self.component}:layout", False,
+                        f"door {self.door.name}: board says A={beams.get(m.ROLE_A)} B={beams.get(m.ROLE_B)},"
+                        f" settings say A={self.door.a_beam} B={self.door.b_beam}")
+
+    def event_utc(self, epoch: int, t_us: int, now_utc: float) -> float:
+        """UTC of a board timestamp: anchored on the last heartbeat of that epoch (board
+        µs <-> host UTC at its receipt), so events delivered late (after an unplug or an
+        agent restart) keep the time they happened; receipt time without an anchor."""
+        a = self._anchor
+        if a is None or a[0] != epoch:
+            return now_utc
+        return min(now_utc, a[2] + (t_us - a[1]) / 1e6)
+
+    def commit(self, epoch: int, events: list[m.BeamEvent | m.Rating]) -> None:
+        now = self.clock.wall()
+        rows = [BeamEventRow(epoch, e.seq, e.beam, e.edge, e.t_us, self.event_utc(epoch, e.t_us, now))
+                for e in events if isinstance(e, m.BeamEvent)]
+        # ratings share the sequence space; until the journal has a table for them they
+        # are acknowledged without being stored: say so rather than drop them silently
+        ratings = len(events) - len(rows)
+        if ratings:
+            self.health(f"{self.component}:ratings", False,
+                        f"door {self.door.name}: {ratings} keypad rating(s) received; this agent cannot store ratings yet")
+        self.store.add_beam_events(self.door.name, rows)
+        self._decode_new()
+
+    def on_heartbeat(self, hb: m.Heartbeat, committed_seq: int) -> None:
+        self.last_heartbeat = hb
+        self._anchor = (hb.epoch, hb.t_us, self.clock.wall())
+        self._last_hb = {"epoch": hb.epoch, "last_seq": hb.last_seq, "overflow": hb.overflow,
+                         "counters": list(hb.counters), "t_us": hb.t_us, "utc": self._anchor[2]}
+        now = self.clock.monotonic()
+        if now - self._last_hb_saved > 5.0:
+            self.store.set_meta(self._key("last_heartbeat"), json.dumps(self._last_hb))
+            self._last_hb_saved = now
+        if hb.overflow and hb.overflow != self._overflow_reported:
+            self._overflow_reported = hb.overflow
+            self.health(f"{self.component}:mcu", False,
+                        f"door {self.door.name}: board ring overflowed, {hb.overflow} event(s) lost on the board")
+        if hb.last_seq == committed_seq:
+            # everything the board saw is decoded: time may end a settled pass
+            self._commit_crossings(self.decoder.advance(hb.t_us - 100_000))
+            if self.decoder.idle:
+                self._safe_row = self._cursor
+
+    def on_health(self, ok: bool, detail: str) -> None:
+        self.health(f"{self.component}:link", ok, f"door {self.door.name}: {detail}")
+
+
+class BeamSource:
+    """The agent component: `start()` replays, then runs a link thread per door."""
+
+    def __init__(self, settings: BeamSettings, store: BeamStore, health: HealthFn,
+                 clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.health = health
+        self.clock = clock or SystemClock()
+        self.doors = [DoorPipeline(d, store, health, self.clock) for d in settings.doors]
+
+    def start(self) -> None:
+        if not self.settings.enabled:
+            return
+        for door in self.doors:
+            n = door.replay()
+            if n:
+                log.info("door %s: replayed %d journaled edge(s)", door.door.name, n)
+            door.link.start()
+
+    def stop(self) -> None:
+        for door in self.doors:
+            door.link.stop()
+
+
+class ThreadedJournal:
+    """A Journal owned by one thread (SQLite connections stay in their thread); other
+    threads' calls queue up and block until done, so 'returns' still means 'durable'."""
+
+    def __init__(self, path: str) -> None:
+        self._q: queue.Queue[tuple[str, tuple, Future] | None] = queue.Queue()
+        ready: Future = Future()
+        self._t = threading.Thread(target=self._own, args=(path, ready), daemon=True, name="journal")
+        self._t.start()
+        ready.result()
+
+    def _own(self, path: str, ready: Future) -> None:
+        from edge.journal import Journal
+
+        j = Journal(path)
+        ready.set_result(True)
+        while (item := self._q.get()) is not None:
+            name, args, fut = item
+            try:
+                fut.set_result(getattr(j, name)(*args))
+            except BaseException as exc:  # handed to the caller
+                fut.set_exception(exc)
+        j.close()
+
+    def _call(self, name: str, *args: Any) -> Any:
+        fut: Future = Future()
+        self._q.put((name, args, fut))
+        return fut.result()
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        return lambda *args: self._call(name, *args)
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._t.join(10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m edge.beam_source", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--port", required=True, help="serial device (prefer /dev/serial/by-id/...)")
+    ap.add_argument("--journal", required=True, help="journal SQLite file")
+    ap.add_argument("--door", default="door1", help="door name (default door1)")
+    ap.add_argument("--baudrate", type=int, default=115200)
+    ap.add_argument("--a-then-b", choices=("in", "out"), default="in")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    store = ThreadedJournal(args.journal)
+
+    def health(component: str, ok: bool, detail: str) -> None:
+        log.info("health %s %s: %s", component, "ok" if ok else "DOWN", detail)
+        store.log_health(SystemClock().wall(), component, ok, detail)
+
+    settings = BeamSettings(doors=[DoorSettings(name=args.door, port=args.port, baudrate=args.baudrate,
+                                                a_then_b=args.a_then_b)])
+    src = BeamSource(settings, store, health)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    src.start()
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    src.stop()
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The device's day summaries: when to send them, and what went into them.
+
+A local day is summarised once the day is over and the occupancy re-base that follows it
+has passed (the first `bins.rebase_local_time` at or after the next local midnight; local
+midnight itself for 24-hour sites), and only once the binner has closed every bin of the
+day. Requests (the index system's `cmd/summary`, `footfall summary --publish`) go
+through a table in the journal so that they survive a restart and are served by the one
+thread that owns the journal. The figures come from `edge.day_summary`, the same function
+the index consumer runs on the bins it received.
+
+Like the binner, this works on the journal's connection inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from datetime import date as Date, datetime, time as dtime, timedelta
+from typing import Any
+
+from edge.bins import Binner
+from edge.day_summary import SCHEMA, SiteProfile, day_bounds, summarize_day
+from edge.journal import create_tables
+from edge.outbox import Outbox
+from edge.timebins import bins_between
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS summary_state (
+    local_date TEXT PRIMARY KEY, revision INTEGER NOT NULL, hash TEXT NOT NULL, queued_utc REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS summary_requests (
+    id INTEGER PRIMARY KEY, local_date TEXT NOT NULL, requested_utc REAL NOT NULL, origin TEXT NOT NULL
+);
+"""
+META_NEXT_DATE = "summary_next_date"
+META_LAST_ID = "summary_last_crossing_id"
+
+
+def request(conn: sqlite3.Connection, day: Date, now_utc: float, origin: str) -> None:
+    """Ask the agent to (re)send a day's summary on its next tick (inside a transaction)."""
+    create_tables(conn, TABLES)
+    conn.execute("INSERT INTO summary_requests(local_date, requested_utc, origin) VALUES (?, ?, ?)",
+                 (day.isoformat(), now_utc, origin))
+
+
+def device_summary(binner: Binner, day: Date, profile: SiteProfile) -> dict[str, Any]:
+    """The day's figures from the bins this device has closed (bins never closed are gaps)."""
+    p = binner.policy
+    start, end = day_bounds(day, p.zone)
+    closed = {r[0] for r in binner.conn.execute("SELECT start_utc FROM bin_state WHERE start_utc >= ? AND start_utc < ?", (start, end))}
+    bins = [binner.compute(b) for b in bins_between(start, end, p.minutes, p.zone) if b.start_utc in closed]
+    return summarize_day(bins, day=day, zone=p.zone, minutes=p.minutes, profile=profile, source=p.primary_source)
+
+
+def send_after(day: Date, rebase_local_time: str, zone: Any) -> float:
+    """UTC instant when a day's summary is due: the re-base after it, or its closing midnight."""
+    _, midnight = day_bounds(day, zone)
+    if rebase_local_time == "never":
+        return midnight
+    hh, mm = (int(x) for x in rebase_local_time.split(":"))
+    nxt = day + timedelta(days=1)
+    return max(midnight, datetime.combine(nxt, dtime(hh, mm), zone).timestamp())
+
+
+class Summaries:
+    """Queues day summaries on schedule and on request."""
+
+    def __init__(self, binner: Binner, outbox: Outbox, profile: SiteProfile, topic: str) -> None:
+        self.binner = binner
+        self.outbox = outbox
+        self.profile = profile
+        self.topic = topic
+        self.conn = binner.conn
+        create_tables(self.conn, TABLES)
+
+    def _meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _binned_until(self) -> float:
+        v = self._meta("bins_next_start_utc")
+        return float(v) if v is not None else float("-inf")
+
+    def tick(self, now_utc: float, max_days: int = 31) -> int:
+        """Queue due and requested summaries; returns how many were queued."""
+        p = self.binner.policy
+        queued = 0
+        nxt = self._meta(META_NEXT_DATE)
+        if nxt is None:
+            first = self._meta("bins_first_start_utc")
+            if first is None:
+                return 0
+            nxt = datetime.fromtimestamp(float(first), p.zone).date().isoformat()
+        day = Date.fromisoformat(nxt)
+        binned = self._binned_until()
+        for _ in range(max_days):
+            if now_utc < send_after(day, p.rebase_local_time, p.zone) or binned < day_bounds(day, p.zone)[1]:
+                break
+            if self.outbox.is_full():
+                return queued
+            queued += self.queue(day, now_utc, "schedule")
+            day += timedelta(days=1)
+        self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                          (META_NEXT_DATE, day.isoformat()))
+        queued += self._revise(now_utc)
+        for rid, d in self.conn.execute("SELECT id, local_date FROM summary_requests ORDER BY id").fetchall():
+            if self.outbox.is_full():
+                break
+            queued += self.queue(Date.fromisoformat(d), now_utc, "request")
+            self.conn.execute("DELETE FROM summary_requests WHERE id = ?", (rid,))
+        return queued
+
+    def _revise(self, now_utc: float) -> int:
+        """Send a summarised day again (revision + 1) when a late crossing changed its bins."""
+        last = int(self._meta(META_LAST_ID) or 0)
+        max_id = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM crossings").fetchone()[0]
+        if max_id == last:
+            return 0
+        zone = self.binner.policy.zone
+        days = {datetime.fromtimestamp(t, zone).date() for (t,) in self.conn.execute(
+            "SELECT t_utc FROM crossings WHERE id > ? AND id <= ? AND t_utc < ?", (last, max_id, self._binned_until()))}
+        done = {r[0] for r in self.conn.execute("SELECT local_date FROM summary_state")}
+        queued = sum(self.queue(d, now_utc, "schedule") for d in sorted(days) if d.isoformat() in done)
+        self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                          (META_LAST_ID, str(max_id)))
+        return queued
+
+    def queue(self, day: Date, now_utc: float, trigger: str) -> int:
+        """Queue one summary; a scheduled one is skipped when nothing changed since the last."""
+        body = device_summary(self.binner, day, self.profile)
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20]
+        row = self.conn.execute("SELECT revision, hash FROM summary_state WHERE local_date = ?", (day.isoformat(),)).fetchone()
+        if row is not None and row[1] == digest and trigger == "schedule":
+            return 0
+        revision = 0 if row is None else row[0] + (row[1] != digest)
+        self.outbox.enqueue(self.topic, {"schema": SCHEMA, **self.binner.header, **body, "revision": revision, "trigger": trigger},
+                            now_utc, about_utc=day_bounds(day, self.binner.policy.zone)[1])
+        self.conn.execute(
+            "INSERT INTO summary_state(local_date, revision, hash, queued_utc) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(local_date) DO UPDATE SET revision = excluded.revision, hash = excluded.hash, queued_utc = excluded.queued_utc",
+            (day.isoformat(), revision, digest, now_utc),
+        )
+        return 1
+
+
+def offline_binner(cfg: Any, conn: sqlite3.Connection) -> Binner:
+    """A compute-only binner over a journal (for `footfall summary` and `footfall report`)."""
+    from edge.bins import BinPolicy
+
+    policy = BinPolicy(cfg.bins.minutes, cfg.zone, cfg.bins.primary_source, cfg.bins.rebase_local_time,
+                       tuple(cfg.declared_lines()), cfg.occupancy_rule())
+    return Binner(conn, None, policy, "", {"device": cfg.device.id, "site": cfg.device.site})
+
+
+def profile_of(cfg: Any) -> SiteProfile:
+    return SiteProfile(cfg.site.capacity, cfg.occupancy_rule().hours)
