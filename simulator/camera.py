@@ -281,3 +281,26 @@ def score_crossings(
             "gross_accuracy": 1.0 - (missed + extra) / n if n else (1.0 if not t_cnt else 0.0),
         }
     return out
+
+
+def walkers_from_crowd(crowd, door_width_m: float = 1.2, seed: int = 0, n_appearances: int = 24) -> list[Walker]:
+    """Walkers for the beam simulator's people (`simulator.people.Crowd`): one ground truth.
+
+    Each adult who crosses (``truth`` set) becomes a walker crossing the camera line at
+    the same time and in the same direction, at a depth given by where along the door's
+    width it crossed, at its walking speed there. Walkers who turn back, children,
+    trolleys and wheelchairs are not rendered (no sprites for them; see docs/camera.md).
+    """
+    rng = np.random.default_rng(seed)
+    lo, hi = FEET_BAND
+    out: list[Walker] = []
+    for p in crowd.people:
+        if p.truth is None or p.truth_t is None or p.kind != "adult":
+            continue
+        t = float(p.truth_t)
+        x0, y = p.position(t - 0.25)
+        x1, _ = p.position(t + 0.25)
+        speed = float(np.clip(abs(float(x1) - float(x0)) / 0.5, 0.6, 2.0))
+        frac = float(np.clip(float(y) / door_width_m + 0.5, 0.0, 1.0))
+        out.append(Walker(t, p.truth, lo + frac * (hi - lo), speed, int(rng.integers(n_appearances))))
+    return out

@@ -119,3 +119,15 @@ def test_single_file_scene_is_counted(bank, detector: OnnxDetector) -> None:
     assert all(e.crossing.source == "camera" for e in events)
     for d in ("in", "out"):
         assert score[d]["gross_accuracy"] >= 0.8, score  # full table: bench.camera_bench --accuracy
+
+
+def test_beam_simulator_people_drive_the_camera_scene() -> None:
+    from simulator.camera import Scene, walkers_from_crowd
+    from simulator.people import CrowdSpec, generate
+
+    crowd = generate(CrowdSpec(count=12, mix={"single": 1.0, "pair": 1.0}, seed=5))
+    walkers = walkers_from_crowd(crowd)
+    truth = [(t, d) for t, d, _ in crowd.truth()]
+    assert sorted((w.t_cross, w.direction) for w in walkers) == sorted(truth)
+    scene = Scene("from_beams", walkers, duration_s=max(t for t, _ in truth) + 5)
+    assert scene.truth() == {d: sum(x == d for _, x in truth) for d in ("in", "out")}
