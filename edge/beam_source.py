@@ -90,6 +90,7 @@ class BeamStore(Protocol):
     def add_crossings(self, crossings: list[Crossing]) -> int: ...
     def last_beam_seq(self, door: str, mcu_epoch: int) -> int | None: ...
     def beam_events_after(self, door: str, row_id: int = 0) -> list[tuple[int, BeamEventRow]]: ...
+    def count_beam_events(self, door: str, mcu_epoch: int, beam: int) -> int: ...
     def get_meta(self, key: str, default: str | None = None) -> str | None: ...
     def set_meta(self, key: str, value: str) -> None: ...
 
@@ -185,11 +186,15 @@ class DoorPipeline:
             old = int(known)
             committed = self.store.last_beam_seq(self.door.name, old) or 0
             hb = self._last_hb if self._last_hb and self._last_hb["epoch"] == old else None
-            lost = max(0, hb["last_seq"] - committed) + hb["overflow"] if hb else 0
+            per_beam = self._reconcile(old, hb) if hb else {}
+            # the board's cumulative per-beam counters also cover edges its ring overflowed;
+            # the sequence gap covers edges since the counters were read: take the larger
+            lost = max(max(0, hb["last_seq"] - committed) + hb["overflow"], sum(per_beam.values())) if hb else 0
             self.lost_events += lost
             self.store.set_meta(self._key("lost_events"), str(self.lost_events))
+            beams = ", ".join(f"beam {b}: {n}" for b, n in sorted(per_beam.items()) if n)
             detail = (f"door {self.door.name}: microcontroller restarted (epoch {old} -> {hello.epoch});"
-                      f" {lost} undelivered event(s) lost with its RAM"
+                      f" {lost} undelivered event(s) lost with its RAM" + (f" ({beams})" if beams else "")
                       + ("" if hb else " (no heartbeat of the old epoch seen: loss unknown)"))
             self.health(f"{self.component}:mcu", lost == 0 and hb is not None, detail)
             log.warning(detail)
@@ -200,6 +205,12 @@ class DoorPipeline:
             self.health(f"{self.component}:layout", False,
                         f"door {self.door.name}: board says A={beams.get(m.ROLE_A)} B={beams.get(m.ROLE_B)},"
                         f" settings say A={self.door.a_beam} B={self.door.b_beam}")
+
+    def _reconcile(self, epoch: int, hb: dict[str, Any]) -> dict[int, int]:
+        """Per beam: edges the board counted in an epoch (its last heartbeat's cumulative
+        counters) minus edges the journal holds for that epoch and beam."""
+        return {beam: max(0, counted - self.store.count_beam_events(self.door.name, epoch, beam))
+                for beam, counted in enumerate(hb["counters"])}
 
     def event_utc(self, epoch: int, t_us: int, now_utc: float) -> float:
         """UTC of a board timestamp: anchored on the last heartbeat of that epoch (board

@@ -191,6 +191,12 @@ class Journal:
         ).fetchone()
         return row[0]
 
+    def count_beam_events(self, door: str, mcu_epoch: int, beam: int) -> int:
+        """Journaled edges of one beam in one epoch (reconciled against the board's counter)."""
+        return self.conn.execute(
+            "SELECT COUNT(*) FROM beam_events WHERE door = ? AND mcu_epoch = ? AND beam = ?", (door, mcu_epoch, beam)
+        ).fetchone()[0]
+
     def beam_events_after(self, door: str, row_id: int = 0) -> list[tuple[int, BeamEventRow]]:
         """Committed beam events of a door with journal id > row_id, in arrival order
         (the direction decoder replays these after a restart)."""

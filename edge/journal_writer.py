@@ -112,6 +112,9 @@ class JournalWriter:
     def last_beam_seq(self, door: str, mcu_epoch: int) -> int | None:
         return self.call(lambda j: j.last_beam_seq(door, mcu_epoch))
 
+    def count_beam_events(self, door: str, mcu_epoch: int, beam: int) -> int:
+        return self.call(lambda j: j.count_beam_events(door, mcu_epoch, beam))
+
     def beam_events_after(self, door: str, row_id: int = 0) -> list[tuple[int, BeamEventRow]]:
         return self.call(lambda j: j.beam_events_after(door, row_id))
 

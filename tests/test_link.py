@@ -3,6 +3,7 @@ real journal file: acks after commit, resume, resync, unplug, reset reconciliati
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
@@ -185,7 +186,10 @@ def test_mcu_reset_is_detected_and_its_loss_reported(tmp_path):
     # the agent knows the loss from the last heartbeat of the old epoch: never more than
     # the truth, short of it only by events emitted after that heartbeat
     assert 0 < reported <= destroyed
-    assert any(comp == "beams:d1:mcu" and not ok and "restarted" in d for comp, ok, d in rig.health)
+    restarted = [d for comp, ok, d in rig.health if comp == "beams:d1:mcu" and not ok and "restarted" in d]
+    assert restarted
+    # reconciled per beam through the board's cumulative counters
+    assert re.search(r"\(beam \d: \d+", restarted[0]), restarted[0]
 
 
 def test_heartbeat_timeout_reports_link_down(tmp_path):
