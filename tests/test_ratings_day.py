@@ -24,7 +24,8 @@ from edge.outbox import Outbox
 from edge.ratings import good_levels
 from edge.summaries import Summaries
 from simulator import people
-from simulator.raters import RaterSpec, rate
+from simulator.raters import rate
+from simulator.scenario import load
 from simulator.virtual_mcu import VirtualMcu
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -60,15 +61,16 @@ def wait(cond, timeout=60.0) -> bool:
 
 
 def test_a_day_of_raters_gives_the_simulators_truth(tmp_path: Path):
-    crowd = people.generate(people.CrowdSpec(count=360, mix={"single": 1}, in_share=0.45, mean_gap_s=3.0, seed=5))
-    edges = people.debounce(people.beam_edges(crowd, people.BeamSpec(glitch_per_hour=0)), 0.003)
-    spec = RaterSpec(share=0.35, levels=4, repeat_share=0.2, seed=12)
-    presses, truth = rate(crowd, spec)
+    sc = load("raters_day")
+    assert sc.raters is not None
+    crowd = people.generate(sc.people)
+    edges = people.debounce(people.beam_edges(crowd, sc.door), sc.debounce_us / 1e6)
+    presses, truth = rate(crowd, sc.raters)
     assert truth.raters > 40 and truth.repeats >= 4 * 5  # some pressed five times
 
     start = datetime.combine(DAY, dtime(9, 0), ZONE).timestamp()
     port, journal_path = tmp_path / "ttyDoor", tmp_path / "journal.db"
-    mcu = VirtualMcu(port, edges, speedup=500, presses=presses)
+    mcu = VirtualMcu(port, edges, speedup=sc.speedup, presses=presses)
     store = ThreadedJournal(str(journal_path))
     settings = BeamSettings(doors=[DoorSettings(name="door-1", port=str(port))], rating_levels=4, rating_repeat_s=3.0)
     health: list[tuple] = []
