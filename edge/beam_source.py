@@ -336,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--door", default="door1", help="door name (default door1)")
     ap.add_argument("--baudrate", type=int, default=115200)
     ap.add_argument("--a-then-b", choices=("in", "out"), default="in")
+    ap.add_argument("--rating-levels", type=int, default=0, help="buttons on the door's rating keypad (0: none)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -347,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         store.log_health(SystemClock().wall(), component, ok, detail)
 
     settings = BeamSettings(doors=[DoorSettings(name=args.door, port=args.port, baudrate=args.baudrate,
-                                                a_then_b=args.a_then_b)])
+                                                a_then_b=args.a_then_b)], rating_levels=args.rating_levels)
     src = BeamSource(settings, store, health)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

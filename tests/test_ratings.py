@@ -169,3 +169,35 @@ def test_presses_without_a_configured_keypad_are_kept_flagged_and_reported(tmp_p
     assert c.execute("SELECT COUNT(*) FROM beam_events").fetchone()[0] == 4
     c.close()
     assert any(comp == "beams:d1:ratings" and not ok and "rating_levels" in detail for comp, ok, detail in health)
+
+
+def test_the_agent_bins_ratings_when_the_config_names_a_keypad(tmp_path, capsys):
+    from edge.agent import Agent
+    from edge.cli import main
+    from edge.clock import VirtualClock
+    from edge.summaries import offline_binner
+    from harness import agent_config, agent_toml
+
+    extra = '\n[beams]\nrating_levels = 3\nrating_repeat_s = 2.0\n[[beams.doors]]\nname = "door-1"\nport = "/dev/null"\n'
+    cfg = agent_config(tmp_path, 1883, minutes=15, extra=extra)
+    cfg_path = agent_toml(tmp_path, 1883, minutes=15, extra=extra)
+    assert cfg.beams.keypad_levels() == 3
+    start = datetime.combine(DAY, dtime(0), ZoneInfo("Asia/Shanghai")).timestamp()
+    agent = Agent(cfg, VirtualClock(start))
+    agent.open()
+    try:
+        agent.writer.add_crossings([Crossing(T0 + k, "door-1", "out", "beam", 1.0, f"c{k}") for k in range(4)])
+        agent.writer.add_door_events("door-1", [], [press(1, 1.0, 3), press(2, 1.5, 3), press(3, 9.0, 1)],
+                                     repeat_s=cfg.beams.rating_repeat_s, levels=3)
+        agent.clock.advance(25 * 3600)
+        agent.writer.call(lambda j: agent.binner.tick(agent.clock.wall()))
+        bins = agent.writer.call(lambda j: [json.loads(p) for t, p in j.conn.execute("SELECT topic, payload FROM outbox") if t.endswith("/bins")])
+    finally:
+        agent.writer.stop()
+    [b] = [b for b in bins if b["bin"]["start_local"].startswith("2026-06-03T10:00")]
+    assert b["ratings"] == {"levels": 3, "counts": {"1": 1, "2": 0, "3": 1}, "repeats": 1, "out_of_range": 0}
+    j = Journal(cfg.storage.journal_path)
+    assert offline_binner(cfg, j.conn).policy.rating_levels == 3
+    j.close()
+    assert main(["--config", str(cfg_path), "summary", "--day", DAY.isoformat()]) == 0
+    assert "ratings 2 (level 1: 1, level 2: 0, level 3: 1); satisfaction 50.0%, response rate 50.0%; 1 repeated" in capsys.readouterr().out
