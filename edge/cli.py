@@ -8,6 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from edge import __version__
+from edge.errors import UserError
+
+__all__ = ["UserError", "build_parser", "main"]
 
 # Each entry is a module in edge.commands with register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = (
@@ -18,12 +21,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ir",
     "summary",
     "report",
+    "demo",
+    "replay_detections",
     "validate",
 )
-
-
-class UserError(Exception):
-    """An error the person at the terminal can fix; printed without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:

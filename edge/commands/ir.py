@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge.cli import UserError
+from edge.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge.cli import UserError
+from edge.errors import UserError
 from edge.commands.summary import _day, open_journal, read_snapshot
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from edge.cli import UserError
+from edge.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from edge.cli import UserError
+from edge.errors import UserError
 
 STALE_AFTER_S = 15.0
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
-from edge.cli import UserError
+from edge.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

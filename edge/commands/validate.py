@@ -21,7 +21,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from edge.cli import UserError
+from edge.errors import UserError
 
 KEYS_HELP = "[i] in  [o] out  [u] undo  [q] finish"
 

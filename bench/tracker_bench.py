@@ -1,0 +1,323 @@
+"""Tracker and counting-line benchmark: footfall's tracker against the best Python peers.
+
+    python -m bench.tracker_bench            # full run (several minutes)
+    python -m bench.tracker_bench --quick    # short streams, for a smoke check
+
+Every tracker sees the same seeded synthetic streams (simulator.detections) at 5, 20,
+50 and 200 people in view. Trackers are stepped side by side, frame by frame, in a
+rotating order, so the shared machine's noise falls on all of them alike. Reported per
+tracker and stream: per-frame update time (median, p99; input conversion to each peer's
+own types is done outside the timer), counting gross accuracy per direction (the same
+LineCounter applied to every tracker's output), MOTA and IDF1 (motmetrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.counting import CountingLine, CountingParams, LineCounter
+from edge.tracker import Tracker, TrackerParams
+from simulator.detections import DetectionStream, StreamSpec, generate
+
+# A tracker adapter: prepare(boxes, scores, t) converts one frame's detections to the
+# tracker's own input types (untimed) and returns (call, finish): call() is the
+# tracker's update alone (timed); finish(raw) turns its output into (ids, boxes xyxy)
+# of the tracks it reports as established (untimed).
+Call = Callable[[], Any]
+Finish = Callable[[Any], tuple[np.ndarray, np.ndarray]]
+Prepare = Callable[[np.ndarray, np.ndarray, float], tuple[Call, Finish]]
+
+
+TRACKER_PARAMS = TrackerParams()
+COUNTING_PARAMS = CountingParams()
+
+
+def _ours(fps: float) -> Prepare:
+    tr = Tracker(TRACKER_PARAMS)
+
+    def finish(out: Any) -> tuple[np.ndarray, np.ndarray]:
+        c = out.confirmed
+        return out.ids[c], out.boxes[c]
+
+    def prepare(boxes: np.ndarray, scores: np.ndarray, t: float) -> tuple[Call, Finish]:
+        return (lambda: tr.update(boxes, scores, t)), finish
+    return prepare
+
+
+def _sv_detections(boxes: np.ndarray, scores: np.ndarray) -> Any:
+    import supervision as sv
+    return sv.Detections(xyxy=boxes.astype(np.float32), confidence=scores.astype(np.float32),
+                         class_id=np.zeros(len(scores), dtype=int))
+
+
+def _supervision_bytetrack(fps: float) -> Prepare:
+    from supervision.tracker.byte_tracker.core import ByteTrack
+    tr = ByteTrack(frame_rate=int(round(fps)))
+
+    def finish(out: Any) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(out.tracker_id, dtype=np.int64), out.xyxy
+
+    def prepare(boxes: np.ndarray, scores: np.ndarray, t: float) -> tuple[Call, Finish]:
+        d = _sv_detections(boxes, scores)
+        return (lambda: tr.update_with_detections(d)), finish
+    return prepare
+
+
+def _trackers_pkg(kind: str) -> Callable[[float], Prepare]:
+    def make(fps: float) -> Prepare:
+        import trackers
+        cls = trackers.ByteTrackTracker if kind == "bytetrack" else trackers.SORTTracker
+        tr = cls(frame_rate=fps)
+
+        def finish(out: Any) -> tuple[np.ndarray, np.ndarray]:
+            ids = np.asarray(out.tracker_id, dtype=np.int64)
+            ok = ids >= 0  # -1: not yet mature
+            return ids[ok], out.xyxy[ok]
+
+        def prepare(boxes: np.ndarray, scores: np.ndarray, t: float) -> tuple[Call, Finish]:
+            d = _sv_detections(boxes, scores)
+            return (lambda: tr.update(d)), finish
+        return prepare
+    return make
+
+
+def _norfair(fps: float) -> Prepare:
+    import norfair
+    tr = norfair.Tracker(distance_function="iou", distance_threshold=0.9,
+                         hit_counter_max=max(2, int(round(fps / 2))),
+                         initialization_delay=max(1, int(round(fps / 10))))
+
+    def finish(objs: Any) -> tuple[np.ndarray, np.ndarray]:
+        if not objs:
+            return np.zeros(0, np.int64), np.zeros((0, 4))
+        return (np.array([o.id for o in objs], dtype=np.int64),
+                np.array([o.estimate.reshape(4) for o in objs]))
+
+    def prepare(boxes: np.ndarray, scores: np.ndarray, t: float) -> tuple[Call, Finish]:
+        dets = [norfair.Detection(points=b.reshape(2, 2).astype(np.float64),
+                                  scores=np.array([s, s], dtype=np.float64))
+                for b, s in zip(boxes, scores)]
+        return (lambda: tr.update(detections=dets)), finish
+    return prepare
+
+
+def _motpy(fps: float) -> Prepare:
+    from motpy import Detection, MultiObjectTracker
+    tr = MultiObjectTracker(dt=1.0 / fps, active_tracks_kwargs={"min_steps_alive": 2})
+    id_map: dict[str, int] = {}
+
+    def finish(tracks: Any) -> tuple[np.ndarray, np.ndarray]:
+        if not tracks:
+            return np.zeros(0, np.int64), np.zeros((0, 4))
+        ids = np.array([id_map.setdefault(tk.id, len(id_map) + 1) for tk in tracks], np.int64)
+        return ids, np.array([tk.box for tk in tracks])
+
+    def prepare(boxes: np.ndarray, scores: np.ndarray, t: float) -> tuple[Call, Finish]:
+        dets = [Detection(box=b.astype(np.float64), score=float(s)) for b, s in zip(boxes, scores)]
+        return (lambda: tr.step(detections=dets)), finish
+    return prepare
+
+
+TRACKERS: dict[str, Callable[[float], Prepare]] = {
+    "footfall": _ours,
+    "supervision ByteTrack": _supervision_bytetrack,
+    "trackers ByteTrack": _trackers_pkg("bytetrack"),
+    "trackers SORT": _trackers_pkg("sort"),
+    "norfair": _norfair,
+    "motpy": _motpy,
+}
+
+
+@dataclass
+class Result:
+    times_us: list[float] = field(default_factory=list)
+    events: list[tuple[float, str, float]] = field(default_factory=list)  # t, dir, x
+    acc: object = None
+
+
+def gross_accuracy(stream: DetectionStream, events: list[tuple[float, str, float]],
+                   warm_s: float = 2.0, tail_s: float = 2.0) -> dict[str, dict[str, float]]:
+    """Per direction: 1 - (missed + extra) / true, matching counted crossings to true
+    ones by time (within 1 s) and position along the line (within one box height)."""
+    from scipy.optimize import linear_sum_assignment
+    lo, hi = warm_s, stream.spec.duration_s - tail_s
+    out: dict[str, dict[str, float]] = {}
+    for d in ("in", "out"):
+        gt = np.array([(c.t, c.x) for c in stream.crossings if c.direction == d]).reshape(-1, 2)
+        ev = np.array([(t, x) for t, dd, x in events if dd == d]).reshape(-1, 2)
+        matched_gt = np.zeros(len(gt), bool)
+        matched_ev = np.zeros(len(ev), bool)
+        if len(gt) and len(ev):
+            dt = np.abs(gt[:, None, 0] - ev[None, :, 0])
+            dx = np.abs(gt[:, None, 1] - ev[None, :, 1]) / stream.person_height
+            cost = np.where((dt <= 1.0) & (dx <= 1.0), dt + dx, 1e6)
+            r, c = linear_sum_assignment(cost)
+            ok = cost[r, c] < 1e6
+            matched_gt[r[ok]] = True
+            matched_ev[c[ok]] = True
+        in_gt = (gt[:, 0] >= lo) & (gt[:, 0] <= hi)
+        in_ev = (ev[:, 0] >= lo) & (ev[:, 0] <= hi)
+        true = int(in_gt.sum())
+        missed = int((in_gt & ~matched_gt).sum())
+        extra = int((in_ev & ~matched_ev).sum())
+        out[d] = {"true": true, "missed": missed, "extra": extra,
+                  "accuracy": 1.0 - (missed + extra) / true if true else float("nan")}
+    return out
+
+
+def _iou_distance(a: np.ndarray, b: np.ndarray, max_d: float = 0.5) -> np.ndarray:
+    """1 - IoU between xyxy boxes, NaN beyond max_d (motmetrics' convention; its own
+    iou_matrix uses np.asfarray, gone in numpy 2)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.empty((len(a), len(b)))
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    d = 1.0 - inter / (area_a[:, None] + area_b[None, :] - inter)
+    d[d > max_d] = np.nan
+    return d
+
+
+def run_stream(stream: DetectionStream, names: list[str], with_mot: bool = True
+               ) -> dict[str, dict[str, object]]:
+    import motmetrics as mm
+    fps = stream.spec.fps
+    preps = {n: TRACKERS[n](fps) for n in names}
+    line = CountingLine("door", stream.line[0], stream.line[1], stream.inside, hysteresis_px=8.0)
+    counters = {n: LineCounter([line], anchor="centre", params=COUNTING_PARAMS,
+                               frame_size=(stream.spec.width, stream.spec.height)) for n in names}
+    results = {n: Result() for n in names}
+    accs = {n: mm.MOTAccumulator(auto_id=True) for n in names} if with_mot else {}
+    order = list(names)
+    for fi, fr in enumerate(stream.frames):
+        steps = {n: preps[n](fr.boxes, fr.scores, fr.t) for n in names}
+        rot = order[fi % len(order):] + order[: fi % len(order)]
+        outs = {}
+        for n in rot:
+            call, finish = steps[n]
+            t0 = time.perf_counter()
+            raw = call()
+            results[n].times_us.append((time.perf_counter() - t0) * 1e6)
+            outs[n] = finish(raw)
+        for n in names:
+            ids, boxes = outs[n]
+            boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+            evs = counters[n].update(ids, boxes, np.ones(len(ids), bool), fr.t)
+            if evs:
+                pos = {int(i): (b[0] + b[2]) / 2 for i, b in zip(ids, boxes)}
+                results[n].events += [(e.t, e.direction, pos[e.track_id]) for e in evs]
+            if with_mot:
+                dist = _iou_distance(fr.gt_boxes.astype(np.float64), boxes)
+                accs[n].update(fr.gt_ids.tolist(), ids.tolist(), dist)
+    table: dict[str, dict[str, object]] = {}
+    mh = mm.metrics.create() if with_mot else None
+    for n in names:
+        ts = np.array(results[n].times_us)
+        row: dict[str, object] = {
+            "median_us": float(np.median(ts)),
+            "p99_us": float(np.percentile(ts, 99)),
+            "counting": gross_accuracy(stream, results[n].events),
+        }
+        if with_mot and mh is not None:
+            s = mh.compute(accs[n], metrics=["mota", "idf1", "num_switches"], name=n)
+            row["mota"] = float(s["mota"].iloc[0])
+            row["idf1"] = float(s["idf1"].iloc[0])
+            row["id_switches"] = int(s["num_switches"].iloc[0])
+        table[n] = row
+    return table
+
+
+DURATIONS = {5: 600.0, 20: 300.0, 50: 90.0, 200: 20.0}
+
+
+def _with(base: Any, assignments: list[str], ap: argparse.ArgumentParser) -> Any:
+    import dataclasses
+    changes: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(base)}
+    for a in assignments:
+        name, _, value = a.partition("=")
+        if name not in fields:
+            ap.error(f"unknown field {name!r}; one of {sorted(fields)}")
+        changes[name] = type(getattr(base, name))(value)
+    try:
+        return dataclasses.replace(base, **changes)
+    except ValueError as exc:
+        ap.error(str(exc))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.tracker_bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short streams (a tenth of the frames)")
+    ap.add_argument("--in-view", type=int, nargs="*", default=[5, 20, 50, 200])
+    ap.add_argument("--trackers", nargs="*", default=list(TRACKERS), choices=list(TRACKERS))
+    ap.add_argument("--fps", type=float, default=15.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-mot", action="store_true", help="skip MOTA/IDF1 (faster)")
+    ap.add_argument("--json", metavar="FILE", help="also write all figures as JSON")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a TrackerParams field for footfall's tracker (repeatable)")
+    ap.add_argument("--counting", action="append", default=[], metavar="NAME=VALUE",
+                    help="a CountingParams field for every tracker's counter (repeatable)")
+    args = ap.parse_args(argv)
+    global TRACKER_PARAMS, COUNTING_PARAMS
+    TRACKER_PARAMS = _with(TrackerParams(), args.param, ap)
+    COUNTING_PARAMS = _with(CountingParams(), args.counting, ap)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    names = args.trackers
+    everything: dict[str, object] = {
+        "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}",
+        "numpy": np.__version__, "fps": args.fps, "seed": args.seed, "quick": args.quick,
+        "streams": {},
+    }
+    print(f"# tracker bench: fps={args.fps} seed={args.seed} quick={args.quick} "
+          f"numpy={np.__version__} {platform.machine()} "
+          f"params={args.param or 'default'} counting={args.counting or 'default'}")
+    for n_view in args.in_view:
+        dur = max(10.0, DURATIONS.get(n_view, 60.0) / 10) if args.quick else DURATIONS.get(n_view, 60.0)
+        spec = StreamSpec(in_view=n_view, fps=args.fps, duration_s=dur, seed=args.seed + n_view)
+        stream = generate(spec)
+        t0 = time.perf_counter()
+        table = run_stream(stream, names, with_mot=not args.no_mot)
+        gi = sum(c.direction == "in" for c in stream.crossings)
+        print(f"\n## {n_view} in view (measured mean {stream.mean_in_view:.1f}), "
+              f"{len(stream.frames)} frames, {dur:.0f} s, true crossings in/out "
+              f"{gi}/{len(stream.crossings) - gi}  [{time.perf_counter() - t0:.0f} s]")
+        print(f"{'tracker':24s} {'median us':>10s} {'p99 us':>9s} {'x slower':>9s} "
+              f"{'in acc':>7s} {'out acc':>7s} {'in m/e':>7s} {'out m/e':>7s} {'MOTA':>6s} {'IDF1':>6s}")
+        ours = table[names[0]]["median_us"]
+        for n in names:
+            r = table[n]
+            c = r["counting"]
+            ratio = r["median_us"] / ours  # type: ignore[operator]
+            print(f"{n:24s} {r['median_us']:10.0f} {r['p99_us']:9.0f} {ratio:9.1f} "
+                  f"{c['in']['accuracy']:7.3f} {c['out']['accuracy']:7.3f} "
+                  f"{c['in']['missed']:>3d}/{c['in']['extra']:<3d} {c['out']['missed']:>3d}/{c['out']['extra']:<3d} "
+                  f"{r.get('mota', float('nan')):6.3f} {r.get('idf1', float('nan')):6.3f}")
+        everything["streams"][str(n_view)] = {  # type: ignore[index]
+            "mean_in_view": stream.mean_in_view, "frames": len(stream.frames),
+            "true_in": gi, "true_out": len(stream.crossings) - gi, "trackers": table,
+        }
+        sys.stdout.flush()
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(everything, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""Counting lines and zones: turn tracks into in/out crossings that survive jitter.
+
+Why each rule exists:
+
+* **Hysteresis.** A track's anchor has a *side* per line (inside, outside, or not yet
+  known). The side only changes once the anchor is at least ``hysteresis_px`` past the
+  line; between -h and +h the old side holds. So box jitter and detector flicker at the
+  line cannot count, and a walker who stops on the line and turns back counts nothing.
+* **Within the segment.** A side change counts only where the anchor is within the
+  segment's extent (plus ``segment_margin_px``), so people passing beside a door do
+  not count.
+* **Alternation.** A track's crossings of a line alternate (in, out, in...): its side
+  must change for a count, so no direction counts twice in a row; walking in then back
+  out is one in and one out. ``max_per_direction`` can cap each direction per track.
+* **Confirmed tracks only.** Unconfirmed tracks (possible false positives) never count;
+  while unconfirmed, a track's side is only initialised, so a crossing made during
+  confirmation is counted at confirmation.
+* **Re-identification.** When a new track id first appears within ``reid_px`` of where
+  a track vanished less than ``reid_s`` ago, it inherits that track's sides and what it
+  already counted, so an identity switch does not count twice.
+  With ``frame_size`` given, tracks that leave or enter through the picture's edge
+  take no part in this (people come and go there all the time).
+* **Image edges.** With ``frame_size`` given, the hysteresis on each side of a line is
+  capped at half the room the picture leaves on that side, so a line near the edge of
+  the picture still counts.
+
+Pure: no I/O, no clock; ids, boxes, flags and a timestamp in, crossings out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from edge.crossing import Direction
+
+__all__ = [
+    "Anchor", "CountingLine", "CountingParams", "CountingZone", "LineCounter", "LineCrossing",
+]
+
+Anchor = Literal["bottom_centre", "centre"]
+ANCHORS: tuple[Anchor, ...] = ("bottom_centre", "centre")
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class CountingLine:
+    """A counting segment from ``p1`` to ``p2``; crossing toward ``inside_point`` is in."""
+
+    name: str
+    p1: Point
+    p2: Point
+    inside_point: Point
+    hysteresis_px: float = 8.0
+
+    def __post_init__(self) -> None:
+        (x1, y1), (x2, y2), (xi, yi) = self.p1, self.p2, self.inside_point
+        length = math.hypot(x2 - x1, y2 - y1)
+        if not length > 0:
+            raise ValueError(f"line {self.name!r}: p1 and p2 must differ")
+        side = ((x2 - x1) * (yi - y1) - (y2 - y1) * (xi - x1)) / length
+        if abs(side) < 1.0:
+            raise ValueError(
+                f"line {self.name!r}: the inside point {self.inside_point} lies on the line; "
+                "pick a point clearly on the inside"
+            )
+        if not self.hysteresis_px >= 0:
+            raise ValueError(f"line {self.name!r}: hysteresis_px must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class CountingZone:
+    """A polygon; entering it counts as in, leaving it as out."""
+
+    name: str
+    polygon: tuple[Point, ...]
+    hysteresis_px: float = 8.0
+
+    def __post_init__(self) -> None:
+        if len(self.polygon) < 3:
+            raise ValueError(f"zone {self.name!r}: a polygon needs at least 3 points")
+        if not self.hysteresis_px >= 0:
+            raise ValueError(f"zone {self.name!r}: hysteresis_px must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class CountingParams:
+    """How tracks become crossings. Distances in pixels, times in seconds."""
+
+    reid_s: float = 1.5
+    """A new track appearing within this time of a vanished one may inherit it."""
+    reid_px: float = 60.0
+    """...if it appears within this distance of where that one was last seen."""
+    forget_s: float = 5.0
+    """Counting state of a track unseen for this long is dropped."""
+    segment_margin_px: float = 0.0
+    """A side change this far beyond a segment's ends still counts."""
+    max_per_direction: int = 0
+    """Crossings per track, line and direction at most; 0: no limit. Hysteresis already
+    makes a track's crossings alternate in, out, in...; a limit of 1 also stops an
+    identity that wanders between two people from counting twice, but then misses the
+    second person when trackers swap identities (measured: bench/tracker_bench)."""
+
+    def __post_init__(self) -> None:
+        if min(self.reid_s, self.reid_px, self.forget_s, self.segment_margin_px) < 0:
+            raise ValueError("counting distances and times must not be negative")
+        if self.forget_s < self.reid_s:
+            raise ValueError("forget_s must be at least reid_s")
+        if self.max_per_direction < 0:
+            raise ValueError("max_per_direction must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class LineCrossing:
+    """One counted crossing of one line (or zone) by one track."""
+
+    line_index: int
+    line: str
+    track_id: int
+    direction: Direction
+    t: float
+
+
+class LineCounter:
+    """Counts crossings of several lines and zones by the tracks of one camera."""
+
+    def __init__(
+        self,
+        lines: Sequence[CountingLine | CountingZone],
+        anchor: Anchor = "bottom_centre",
+        params: CountingParams | None = None,
+        frame_size: tuple[int, int] | None = None,
+    ) -> None:
+        if not lines:
+            raise ValueError("need at least one counting line or zone")
+        names = [ln.name for ln in lines]
+        if len(set(names)) != len(names):
+            raise ValueError(f"line and zone names must be unique: {names}")
+        if anchor not in ANCHORS:
+            raise ValueError(f"anchor must be one of {ANCHORS}, not {anchor!r}")
+        self.lines = tuple(lines)
+        self.anchor: Anchor = anchor
+        self.params = params or CountingParams()
+        self._lines_idx = [i for i, ln in enumerate(lines) if isinstance(ln, CountingLine)]
+        self._zones_idx = [i for i, ln in enumerate(lines) if isinstance(ln, CountingZone)]
+        nl = len(lines)
+        # Lines as arrays: origin, unit direction, unit normal toward inside, length.
+        seg = [lines[i] for i in self._lines_idx]
+        p1 = np.array([ln.p1 for ln in seg], dtype=np.float64).reshape(-1, 2)
+        p2 = np.array([ln.p2 for ln in seg], dtype=np.float64).reshape(-1, 2)
+        ins = np.array([ln.inside_point for ln in seg], dtype=np.float64).reshape(-1, 2)
+        d = p2 - p1
+        length = np.hypot(d[:, 0], d[:, 1])
+        u = d / length[:, None] if len(seg) else d
+        nrm = np.stack([-u[:, 1], u[:, 0]], axis=1) if len(seg) else d
+        flip = np.sign(np.einsum("ij,ij->i", ins - p1, nrm)) if len(seg) else length
+        self._p1, self._u, self._n, self._len = p1, u, nrm * flip[:, None], length
+        h = np.array([ln.hysteresis_px for ln in lines], dtype=np.float64)
+        self._h_in = h.copy()
+        self._h_out = h.copy()
+        self._frame = frame_size
+        if frame_size is not None:
+            self._cap_at_edges(frame_size)
+        self._zone_polys = [np.asarray(lines[i].polygon, dtype=np.float64) for i in self._zones_idx]
+        # Per-track state, in slots; a dict maps track id -> slot.
+        cap = 64
+        self._slot_of: dict[int, int] = {}
+        self._free: list[int] = list(range(cap - 1, -1, -1))
+        self._side = np.zeros((cap, nl), dtype=np.int8)
+        self._counted = np.zeros((cap, nl, 2), dtype=np.int32)  # [.., 0]=in, [.., 1]=out
+        self._last_t = np.full(cap, -np.inf)
+        self._last_xy = np.zeros((cap, 2))
+        self._last_edge = np.zeros(cap, dtype=bool)
+        self._id_of = np.full(cap, -1, dtype=np.int64)
+        self._t: float | None = None
+        self.totals = np.zeros((nl, 2), dtype=np.int64)
+
+    # -- public ---------------------------------------------------------------------
+
+    def anchors(self, boxes: np.ndarray) -> np.ndarray:
+        """The point of each xyxy box that is counted: bottom-centre or centre."""
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        x = (b[:, 0] + b[:, 2]) * 0.5
+        y = b[:, 3] if self.anchor == "bottom_centre" else (b[:, 1] + b[:, 3]) * 0.5
+        return np.stack([x, y], axis=1)
+
+    def update(self, ids: np.ndarray, boxes: np.ndarray, confirmed: np.ndarray, t: float
+               ) -> list[LineCrossing]:
+        """Feed the tracks seen at time ``t``; returns the crossings they made."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        confirmed = np.asarray(confirmed, dtype=bool).reshape(-1)
+        k = ids.shape[0]
+        if np.asarray(boxes).shape != (k, 4) or confirmed.shape != (k,):
+            raise ValueError("need ids (K,), boxes (K, 4) and confirmed (K,) of one length K")
+        if self._t is not None and t < self._t:
+            raise ValueError(f"time went back: {t} after {self._t}")
+        if k and np.unique(ids).shape[0] != k:
+            raise ValueError("track ids must be unique within a frame")
+        self._t = t
+        self._forget(t)
+        if k == 0:
+            return []
+        xy = self.anchors(boxes)
+        at_edge = self._touches_edge(boxes)
+        slots = self._slots_for(ids, xy, at_edge, t)
+        s, within = self._signed(xy)
+        new_side = np.where(s >= self._h_in, 1, np.where(s <= -self._h_out, -1, 0)).astype(np.int8)
+        old = self._side[slots]
+        # Unknown side: take the new one. Known: a flip needs a confirmed track.
+        change = (new_side != 0) & (new_side != old)
+        flip = change & (old != 0) & confirmed[:, None]
+        init = change & (old == 0)
+        upd = flip | init
+        side = np.where(upd, new_side, old)
+        self._side[slots] = side
+        self._last_t[slots] = t
+        self._last_xy[slots] = xy
+        self._last_edge[slots] = at_edge
+        events: list[LineCrossing] = []
+        if not flip.any():
+            return events
+        cap = self.params.max_per_direction
+        for r, li in zip(*np.nonzero(flip & within)):
+            d = 0 if side[r, li] > 0 else 1
+            slot = slots[r]
+            if cap and self._counted[slot, li, d] >= cap:
+                continue
+            self._counted[slot, li, d] += 1
+            self.totals[li, d] += 1
+            events.append(LineCrossing(int(li), self.lines[li].name, int(ids[r]),
+                                       "in" if d == 0 else "out", float(t)))
+        return events
+
+    # -- internals ------------------------------------------------------------------
+
+    def _signed(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Signed distance (+ inside) of each anchor to each line/zone, and whether it
+        lies within the segment's extent."""
+        k = xy.shape[0]
+        nl = len(self.lines)
+        s = np.empty((k, nl))
+        within = np.ones((k, nl), dtype=bool)
+        if self._lines_idx:
+            rel = xy[:, None, :] - self._p1[None, :, :]
+            s[:, self._lines_idx] = np.einsum("kld,ld->kl", rel, self._n)
+            along = np.einsum("kld,ld->kl", rel, self._u)
+            m = self.params.segment_margin_px
+            within[:, self._lines_idx] = (along >= -m) & (along <= self._len + m)
+        for zi, poly in zip(self._zones_idx, self._zone_polys):
+            s[:, zi] = _polygon_signed_distance(xy, poly)
+        return s, within
+
+    def _touches_edge(self, boxes: np.ndarray) -> np.ndarray:
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if self._frame is None:
+            return np.zeros(b.shape[0], dtype=bool)
+        w, h = self._frame
+        m = 2.0
+        return (b[:, 0] <= m) | (b[:, 1] <= m) | (b[:, 2] >= w - m) | (b[:, 3] >= h - m)
+
+    def _slots_for(self, ids: np.ndarray, xy: np.ndarray, at_edge: np.ndarray, t: float
+                   ) -> np.ndarray:
+        slots = np.empty(ids.shape[0], dtype=np.int64)
+        fresh: list[int] = []
+        for i, tid in enumerate(ids.tolist()):
+            slot = self._slot_of.get(tid)
+            if slot is None:
+                fresh.append(i)
+            else:
+                slots[i] = slot
+        if fresh:
+            self._adopt(ids, xy, at_edge, t, fresh, slots)
+        return slots
+
+    def _adopt(self, ids: np.ndarray, xy: np.ndarray, at_edge: np.ndarray, t: float,
+               fresh: list[int], slots: np.ndarray) -> None:
+        """Give new ids a slot, inheriting a recently vanished track's state if near."""
+        p = self.params
+        live = np.array(sorted(self._slot_of.values()), dtype=np.int64)
+        # Vanished recently (not seen this frame), and not out through the edge.
+        ok = (self._last_t[live] < t) & (self._last_t[live] >= t - p.reid_s) & ~self._last_edge[live]
+        fresh_set = set(fresh)
+        present = {int(slots[i]) for i in range(ids.shape[0]) if i not in fresh_set}
+        cand = np.array([c for c in live[ok].tolist() if c not in present], dtype=np.int64)
+        for i in fresh:
+            tid = int(ids[i])
+            heir = -1
+            if cand.size and not at_edge[i]:
+                dist = np.hypot(*(self._last_xy[cand] - xy[i]).T)
+                j = int(np.argmin(dist))
+                if dist[j] <= p.reid_px:
+                    heir = int(cand[j])
+                    cand = np.delete(cand, j)
+            if heir >= 0:
+                # The new id takes over the vanished track's slot and history.
+                del self._slot_of[int(self._id_of[heir])]
+                slot = heir
+            else:
+                slot = self._new_slot()
+                self._side[slot] = 0
+                self._counted[slot] = 0
+            self._slot_of[tid] = slot
+            self._id_of[slot] = tid
+            slots[i] = slot
+
+    def _new_slot(self) -> int:
+        if not self._free:
+            cap = self._side.shape[0]
+            self._side = np.concatenate([self._side, np.zeros_like(self._side)])
+            self._counted = np.concatenate([self._counted, np.zeros_like(self._counted)])
+            self._last_t = np.concatenate([self._last_t, np.full(cap, -np.inf)])
+            self._last_xy = np.concatenate([self._last_xy, np.zeros_like(self._last_xy)])
+            self._last_edge = np.concatenate([self._last_edge, np.zeros_like(self._last_edge)])
+            self._id_of = np.concatenate([self._id_of, np.full(cap, -1, dtype=np.int64)])
+            self._free = list(range(2 * cap - 1, cap - 1, -1))
+        return self._free.pop()
+
+    def _forget(self, t: float) -> None:
+        if not self._slot_of:
+            return
+        horizon = t - self.params.forget_s
+        stale = [tid for tid, sl in self._slot_of.items() if self._last_t[sl] < horizon]
+        for tid in stale:
+            sl = self._slot_of.pop(tid)
+            self._id_of[sl] = -1
+            self._last_t[sl] = -np.inf
+            self._free.append(sl)
+
+    def _cap_at_edges(self, frame_size: tuple[int, int]) -> None:
+        w, h = frame_size
+        if not (w > 0 and h > 0):
+            raise ValueError(f"frame_size must be positive, not {frame_size}")
+        corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], dtype=np.float64)
+        for row, li in enumerate(self._lines_idx):
+            s = (corners - self._p1[row]) @ self._n[row]
+            self._h_in[li] = min(self._h_in[li], max(0.0, 0.5 * s.max()))
+            self._h_out[li] = min(self._h_out[li], max(0.0, -0.5 * s.min()))
+
+
+def _polygon_signed_distance(xy: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Distance to the polygon's boundary, positive inside (even-odd rule)."""
+    a = poly
+    b = np.roll(poly, -1, axis=0)
+    ab = b - a
+    ap = xy[:, None, :] - a[None, :, :]
+    tt = np.clip(np.einsum("ked,ed->ke", ap, ab) / np.einsum("ed,ed->e", ab, ab), 0.0, 1.0)
+    closest = a[None] + tt[..., None] * ab[None]
+    dist = np.hypot(*(xy[:, None, :] - closest).transpose(2, 0, 1)).min(axis=1)
+    x, y = xy[:, 0:1], xy[:, 1:2]
+    crosses = ((a[None, :, 1] > y) != (b[None, :, 1] > y)) & (
+        x < a[None, :, 0] + (y - a[None, :, 1]) * ab[None, :, 0] / np.where(ab[:, 1] == 0, 1e-12, ab[:, 1])[None]
+    )
+    inside = (crosses.sum(axis=1) % 2) == 1
+    return np.where(inside, dist, -dist)

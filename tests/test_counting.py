@@ -1,0 +1,181 @@
+"""Counting lines and zones: hysteresis, segment, direction, confirmation, re-id, edges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.counting import CountingLine, CountingParams, CountingZone, LineCounter
+
+LINE = CountingLine("door", (100.0, 240.0), (540.0, 240.0), (320.0, 400.0), hysteresis_px=8.0)
+
+
+def box_at(x: float, y: float, w: float = 40.0, h: float = 100.0) -> np.ndarray:
+    """A box whose bottom-centre is (x, y)."""
+    return np.array([[x - w / 2, y - h, x + w / 2, y]])
+
+
+def walk(counter: LineCounter, ys, tid: int = 1, x: float = 320.0, t0: float = 0.0,
+         dt: float = 0.1, confirmed: bool = True):
+    events = []
+    for i, y in enumerate(ys):
+        events += counter.update(np.array([tid]), box_at(x, y), np.array([confirmed]), t0 + i * dt)
+    return events
+
+
+def test_walking_in_counts_one_in_and_back_out_counts_one_out():
+    c = LineCounter([LINE])
+    ev = walk(c, np.linspace(150, 330, 20))
+    assert [(e.direction, e.track_id, e.line) for e in ev] == [("in", 1, "door")]
+    ev = walk(c, np.linspace(330, 150, 20), t0=2.0)
+    assert [e.direction for e in ev] == ["out"]
+    assert c.totals.tolist() == [[1, 1]]
+
+
+def test_jitter_at_the_line_counts_nothing():
+    c = LineCounter([LINE])
+    rng = np.random.default_rng(0)
+    ys = np.r_[np.linspace(150, 240, 10), 240 + rng.uniform(-7.9, 7.9, 200)]
+    assert walk(c, ys) == []
+
+
+def test_stop_on_line_and_turn_back_counts_nothing():
+    c = LineCounter([LINE])
+    ys = np.r_[np.linspace(150, 246, 20), np.full(20, 246.0), np.linspace(246, 150, 20)]
+    assert walk(c, ys) == []
+
+
+def test_crossing_beside_the_segment_does_not_count():
+    c = LineCounter([LINE])
+    assert walk(c, np.linspace(150, 330, 20), x=600.0) == []
+
+
+def test_unconfirmed_track_never_counts_but_counts_once_confirmed_after_crossing():
+    c = LineCounter([LINE])
+    assert walk(c, np.linspace(150, 330, 20), confirmed=False) == []
+    # Same id now confirmed, still inside: the crossing made while tentative counts now.
+    ev = c.update(np.array([1]), box_at(320, 335), np.array([True]), 2.5)
+    assert [e.direction for e in ev] == ["in"]
+
+
+def test_crossings_alternate_and_can_be_capped_per_direction():
+    ys = np.r_[np.linspace(150, 330, 10), np.linspace(330, 150, 10), np.linspace(150, 330, 10)]
+    assert [e.direction for e in walk(LineCounter([LINE]), ys)] == ["in", "out", "in"]
+    capped = LineCounter([LINE], params=CountingParams(max_per_direction=1))
+    assert [e.direction for e in walk(capped, ys)] == ["in", "out"]
+
+
+def test_identity_switch_near_where_track_vanished_does_not_count_twice():
+    c = LineCounter([LINE])
+    ev = walk(c, np.linspace(150, 260, 12), tid=1)  # counted in as track 1, then lost
+    assert [e.direction for e in ev] == ["in"]
+    ev = walk(c, np.linspace(270, 330, 6), tid=2, t0=1.5)  # reappears as track 2
+    assert ev == []
+    assert c.totals.tolist() == [[1, 0]]
+
+
+def test_identity_switch_across_the_line_still_counts_once():
+    c = LineCounter([LINE])
+    assert walk(c, np.linspace(150, 236, 10), tid=1) == []  # lost just before the line
+    ev = walk(c, np.linspace(250, 330, 8), tid=2, t0=1.3)
+    assert [e.direction for e in ev] == ["in"]
+
+
+def test_far_or_late_new_track_does_not_inherit():
+    c = LineCounter([LINE])
+    walk(c, np.linspace(150, 330, 20), tid=1)
+    # A different person appears much later at the same place and walks out: counts.
+    ev = walk(c, np.linspace(330, 150, 20), tid=2, t0=10.0)
+    assert [e.direction for e in ev] == ["out"]
+
+
+def test_centre_anchor_and_bottom_centre_anchor_differ():
+    boxes = np.array([[0.0, 100.0, 40.0, 200.0]])
+    assert LineCounter([LINE], anchor="centre").anchors(boxes).tolist() == [[20.0, 150.0]]
+    assert LineCounter([LINE]).anchors(boxes).tolist() == [[20.0, 200.0]]
+
+
+def test_line_at_the_picture_edge_still_counts_with_frame_size():
+    edge_line = CountingLine("edge", (0.0, 475.0), (640.0, 475.0), (320.0, 479.0), hysteresis_px=10.0)
+    ys = np.r_[np.linspace(400, 480, 10), np.full(5, 480.0)]  # boxes clipped at the bottom
+    assert walk(LineCounter([edge_line]), ys) == []  # can never get 10 px past
+    ev = walk(LineCounter([edge_line], frame_size=(640, 480)), ys)
+    assert [e.direction for e in ev] == ["in"]
+
+
+def test_several_lines_and_a_zone():
+    zone = CountingZone("desk", ((300.0, 300.0), (400.0, 300.0), (400.0, 400.0), (300.0, 400.0)))
+    second = CountingLine("inner", (100.0, 300.0), (540.0, 300.0), (320.0, 400.0))
+    c = LineCounter([LINE, second, zone])
+    ev = walk(c, np.linspace(150, 360, 30), x=350.0)
+    assert [(e.line_index, e.line, e.direction) for e in ev] == [
+        (0, "door", "in"), (1, "inner", "in"), (2, "desk", "in")]
+    ev = walk(c, np.linspace(360, 450, 10), x=350.0, t0=5.0)
+    assert [(e.line, e.direction) for e in ev] == [("desk", "out")]
+
+
+@pytest.mark.parametrize("bad", [
+    lambda: CountingLine("a", (0, 0), (0, 0), (1, 1)),
+    lambda: CountingLine("a", (0, 0), (10, 0), (5, 0)),
+    lambda: CountingLine("a", (0, 0), (10, 0), (5, 5), hysteresis_px=-1),
+    lambda: CountingZone("z", ((0, 0), (1, 1))),
+    lambda: LineCounter([]),
+    lambda: LineCounter([LINE, LINE]),
+    lambda: LineCounter([LINE], anchor="top"),  # type: ignore[arg-type]
+    lambda: CountingParams(reid_s=10, forget_s=1),
+])
+def test_bad_configuration_is_refused(bad):
+    with pytest.raises(ValueError):
+        bad()
+
+
+def test_bad_updates_are_refused():
+    c = LineCounter([LINE])
+    with pytest.raises(ValueError, match="unique"):
+        c.update(np.array([1, 1]), np.zeros((2, 4)), np.ones(2, bool), 0.0)
+    with pytest.raises(ValueError, match="one length"):
+        c.update(np.array([1]), np.zeros((2, 4)), np.ones(1, bool), 0.0)
+    c.update(np.array([1]), box_at(0, 0), np.ones(1, bool), 1.0)
+    with pytest.raises(ValueError, match="back"):
+        c.update(np.array([1]), box_at(0, 0), np.ones(1, bool), 0.5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    moves=st.lists(st.tuples(st.integers(1, 6), st.floats(-60, 60), st.booleans()),
+                   min_size=1, max_size=60),
+    seed=st.integers(0, 2**16),
+)
+def test_counts_never_negative_and_each_track_alternates(moves, seed):
+    """Random crowds wandering around the line: totals stay >= 0, no track ever counts
+    the same direction twice in a row, and in - out per track stays within -1..1."""
+    rng = np.random.default_rng(seed)
+    c = LineCounter([LINE], params=CountingParams(max_per_direction=0))
+    pos = {i: rng.uniform(150, 330) for i in range(1, 7)}
+    last: dict[int, str] = {}
+    net: dict[int, int] = {}
+    for k, (tid, dy, conf) in enumerate(moves):
+        pos[tid] += dy
+        ids = np.array(sorted(pos))
+        boxes = np.concatenate([box_at(320 + 10 * i, pos[i]) for i in ids])
+        confirmed = np.array([conf or i != tid for i in ids])
+        for e in c.update(ids, boxes, confirmed, 0.1 * k):
+            assert last.get(e.track_id) != e.direction
+            last[e.track_id] = e.direction
+            net[e.track_id] = net.get(e.track_id, 0) + (1 if e.direction == "in" else -1)
+            assert -1 <= net[e.track_id] <= 1
+        assert (c.totals >= 0).all()
+
+
+def test_hundreds_of_tracks_at_once():
+    c = LineCounter([CountingLine("wide", (0.0, 240.0), (4000.0, 240.0), (10.0, 400.0))],
+                    frame_size=(4000, 480))
+    ids = np.arange(1, 301)
+    xs = ids * 12.0
+    total = 0
+    for k, y in enumerate(np.linspace(150, 330, 10)):
+        boxes = np.column_stack([xs - 5, np.full(300, y - 50), xs + 5, np.full(300, y)])
+        total += len(c.update(ids, boxes, np.ones(300, bool), 0.1 * k))
+    assert total == 300 and c.totals.tolist() == [[300, 0]]
