@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from edge import __version__
+from edge.audit import declared_accuracy
 from edge.bins import Binner, BinPolicy
 from edge.clock import Clock, SystemClock
 from edge.config import AgentConfig
@@ -109,12 +110,13 @@ class Agent:
                 j.log_health(now, "agent", True, "start")
                 outbox = Outbox(j.conn, epoch, cfg.storage.outbox_max_messages)
                 policy = BinPolicy(cfg.bins.minutes, cfg.zone, cfg.bins.primary_source, cfg.bins.rebase_local_time,
-                                   tuple(cfg.declared_lines()), cfg.occupancy_rule())
+                                   tuple(cfg.declared_lines()), cfg.occupancy_rule(), rating_levels=cfg.beams.keypad_levels())
                 binner = Binner(j.conn, outbox, policy, self._topic("bins"), {"device": cfg.device.id, "site": cfg.device.site})
                 binner.start_at(now)
                 if j.get_meta("bins_first_start_utc") is None:
                     j.conn.execute("INSERT INTO meta(key, value) VALUES ('bins_first_start_utc', (SELECT value FROM meta WHERE key = 'bins_next_start_utc'))")
-                outbox.enqueue(self._topic("birth"), self.birth(epoch, now), now, retain=True)
+                outbox.enqueue(self._topic("birth"), self.birth(epoch, now, declared_accuracy(j.last_passing_audit())),
+                              now, retain=True)
                 summaries = Summaries(binner, outbox, self.site_profile(), self._topic("summary"))
             return epoch, outbox, binner, summaries
 
@@ -143,11 +145,11 @@ class Agent:
     def site_profile(self) -> SiteProfile:
         return profile_of(self.cfg)
 
-    def birth(self, epoch: int, now: float) -> dict[str, Any]:
+    def birth(self, epoch: int, now: float, declared: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`declared`: the accuracy of the last passing `footfall validate` audit (None: never audited)."""
         import numpy
         import paho.mqtt
 
-        declared = None
         return {
             "schema": "footfall.birth/1",
             "device": self.cfg.device.id,

@@ -32,6 +32,7 @@ from edge.beam_decoder import BeamDecoder, DecoderConfig, Edge
 from edge.clock import Clock, SystemClock
 from edge.crossing import Crossing
 from edge.journal import BeamEventRow
+from edge.ratings import Press
 from firmware_bridge import messages as m
 from firmware_bridge.link import BeamLink
 
@@ -73,6 +74,14 @@ class BeamSettings(BaseModel):
 
     enabled: bool = Field(True, description="run the beam component")
     doors: list[DoorSettings] = Field(default_factory=list, description="one entry per door microcontroller")
+    rating_levels: int = Field(0, ge=0, le=5, description="buttons on the service-rating keypads wired to the door boards "
+                               "(1 = worst ... N = best; 3 or 4 on the reference board); 0: no keypad (docs/ratings.md)")
+    rating_repeat_s: float = Field(3.0, ge=0, le=600, description="a press within this many seconds of the previous press on "
+                                   "the same keypad is one person pressing again: kept, flagged 'repeat', not counted")
+
+    def keypad_levels(self) -> int:
+        """Levels of the keypads whose ratings the bins carry (0: none)."""
+        return self.rating_levels if self.enabled and self.doors else 0
 
     @model_validator(mode="after")
     def _unique(self) -> "BeamSettings":
@@ -87,8 +96,10 @@ class BeamStore(Protocol):
     every call returns only once durable."""
 
     def add_beam_events(self, door: str, rows: list[BeamEventRow]) -> int: ...
+    def add_door_events(self, door: str, rows: list[BeamEventRow], presses: list[Press], *,
+                        repeat_s: float, levels: int) -> int: ...
     def add_crossings(self, crossings: list[Crossing]) -> int: ...
-    def last_beam_seq(self, door: str, mcu_epoch: int) -> int | None: ...
+    def last_event_seq(self, door: str, mcu_epoch: int) -> int | None: ...
     def beam_events_after(self, door: str, row_id: int = 0) -> list[tuple[int, BeamEventRow]]: ...
     def count_beam_events(self, door: str, mcu_epoch: int, beam: int) -> int: ...
     def get_meta(self, key: str, default: str | None = None) -> str | None: ...
@@ -104,8 +115,12 @@ def decoder_config(d: DoorSettings) -> DecoderConfig:
 class DoorPipeline:
     """One door: the LinkHandler of its link, the decoder, replay and reconciliation."""
 
-    def __init__(self, door: DoorSettings, store: BeamStore, health: HealthFn, clock: Clock) -> None:
+    def __init__(self, door: DoorSettings, store: BeamStore, health: HealthFn, clock: Clock,
+                 rating_levels: int = 0, rating_repeat_s: float = 3.0) -> None:
         self.door = door
+        self.rating_levels = rating_levels
+        self.rating_repeat_s = rating_repeat_s
+        self.ratings_committed = 0
         self.store = store
         self.health = health
         self.clock = clock
@@ -178,13 +193,13 @@ class DoorPipeline:
     # -- LinkHandler ------------------------------------------------------------------------
 
     def resume_point(self, epoch: int) -> int:
-        return self.store.last_beam_seq(self.door.name, epoch) or 0
+        return self.store.last_event_seq(self.door.name, epoch) or 0
 
     def on_hello(self, hello: m.Hello) -> None:
         known = self.store.get_meta(self._key("epoch"))
         if known is not None and int(known) != hello.epoch:
             old = int(known)
-            committed = self.store.last_beam_seq(self.door.name, old) or 0
+            committed = self.store.last_event_seq(self.door.name, old) or 0
             hb = self._last_hb if self._last_hb and self._last_hb["epoch"] == old else None
             per_beam = self._reconcile(old, hb) if hb else {}
             # the board's cumulative per-beam counters also cover edges its ring overflowed;
@@ -225,13 +240,18 @@ class DoorPipeline:
         now = self.clock.wall()
         rows = [BeamEventRow(epoch, e.seq, e.beam, e.edge, e.t_us, self.event_utc(epoch, e.t_us, now))
                 for e in events if isinstance(e, m.BeamEvent)]
-        # ratings share the sequence space; until the journal has a table for them they
-        # are acknowledged without being stored: say so rather than drop them silently
-        ratings = len(events) - len(rows)
-        if ratings:
-            self.health(f"{self.component}:ratings", False,
-                        f"door {self.door.name}: {ratings} keypad rating(s) received; this agent cannot store ratings yet")
-        self.store.add_beam_events(self.door.name, rows)
+        presses = [Press(epoch, e.seq, e.keypad, e.level, e.t_us, self.event_utc(epoch, e.t_us, now))
+                   for e in events if isinstance(e, m.Rating)]
+        if presses:
+            # one transaction: edges and presses share the board's sequence (the resume point)
+            self.ratings_committed += self.store.add_door_events(self.door.name, rows, presses,
+                                                                 repeat_s=self.rating_repeat_s, levels=self.rating_levels)
+            if not self.rating_levels:
+                self.health(f"{self.component}:ratings", False,
+                            f"door {self.door.name}: keypad presses received but [beams] rating_levels = 0:"
+                            " they are journaled, flagged out_of_range and not counted; set rating_levels")
+        else:
+            self.store.add_beam_events(self.door.name, rows)
         self._decode_new()
 
     def on_heartbeat(self, hb: m.Heartbeat, committed_seq: int) -> None:
@@ -266,7 +286,8 @@ class BeamSource:
         self.store = store
         self.health = health
         self.clock = clock or SystemClock()
-        self.doors = [DoorPipeline(d, store, health, self.clock) for d in settings.doors]
+        self.doors = [DoorPipeline(d, store, health, self.clock, settings.rating_levels, settings.rating_repeat_s)
+                      for d in settings.doors]
 
     def start(self) -> None:
         if not self.settings.enabled:
@@ -287,7 +308,7 @@ class ThreadedJournal:
     threads' calls queue up and block until done, so 'returns' still means 'durable'."""
 
     def __init__(self, path: str) -> None:
-        self._q: queue.Queue[tuple[str, tuple, Future] | None] = queue.Queue()
+        self._q: queue.Queue[tuple[str, tuple, dict, Future] | None] = queue.Queue()
         ready: Future = Future()
         self._t = threading.Thread(target=self._own, args=(path, ready), daemon=True, name="journal")
         self._t.start()
@@ -299,20 +320,20 @@ class ThreadedJournal:
         j = Journal(path)
         ready.set_result(True)
         while (item := self._q.get()) is not None:
-            name, args, fut = item
+            name, args, kw, fut = item
             try:
-                fut.set_result(getattr(j, name)(*args))
+                fut.set_result(getattr(j, name)(*args, **kw))
             except BaseException as exc:  # handed to the caller
                 fut.set_exception(exc)
         j.close()
 
-    def _call(self, name: str, *args: Any) -> Any:
+    def _call(self, name: str, *args: Any, **kw: Any) -> Any:
         fut: Future = Future()
-        self._q.put((name, args, fut))
+        self._q.put((name, args, kw, fut))
         return fut.result()
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        return lambda *args: self._call(name, *args)
+        return lambda *args, **kw: self._call(name, *args, **kw)
 
     def close(self) -> None:
         self._q.put(None)
@@ -326,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--door", default="door1", help="door name (default door1)")
     ap.add_argument("--baudrate", type=int, default=115200)
     ap.add_argument("--a-then-b", choices=("in", "out"), default="in")
+    ap.add_argument("--rating-levels", type=int, default=0, help="buttons on the door's rating keypad (0: none)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -337,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         store.log_health(SystemClock().wall(), component, ok, detail)
 
     settings = BeamSettings(doors=[DoorSettings(name=args.door, port=args.port, baudrate=args.baudrate,
-                                                a_then_b=args.a_then_b)])
+                                                a_then_b=args.a_then_b)], rating_levels=args.rating_levels)
     src = BeamSource(settings, store, health)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -23,6 +23,7 @@ from edge.crossing import DIRECTIONS
 from edge.journal import create_tables
 from edge.occupancy import OccupancyRule, fold, step
 from edge.outbox import Outbox
+from edge.ratings import COUNTED, OUT_OF_RANGE, REPEAT, bin_block
 from edge.timebins import Bin, bin_of, iso_utc, last_local_time_before
 
 SCHEMA = """
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS bin_state (
 
 META_NEXT = "bins_next_start_utc"
 META_LAST_ID = "bins_last_crossing_id"
+META_LAST_RATING_ID = "bins_last_rating_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class BinPolicy:
     rebase_local_time: str  # "HH:MM" or "never"
     lines: tuple[str, ...]
     occupancy: OccupancyRule = OccupancyRule()
+    rating_levels: int = 0  # buttons on the door keypads; 0: no keypad, bins carry no `ratings`
 
 
 class Binner:
@@ -97,6 +100,15 @@ class Binner:
                 "SELECT t_utc FROM crossings WHERE id > ? AND id <= ? AND t_utc < ?", (last_id, max_id, next_start)
             )
         }
+        # a keypad press delivered late (after an unplug) revises its bin as a crossing does
+        last_rating = int(self._meta(META_LAST_RATING_ID) or 0)
+        max_rating = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM ratings").fetchone()[0] if self.policy.rating_levels else 0
+        if max_rating > last_rating:
+            dirty_starts |= {
+                bin_of(t, self.policy.minutes, self.policy.zone).start_utc
+                for (t,) in self.conn.execute(
+                    "SELECT t_utc FROM ratings WHERE id > ? AND id <= ? AND t_utc < ?", (last_rating, max_rating, next_start))
+            }
         todo: list[Bin] = []
         for start in sorted(dirty_starts):
             todo.extend(self._period_from(start, next_start))
@@ -116,6 +128,8 @@ class Binner:
                 return queued
         self._set_meta(META_NEXT, new_next)
         self._set_meta(META_LAST_ID, max_id)
+        if max_rating > last_rating:
+            self._set_meta(META_LAST_RATING_ID, max_rating)
         return queued
 
     def _period_from(self, start: float, until: float) -> list[Bin]:
@@ -144,6 +158,7 @@ class Binner:
         occ = step(self._occupancy_before(b), total["in"], total["out"], quiet_before=self._quiet_before(b.start_utc),
                    bin_minutes=p.minutes, closed=self._closed(b), rule=p.occupancy)
         local = b.local_start(p.zone)
+        extra = {"ratings": self._ratings(b)} if p.rating_levels else {}
         return {
             **self.header,
             "bin": {
@@ -159,7 +174,21 @@ class Binner:
             "occupancy": {"end": occ.occupancy, "period_start_utc": iso_utc(self._period_start(b)),
                           "drift_removed": occ.drift_removed},
             "flags": self._flags(b),
+            **extra,
         }
+
+    def _ratings(self, b: Bin) -> dict[str, Any]:
+        """Counted keypad ratings per level, and the flagged presses, of the bin (all doors)."""
+        counts: dict[int, int] = {}
+        flagged = {REPEAT: 0, OUT_OF_RANGE: 0}
+        for status, level, n in self.conn.execute(
+            "SELECT status, level, COUNT(*) FROM ratings WHERE t_utc >= ? AND t_utc < ? GROUP BY 1, 2", (b.start_utc, b.end_utc)
+        ):
+            if status == COUNTED:
+                counts[level] = n
+            else:
+                flagged[status] += n
+        return bin_block(self.policy.rating_levels, counts, flagged[REPEAT], flagged[OUT_OF_RANGE])
 
     def _emit(self, b: Bin, now_utc: float) -> int:
         assert self.outbox is not None

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "replay_detections",
     "count",
     "camera",
+    "validate",
 )
 
 

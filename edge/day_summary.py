@@ -3,7 +3,7 @@
 Pure, and the one implementation of these figures: the device summarises the bins it
 derived from its journal, the reference consumer the bins it received, and both must
 agree. Inputs are bin payloads as in the contract (`footfall.bins/1`: only `bin.start_utc`,
-`total`, `occupancy.end` and `flags` are read), so envelope fields (epoch, seq,
+`total`, `occupancy.end`, `flags` and `ratings` are read), so envelope fields (epoch, seq,
 historical, revision) cannot make the two differ. Definitions: docs/index-figures.md.
 
 The local day runs from local midnight to the next local midnight, so it has 23, 24 or
@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge.occupancy import OpeningHours, usage_rate
+from edge.ratings import day_block
 from edge.timebins import bins_between, iso_utc
 
 SCHEMA = "footfall.summary/1"
@@ -110,4 +111,5 @@ def summarize_day(bins: Iterable[Mapping[str, Any]], *, day: Date, zone: ZoneInf
         },
         "balance": {"in_minus_out": v_in - v_out, "out_per_in": round(v_out / v_in, 4) if v_in else None},
         "profile": profile.as_json(),
+        "ratings": day_block([got[iso_utc(b.start_utc)] for b in expected if iso_utc(b.start_utc) in got], v_out),
     }

@@ -14,13 +14,15 @@ rebuilt. The class is not thread-safe by itself: the agent gives it to one owner
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from edge.crossing import Crossing
+from edge.ratings import Press, classify
 
 SCHEMA_VERSION = 1
 
@@ -60,6 +62,27 @@ CREATE TABLE IF NOT EXISTS health_log (
     detail    TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS health_by_time ON health_log (t_utc);
+CREATE TABLE IF NOT EXISTS ratings (
+    id           INTEGER PRIMARY KEY,
+    door         TEXT    NOT NULL,
+    mcu_epoch    INTEGER NOT NULL,
+    seq          INTEGER NOT NULL,
+    keypad       INTEGER NOT NULL,
+    level        INTEGER NOT NULL,
+    mcu_us       INTEGER NOT NULL,
+    t_utc        REAL    NOT NULL,
+    status       TEXT    NOT NULL CHECK (status IN ('counted', 'repeat', 'out_of_range')),
+    recorded_utc REAL    NOT NULL,
+    UNIQUE (door, mcu_epoch, seq)
+);
+CREATE INDEX IF NOT EXISTS ratings_by_time ON ratings (t_utc);
+CREATE TABLE IF NOT EXISTS audits (
+    id          INTEGER PRIMARY KEY,
+    started_utc REAL    NOT NULL,
+    ended_utc   REAL    NOT NULL,
+    passed      INTEGER NOT NULL,
+    record      TEXT    NOT NULL
+);
 """
 
 
@@ -161,6 +184,43 @@ class Journal:
             )
             return self.conn.total_changes - before
 
+    def add_ratings(self, door: str, presses: Sequence[Press], *, repeat_s: float, levels: int) -> int:
+        """Commit keypad presses durably, idempotent on (door, mcu_epoch, seq), each with its
+        status from the repeat filter (`edge.ratings.classify`) against the keypad's last
+        journaled press. Returns how many were new."""
+        now = time.time()
+        with self.transaction():
+            new = [p for p in presses if self.conn.execute(
+                "SELECT 1 FROM ratings WHERE door = ? AND mcu_epoch = ? AND seq = ?", (door, p.mcu_epoch, p.seq)).fetchone() is None]
+            previous: dict[int, Press] = {}
+            for keypad in {p.keypad for p in new}:
+                row = self.conn.execute(
+                    "SELECT mcu_epoch, seq, keypad, level, mcu_us, t_utc FROM ratings WHERE door = ? AND keypad = ?"
+                    " ORDER BY id DESC LIMIT 1", (door, keypad)).fetchone()
+                if row is not None:
+                    previous[keypad] = Press(*row)
+            statuses = classify(previous, new, repeat_s=repeat_s, levels=levels)
+            self.conn.executemany(
+                "INSERT INTO ratings(door, mcu_epoch, seq, keypad, level, mcu_us, t_utc, status, recorded_utc)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(door, p.mcu_epoch, p.seq, p.keypad, p.level, p.mcu_us, p.t_utc, st, now) for p, st in zip(new, statuses)],
+            )
+            return len(new)
+
+    def add_door_events(self, door: str, events: Iterable[BeamEventRow], presses: Sequence[Press], *,
+                        repeat_s: float, levels: int) -> int:
+        """Beam edges and keypad presses of one read in one transaction: they share the
+        board's sequence, so the resume point never skips a press that was not committed."""
+        with self.transaction():
+            return self.add_beam_events(door, events) + self.add_ratings(door, presses, repeat_s=repeat_s, levels=levels)
+
+    def add_audit(self, started_utc: float, ended_utc: float, passed: bool, record: dict[str, Any]) -> int:
+        """Store a `footfall validate` audit (the record as JSON); returns its id."""
+        with self.transaction():
+            cur = self.conn.execute("INSERT INTO audits(started_utc, ended_utc, passed, record) VALUES (?, ?, ?, ?)",
+                                    (started_utc, ended_utc, int(passed), json.dumps(record, sort_keys=True)))
+            return int(cur.lastrowid)
+
     def log_health(self, t_utc: float, component: str, ok: bool, detail: str = "") -> None:
         """Record a change of a component's health; bins derive their quality flags from it."""
         with self.transaction():
@@ -196,6 +256,33 @@ class Journal:
         return self.conn.execute(
             "SELECT COUNT(*) FROM beam_events WHERE door = ? AND mcu_epoch = ? AND beam = ?", (door, mcu_epoch, beam)
         ).fetchone()[0]
+
+    def last_event_seq(self, door: str, mcu_epoch: int) -> int | None:
+        """The highest committed sequence of a door's epoch over beam edges and keypad
+        presses (they share the board's sequence): the point to resume from."""
+        row = self.conn.execute(
+            "SELECT MAX(s) FROM (SELECT MAX(seq) AS s FROM beam_events WHERE door = ? AND mcu_epoch = ?"
+            " UNION ALL SELECT MAX(seq) FROM ratings WHERE door = ? AND mcu_epoch = ?)",
+            (door, mcu_epoch, door, mcu_epoch),
+        ).fetchone()
+        return row[0]
+
+    def ratings_between(self, start_utc: float, end_utc: float) -> list[tuple[str, Press, str]]:
+        """(door, press, status) journaled for [start, end), in time order."""
+        cur = self.conn.execute(
+            "SELECT door, mcu_epoch, seq, keypad, level, mcu_us, t_utc, status FROM ratings"
+            " WHERE t_utc >= ? AND t_utc < ? ORDER BY t_utc, id", (start_utc, end_utc))
+        return [(r[0], Press(*r[1:7]), r[7]) for r in cur]
+
+    def audits(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest audits, newest first (each record with its id)."""
+        rows = self.conn.execute("SELECT id, record FROM audits ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [{"id": i, **json.loads(r)} for i, r in rows]
+
+    def last_passing_audit(self) -> dict[str, Any] | None:
+        """The newest audit that passed: its accuracy is what the birth message declares."""
+        row = self.conn.execute("SELECT id, record FROM audits WHERE passed = 1 ORDER BY ended_utc DESC, id DESC LIMIT 1").fetchone()
+        return {"id": row[0], **json.loads(row[1])} if row else None
 
     def beam_events_after(self, door: str, row_id: int = 0) -> list[tuple[int, BeamEventRow]]:
         """Committed beam events of a door with journal id > row_id, in arrival order

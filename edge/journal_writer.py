@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from edge.crossing import Crossing
 from edge.journal import BeamEventRow, Journal, JournalFullError
+from edge.ratings import Press
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -114,6 +115,24 @@ class JournalWriter:
 
     def count_beam_events(self, door: str, mcu_epoch: int, beam: int) -> int:
         return self.call(lambda j: j.count_beam_events(door, mcu_epoch, beam))
+
+    def last_event_seq(self, door: str, mcu_epoch: int) -> int | None:
+        return self.call(lambda j: j.last_event_seq(door, mcu_epoch))
+
+    def add_ratings(self, door: str, presses: Sequence[Press], *, repeat_s: float, levels: int) -> int:
+        presses = list(presses)
+        return self.call(lambda j: j.add_ratings(door, presses, repeat_s=repeat_s, levels=levels))
+
+    def add_door_events(self, door: str, rows: Iterable[BeamEventRow], presses: Sequence[Press], *,
+                        repeat_s: float, levels: int) -> int:
+        rows, presses = list(rows), list(presses)
+        return self.call(lambda j: j.add_door_events(door, rows, presses, repeat_s=repeat_s, levels=levels))
+
+    def add_audit(self, started_utc: float, ended_utc: float, passed: bool, record: dict[str, Any]) -> int:
+        return self.call(lambda j: j.add_audit(started_utc, ended_utc, passed, record))
+
+    def last_passing_audit(self) -> dict[str, Any] | None:
+        return self.call(lambda j: j.last_passing_audit())
 
     def beam_events_after(self, door: str, row_id: int = 0) -> list[tuple[int, BeamEventRow]]:
         return self.call(lambda j: j.beam_events_after(door, row_id))

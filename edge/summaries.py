@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS summary_requests (
 """
 META_NEXT_DATE = "summary_next_date"
 META_LAST_ID = "summary_last_crossing_id"
+META_LAST_RATING_ID = "summary_last_rating_id"
 
 
 def request(conn: sqlite3.Connection, day: Date, now_utc: float, origin: str) -> None:
@@ -113,18 +114,24 @@ class Summaries:
 
     def _revise(self, now_utc: float) -> int:
         """Send a summarised day again (revision + 1) when a late crossing changed its bins."""
-        last = int(self._meta(META_LAST_ID) or 0)
-        max_id = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM crossings").fetchone()[0]
-        if max_id == last:
-            return 0
         zone = self.binner.policy.zone
-        days = {datetime.fromtimestamp(t, zone).date() for (t,) in self.conn.execute(
-            "SELECT t_utc FROM crossings WHERE id > ? AND id <= ? AND t_utc < ?", (last, max_id, self._binned_until()))}
+        days: set[Date] = set()
+        # late crossings, and late keypad presses (ratings are in the summary too)
+        for table, key in (("crossings", META_LAST_ID), ("ratings", META_LAST_RATING_ID)):
+            if table == "ratings" and not self.binner.policy.rating_levels:
+                continue
+            last = int(self._meta(key) or 0)
+            max_id = self.conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]
+            if max_id == last:
+                continue
+            days |= {datetime.fromtimestamp(t, zone).date() for (t,) in self.conn.execute(
+                f"SELECT t_utc FROM {table} WHERE id > ? AND id <= ? AND t_utc < ?", (last, max_id, self._binned_until()))}
+            self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                              (key, str(max_id)))
+        if not days:
+            return 0
         done = {r[0] for r in self.conn.execute("SELECT local_date FROM summary_state")}
-        queued = sum(self.queue(d, now_utc, "schedule") for d in sorted(days) if d.isoformat() in done)
-        self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                          (META_LAST_ID, str(max_id)))
-        return queued
+        return sum(self.queue(d, now_utc, "schedule") for d in sorted(days) if d.isoformat() in done)
 
     def queue(self, day: Date, now_utc: float, trigger: str) -> int:
         """Queue one summary; a scheduled one is skipped when nothing changed since the last."""
@@ -149,7 +156,7 @@ def offline_binner(cfg: Any, conn: sqlite3.Connection) -> Binner:
     from edge.bins import BinPolicy
 
     policy = BinPolicy(cfg.bins.minutes, cfg.zone, cfg.bins.primary_source, cfg.bins.rebase_local_time,
-                       tuple(cfg.declared_lines()), cfg.occupancy_rule())
+                       tuple(cfg.declared_lines()), cfg.occupancy_rule(), rating_levels=cfg.beams.keypad_levels())
     return Binner(conn, None, policy, "", {"device": cfg.device.id, "site": cfg.device.site})
 
 

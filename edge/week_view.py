@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import date as Date, timedelta
 from typing import Any
 
+from edge.ratings import pooled_share
+
 Summaries = Mapping[Date, Mapping[str, dict[str, Any] | None]]  # day -> device -> summary (None: no bins)
 
 
@@ -28,6 +30,7 @@ def week_view(site: str, days: Summaries, end: Date) -> dict[str, Any]:
     hours: dict[int, int] = {}
     usage: list[float] = []
     complete: list[float] = []
+    rated: list[dict[str, Any] | None] = []
     for d in this_week:
         day = days.get(d, {})
         present = [s for s in day.values() if s is not None]
@@ -38,6 +41,7 @@ def week_view(site: str, days: Summaries, end: Date) -> dict[str, Any]:
             if s["usage_rate"] is not None:
                 usage.append(s["usage_rate"]["mean"])
             complete.append(s["completeness"]["share"])
+            rated.append(s.get("ratings"))
         per_day.append({
             "date": d.isoformat(),
             "visits_in": _visits(day),
@@ -48,6 +52,7 @@ def week_view(site: str, days: Summaries, end: Date) -> dict[str, Any]:
     prev_days = [_visits(days.get(d, {})) for d in prev_week]
     prev_total = sum(v for v in prev_days if v is not None) if any(v is not None for v in prev_days) else None
     change = None if not prev_total else round((week_total - prev_total) / prev_total, 4)
+    share, n_rated = pooled_share(rated)  # None: no device of the site has a keypad, or nobody rated
     peak_hours = sorted(hours.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
     return {
         "site": site,
@@ -60,6 +65,6 @@ def week_view(site: str, days: Summaries, end: Date) -> dict[str, Any]:
         "peak_hours": [{"hour": h, "in": n} for h, n in peak_hours if n > 0],
         "usage_rate": round(sum(usage) / len(usage), 4) if usage else None,
         "completeness": round(sum(complete) / len(complete), 4) if complete else None,
-        # Ratings (issue 7, part 6) are not implemented yet: no device sends them, so no share.
-        "satisfaction_share": None,
+        "satisfaction_share": share,
+        "ratings_counted": n_rated,
     }

@@ -40,6 +40,7 @@ CFG_DEBOUNCE_US = 1
 CFG_HEARTBEAT_MS = 2
 CFG_RETRANSMIT_MS = 3
 CFG_INVERT_MASK = 4
+CFG_KEY_DEBOUNCE_US = 5  # keypad buttons: a press must hold this long (default 20 ms)
 CFG_STATUS_OK, CFG_STATUS_UNKNOWN_KEY, CFG_STATUS_OUT_OF_RANGE, CFG_STATUS_READ_ONLY = 0, 1, 2, 3
 
 # error codes (ERROR, either direction)
@@ -105,8 +106,9 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class Rating:
-    """A service-rating keypad press (reserved for a later issue; same seq space and
-    ring as beam events, so it gets the same exactly-once delivery)."""
+    """A service-rating keypad press: button `level` (1 = worst .. the keypad's number of
+    buttons = best) of keypad `keypad`. Same seq space and ring as beam events, so it gets
+    the same exactly-once delivery; every debounced press is sent (the host flags repeats)."""
 
     epoch: int
     seq: int

@@ -38,6 +38,8 @@ _CASES: list[tuple[str, m.Message]] = [
     ("heartbeat_busy", m.Heartbeat(7, 86_400_000_000, 40_000, 39_998, 3, 0b01, (20_001, 19_999))),
     ("heartbeat_no_beams", m.Heartbeat(1, 1, 0, 0, 0, 0, ())),
     ("rating", m.Rating(7, 3, 2, 5, 2_000_000)),
+    ("rating_bad", m.Rating(7, 4, 0, 1, 2_350_000)),
+    ("rating_max", m.Rating(0xFFFFFFFF, 0xFFFFFFFF, 255, 5, 0xFFFFFFFFFFFFFFFF)),
     ("config_value_ok", m.ConfigValue(m.CFG_DEBOUNCE_US, 3000, m.CFG_STATUS_OK)),
     ("config_value_unknown", m.ConfigValue(200, 0, m.CFG_STATUS_UNKNOWN_KEY)),
     ("error_overflow", m.Error(m.ERR_RING_OVERFLOW, 12)),
@@ -48,6 +50,7 @@ _CASES: list[tuple[str, m.Message]] = [
     ("hello_request", m.HelloRequest()),
     ("config_get", m.ConfigGet(m.CFG_HEARTBEAT_MS)),
     ("config_set", m.ConfigSet(m.CFG_DEBOUNCE_US, 5000)),
+    ("config_set_key_debounce", m.ConfigSet(m.CFG_KEY_DEBOUNCE_US, 20000)),
 ]
 
 
@@ -75,6 +78,13 @@ def message_from(kind: str, fields: dict[str, Any]) -> m.Message:
     return cls(**kw)
 
 
+def _rating_patched(offset: int, raw: bytes) -> str:
+    """A RATING frame with payload bytes at `offset` replaced (fields the codec refuses to
+    encode: level at 11, seq at 6..9), CRC valid."""
+    payload = m.encode(m.Rating(7, 5, 0, 1, 1_000_000))
+    return m.encode_frame(payload[:offset] + raw + payload[offset + len(raw):]).hex()[:-2]
+
+
 def build() -> dict[str, Any]:
     good = []
     for name, msg in _CASES:
@@ -100,6 +110,9 @@ def build() -> dict[str, Any]:
          "why": "edge value 2"},
         {"name": "event_too_long", "frame": m.encode_frame(m.encode(_CASES[3][1]) + b"\x00").hex()[:-2],
          "why": "one byte too many for a BEAM_EVENT"},
+        {"name": "rating_level_zero", "frame": _rating_patched(11, b"\x00"), "why": "rating level 0 (levels are 1..5)"},
+        {"name": "rating_level_six", "frame": _rating_patched(11, b"\x06"), "why": "rating level 6 (levels are 1..5)"},
+        {"name": "rating_seq_zero", "frame": _rating_patched(6, bytes(4)), "why": "rating seq 0 (sequences start at 1)"},
         {"name": "unknown_type", "frame": m.encode_frame(b"\x01\x7f").hex()[:-2], "why": "type 0x7f"},
     ]
     return {

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.people import BeamSpec, CrowdSpec
+from simulator.raters import RaterSpec
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
 
@@ -34,6 +35,7 @@ class Scenario:
     people: CrowdSpec
     door: BeamSpec
     faults: FaultSpec = field(default_factory=FaultSpec)
+    raters: RaterSpec | None = None  # the [raters] table: leavers rating at the exit keypad
     debounce_us: int = 3000  # the firmware's debounce
     speedup: float = 200.0  # virtual seconds per real second on the virtual MCU
 
@@ -44,6 +46,11 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
     if bad:
         raise ValueError(f"{where}: unknown key(s) {sorted(bad)}; allowed: {sorted(known)}")
     return cls(**table)
+
+
+def _tuples(table: dict[str, Any]) -> dict[str, Any]:
+    """TOML arrays -> tuples (the specs are frozen, hashable dataclasses)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
 
 
 def load(path_or_name: str | Path) -> Scenario:
@@ -62,5 +69,6 @@ def load(path_or_name: str | Path) -> Scenario:
         people=_build(CrowdSpec, data.get("people", {}), f"{path}: [people]"),
         door=_build(BeamSpec, data.get("door", {}), f"{path}: [door]"),
         faults=_build(FaultSpec, data.get("faults", {}), f"{path}: [faults]"),
+        raters=_build(RaterSpec, _tuples(data["raters"]), f"{path}: [raters]") if "raters" in data else None,
         **top,
     )

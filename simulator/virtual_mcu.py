@@ -41,7 +41,7 @@ class McuState:
     acked_seq: int = 0
     next_tx: int = 1
     overflow: int = 0
-    ring: dict[int, m.BeamEvent] = field(default_factory=dict)
+    ring: dict[int, m.BeamEvent | m.Rating] = field(default_factory=dict)
     counters: list[int] = field(default_factory=lambda: [0, 0])
     states: list[int] = field(default_factory=lambda: [0, 0])
 
@@ -50,9 +50,12 @@ class VirtualMcu:
     def __init__(self, link_path: str | Path, edges: list[tuple[float, int, int]], *,
                  speedup: float = 200.0, ring_capacity: int = 1024, faults: WireFaults | None = None,
                  heartbeat_s: float = 0.1, retransmit_s: float = 0.05, first_epoch: int = 1,
-                 window: int = 16) -> None:
+                 window: int = 16, presses: list[tuple[float, int, int]] | None = None) -> None:
         self.link_path = Path(link_path)
-        self.edges = edges  # (virtual t s, beam, edge), debounced, sorted
+        # one timeline: beam edges (virtual t s, beam, edge), debounced, and keypad presses
+        # (virtual t s, keypad, level), debounced, tagged by kind; sorted by time
+        self.edges: list[tuple[float, int, int, int]] = sorted(
+            [(t, m.BEAM_EVENT, a, b) for t, a, b in edges] + [(t, m.RATING, k, lv) for t, k, lv in (presses or [])])
         self.speedup = speedup
         self.capacity = ring_capacity
         self.window = window  # frames in flight beyond the last ack (door.c: FF_WINDOW)
@@ -63,8 +66,8 @@ class VirtualMcu:
         self.vt = 0.0
         self.vt_limit = float("inf")  # the virtual clock stops here (a runner's next fault)
         self.state = McuState(epoch=self.eeprom_epoch, boot_vt=0.0)
-        self.record: list[m.BeamEvent] = []
-        self.lost_in_reset: list[m.BeamEvent] = []
+        self.record: list[m.BeamEvent | m.Rating] = []  # every event emitted, both kinds
+        self.lost_in_reset: list[m.BeamEvent | m.Rating] = []
         self.resets = 0
         self.synced = False  # a RESUME/ACK for this epoch arrived since the last plug/reset
         self.unplugs = 0
@@ -173,11 +176,14 @@ class VirtualMcu:
                 while self._i < len(self.edges) and self.edges[self._i][0] <= self.vt:
                     if s.last_seq - s.acked_seq >= self.capacity // 2:
                         break
-                    _, beam, edge = self.edges[self._i]
+                    t_ev, kind, a, b = self.edges[self._i]
                     self._i += 1
-                    s.states[beam] = edge
-                    s.counters[beam] += 1
-                    self._push(beam, edge, self.edges[self._i - 1][0])
+                    if kind == m.RATING:
+                        self._push(a, b, t_ev, rating=True)
+                        continue
+                    s.states[a] = b
+                    s.counters[a] += 1
+                    self._push(a, b, t_ev)
                 self._service(now)
             fd = self._master
             if fd is not None:
@@ -188,14 +194,16 @@ class VirtualMcu:
             else:
                 self._stop.wait(0.002)
 
-    def _push(self, beam: int, edge: int, t: float | None = None) -> None:
+    def _push(self, a: int, b: int, t: float | None = None, rating: bool = False) -> None:
+        """Queue a beam edge (a = beam, b = edge) or a keypad press (a = keypad, b = level)."""
         s = self.state
         if s.last_seq - s.acked_seq >= self.capacity:
             s.overflow += 1
             return
         s.last_seq += 1
-        t_us = int(round(((self.vt if t is None else t) - s.boot_vt) * 1e6))
-        ev = m.BeamEvent(s.epoch, s.last_seq, beam, edge, max(0, t_us))
+        t_us = max(0, int(round(((self.vt if t is None else t) - s.boot_vt) * 1e6)))
+        ev: m.BeamEvent | m.Rating = (m.Rating(s.epoch, s.last_seq, a, b, t_us) if rating
+                                      else m.BeamEvent(s.epoch, s.last_seq, a, b, t_us))
         s.ring[s.last_seq] = ev
         self.record.append(ev)
 

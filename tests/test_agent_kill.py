@@ -51,7 +51,8 @@ def test_agent_sigkill_mid_stream(broker, tmp_path):
             return cons.store.totals()["in"] == n_in and not cons.store.gaps()
 
         wait_for(settled, timeout=90, what="consumer totals equal the journal's")
-        assert cons.store.totals() == {"in": n_in, "out": len(written) - n_in, "bins": cons.store.totals()["bins"]}
+        final = cons.store.totals()  # one snapshot: bins may still be arriving
+        assert (final["in"], final["out"]) == (n_in, len(written) - n_in)
         dup = cons.counts.get("duplicate", 0)
         print(f"duplicates received and dropped by the consumer: {dup}")
     finally:

@@ -128,5 +128,7 @@ def week(store: Any, args: argparse.Namespace) -> int:
         con.print("peak hours: " + (", ".join(f"{p['hour']:02d}:00 ({p['in']})" for p in v["peak_hours"]) or "-"))
         usage = v["usage_rate"]
         con.print("usage rate (mean over opening hours): " + ("-" if usage is None else f"{usage:.1%}"))
-        con.print("satisfaction share: - (ratings are not implemented yet; the field stays null until they are)")
+        share = v["satisfaction_share"]
+        con.print("satisfaction share: " + ("- (no counted ratings: no keypad, or nobody rated)" if share is None
+                                            else f"{share:.1%} of {v['ratings_counted']} ratings"))
     return 0

@@ -87,4 +87,10 @@ def render(device: str, s: dict[str, Any]) -> None:
         if usage else "  usage rate: n/a (no [site] capacity, or no opening hours that day)",
         f"  completeness {c['share']:.1%} ({c['healthy_bins']} healthy of {c['expected_bins']} bins, {c['received_bins']} closed)",
     ]
+    r = s.get("ratings")
+    if r is not None:
+        share, rate = r["satisfaction_share"], r["response_rate"]
+        lines.append(f"  ratings {r['counted']} (" + ", ".join(f"level {k}: {n}" for k, n in r["counts"].items()) + ")"
+                     + f"; satisfaction {'-' if share is None else f'{share:.1%}'}, response rate {'-' if rate is None else f'{rate:.1%}'}"
+                     + f"; {r['repeats']} repeated press(es) not counted")
     print("\n".join(lines))

@@ -44,6 +44,7 @@ int ff_door_recover(ff_door_t *d, ff_write_fn write, void *ctx, uint64_t now_us)
     d->write = write; d->ctx = ctx;
     d->rx_len = 0; d->rx_overrun = 0;
     for (uint8_t i = 0; i < FF_N_BEAMS; i++) d->raw[i] = d->stable[i];
+    for (uint8_t k = 0; k < FF_N_KEYS; k++) d->key_raw[k] = d->key_stable[k];
     d->last_heartbeat_us = d->last_progress_us = now_us;
     send_hello(d);
     return 1;
@@ -53,7 +54,7 @@ void ff_door_init(ff_door_t *d, uint32_t epoch, ff_write_fn write, void *ctx, ui
     uint8_t *z = (uint8_t *)d;
     for (size_t i = 0; i < sizeof *d; i++) z[i] = 0;
     d->epoch = epoch; d->next_tx = 1;
-    d->debounce_us = 3000; d->heartbeat_ms = 1000; d->retransmit_ms = 500;
+    d->debounce_us = 3000; d->heartbeat_ms = 1000; d->retransmit_ms = 500; d->key_debounce_us = 20000;
     d->write = write; d->ctx = ctx;
     d->last_heartbeat_us = d->last_progress_us = now_us;
     ff_door_seal(d);
@@ -79,6 +80,12 @@ int ff_door_rating(ff_door_t *d, uint8_t keypad, uint8_t level, uint64_t now_us)
     return push(d, FF_RATING, keypad, level, now_us);
 }
 
+void ff_door_key(ff_door_t *d, uint8_t key, uint8_t pressed, uint64_t now_us) {
+    if (key >= FF_N_KEYS || d->key_raw[key] == pressed) return;
+    d->key_raw[key] = pressed;
+    d->key_since[key] = now_us;
+}
+
 void ff_door_poll(ff_door_t *d, uint64_t now_us) {
     for (uint8_t i = 0; i < FF_N_BEAMS; i++) {
         /* an edge counts once the raw level has held for debounce_us; it is stamped
@@ -87,6 +94,14 @@ void ff_door_poll(ff_door_t *d, uint64_t now_us) {
             d->stable[i] = d->raw[i];
             d->counters[i]++;
             push(d, FF_BEAM_EVENT, i, d->stable[i], d->raw_since[i]);
+        }
+    }
+    for (uint8_t k = 0; k < FF_N_KEYS; k++) {
+        /* buttons bounce for milliseconds: a level must hold key_debounce_us; repeated
+         * presses by one person are all sent (the host flags them, docs/ratings.md) */
+        if (d->key_raw[k] != d->key_stable[k] && now_us - d->key_since[k] >= d->key_debounce_us) {
+            d->key_stable[k] = d->key_raw[k];
+            if (d->key_stable[k]) push(d, FF_RATING, FF_KEYPAD_ID, (uint8_t)(k + 1), d->key_since[k]);
         }
     }
     if (d->acked_seq == d->last_seq) d->last_progress_us = now_us;
@@ -132,7 +147,7 @@ static void on_frame(ff_door_t *d, uint64_t now_us) {
     case FF_CONFIG_GET:
     case FF_CONFIG_SET: {
         uint32_t *slot = m.key == 1 ? &d->debounce_us : m.key == 2 ? &d->heartbeat_ms
-                       : m.key == 3 ? &d->retransmit_ms : 0;
+                       : m.key == 3 ? &d->retransmit_ms : m.key == 5 ? &d->key_debounce_us : 0;
         uint8_t status = slot ? 0 : 1;
         if (slot && m.type == FF_CONFIG_SET) {
             if (m.value == 0 || m.value > 60000000u) status = 2; else *slot = m.value;

@@ -10,6 +10,12 @@
 #define FF_RING_CAPACITY 96 /* 96 x 10 B: fits an ATmega328's 2 KiB with room to spare */
 #endif
 #define FF_N_BEAMS 2
+#ifndef FF_N_KEYS
+#define FF_N_KEYS 4 /* service-rating keypad buttons, 1 = worst .. FF_N_KEYS = best (3 or 4) */
+#endif
+#ifndef FF_KEYPAD_ID
+#define FF_KEYPAD_ID 0
+#endif
 #ifndef FF_WINDOW
 #define FF_WINDOW 16 /* frames in flight beyond the last ack */
 #endif
@@ -35,8 +41,11 @@ typedef struct {
     uint8_t raw[FF_N_BEAMS], stable[FF_N_BEAMS];
     uint64_t raw_since[FF_N_BEAMS];
     uint32_t counters[FF_N_BEAMS];
+    /* keypad: same debounce scheme, a press (released -> held) is one RATING */
+    uint8_t key_raw[FF_N_KEYS], key_stable[FF_N_KEYS];
+    uint64_t key_since[FF_N_KEYS];
     /* config */
-    uint32_t debounce_us, heartbeat_ms, retransmit_ms;
+    uint32_t debounce_us, heartbeat_ms, retransmit_ms, key_debounce_us;
     uint64_t last_heartbeat_us, last_progress_us;
     /* receive */
     uint8_t rx[FF_MAX_FRAME];
@@ -59,7 +68,11 @@ void ff_door_raw(ff_door_t *d, uint8_t beam, uint8_t broken, uint64_t now_us);
 /* From loop(): debounced edges into the ring, transmission, heartbeat, retransmit. */
 void ff_door_poll(ff_door_t *d, uint64_t now_us);
 void ff_door_rx(ff_door_t *d, uint8_t byte, uint64_t now_us);
-/* Queue a keypad rating (reserved); returns 0 if the ring was full. */
+/* Queue a keypad rating directly; returns 0 if the ring was full. */
 int ff_door_rating(ff_door_t *d, uint8_t keypad, uint8_t level, uint64_t now_us);
+/* From loop() or a pin-change interrupt: the raw level of keypad button `key` (0-based,
+ * 1 = pressed). ff_door_poll turns a press held for key_debounce_us into a RATING of
+ * level key + 1, stamped when the press began; releases and bounces send nothing. */
+void ff_door_key(ff_door_t *d, uint8_t key, uint8_t pressed, uint64_t now_us);
 
 #endif

@@ -85,21 +85,27 @@ static void sink_write(const uint8_t *b, size_t n, void *ctx) {
     if (s->len + n <= sizeof s->buf) { memcpy(s->buf + s->len, b, n); s->len += n; }
 }
 
-/* count BEAM_EVENT frames in the sink and return the seqs seen */
-static int events_in(sink_t *s, uint32_t *seqs, int max) {
+/* count frames of one type (BEAM_EVENT or RATING) in the sink; seqs, and for RATING
+ * keypad << 8 | level in `extra` */
+static int frames_in(sink_t *s, uint8_t type, uint32_t *seqs, uint32_t *extra, int max) {
     int k = 0;
     size_t start = 0;
     for (size_t i = 0; i < s->len; i++) {
         if (s->buf[i]) continue;
         uint8_t raw[FF_MAX_FRAME];
         int n = ff_cobs_decode(s->buf + start, i - start, raw);
-        if (n > 6 && raw[1] == FF_BEAM_EVENT && k < max)
+        if (n > 11 && raw[1] == type && k < max) {
+            if (extra) extra[k] = (uint32_t)raw[10] << 8 | raw[11];
             seqs[k++] = raw[6] | raw[7] << 8 | raw[8] << 16 | (uint32_t)raw[9] << 24;
+        }
         start = i + 1;
     }
     s->len = 0;
     return k;
 }
+
+static int events_in(sink_t *s, uint32_t *seqs, int max) { return frames_in(s, FF_BEAM_EVENT, seqs, 0, max); }
+
 
 static void host_send(ff_door_t *d, const uint8_t *p, size_t n, uint64_t now) {
     uint8_t f[FF_MAX_FRAME];
@@ -108,6 +114,8 @@ static void host_send(ff_door_t *d, const uint8_t *p, size_t n, uint64_t now) {
 }
 
 #define CHECK(c) do { if (!(c)) { printf("FAIL line %d: %s\n", __LINE__, #c); return 1; } } while (0)
+
+static int keypad(void);
 
 static int door(void) {
     static ff_door_t d;
@@ -169,7 +177,52 @@ static int door(void) {
     CHECK(ff_door_recover(&d, sink_write, &s, tt + 30000) == 0);
     static ff_door_t blank;  /* power-on garbage (here: zeros) is refused too */
     CHECK(ff_door_recover(&blank, sink_write, &s, 0) == 0);
+    if (keypad()) return 1;
     printf("ok\n");
+    return 0;
+}
+
+/* the keypad: bounces filtered, one RATING per press stamped at its start, releases
+ * silent, ratings share the sequence with beam events, config key 5 sets the debounce */
+static int keypad(void) {
+    static ff_door_t d;
+    static sink_t s;
+    uint32_t seqs[64], extra[64];
+    uint8_t p[64];
+    ff_door_init(&d, 9, sink_write, &s, 0);
+    s.len = 0;
+    /* button 2 (level 3) bounces for 3 ms then holds: one rating at the first contact */
+    uint64_t t = 100000;
+    for (int i = 0; i < 6; i++) { ff_door_key(&d, 2, (uint8_t)(i % 2 == 0), t + i * 500u); ff_door_poll(&d, t + i * 500u + 1); }
+    ff_door_key(&d, 2, 1, t + 3000); ff_door_poll(&d, t + 10000);
+    CHECK(d.last_seq == 0);                  /* not yet held for 20 ms */
+    ff_door_poll(&d, t + 3000 + 20000);
+    CHECK(d.last_seq == 1 && d.ring[1].kind == FF_RATING && d.ring[1].b == 3 && d.ring[1].t_lo == t + 3000);
+    /* release (with bounce) and a 5 ms tap on button 0: nothing */
+    ff_door_key(&d, 2, 0, 200000); ff_door_poll(&d, 201000); ff_door_key(&d, 2, 1, 201500); ff_door_key(&d, 2, 0, 202000);
+    ff_door_poll(&d, 260000);
+    ff_door_key(&d, 0, 1, 300000); ff_door_poll(&d, 302000); ff_door_key(&d, 0, 0, 305000); ff_door_poll(&d, 400000);
+    CHECK(d.last_seq == 1);
+    /* a beam edge between two presses: one sequence for both kinds */
+    ff_door_raw(&d, 0, 1, 500000); ff_door_poll(&d, 505000);
+    ff_door_key(&d, 3, 1, 600000); ff_door_poll(&d, 630000); ff_door_key(&d, 3, 0, 700000); ff_door_poll(&d, 730000);
+    ff_door_key(&d, 3, 1, 800000); ff_door_poll(&d, 830000);
+    CHECK(d.last_seq == 4 && d.ring[2].kind == FF_BEAM_EVENT && d.ring[3].b == 4 && d.ring[4].b == 4);
+    /* on the wire (with retransmissions: nothing was acked): RATING frames for seqs 1, 3, 4 only */
+    int k = frames_in(&s, FF_RATING, seqs, extra, 64), seen1 = 0, seen3 = 0, seen4 = 0;
+    for (int i = 0; i < k; i++) {
+        CHECK(seqs[i] == 1 || seqs[i] == 3 || seqs[i] == 4);
+        CHECK(extra[i] == (uint32_t)(FF_KEYPAD_ID << 8 | (seqs[i] == 1 ? 3 : 4)));
+        seen1 |= seqs[i] == 1; seen3 |= seqs[i] == 3; seen4 |= seqs[i] == 4;
+    }
+    CHECK(seen1 && seen3 && seen4);
+    /* key debounce is configurable (key 5) */
+    host_send(&d, p, ff_enc_config_set(p, 5, 50000), 900000);
+    CHECK(d.key_debounce_us == 50000);
+    ff_door_key(&d, 1, 1, 1000000); ff_door_poll(&d, 1030000);
+    CHECK(d.last_seq == 4);
+    ff_door_poll(&d, 1050000);
+    CHECK(d.last_seq == 5 && d.ring[5].b == 2);
     return 0;
 }
 
