@@ -48,7 +48,8 @@ def test_agent_sigkill_mid_stream(broker, tmp_path):
 
         def settled() -> bool:
             cons.request_replays()
-            return cons.store.totals()["in"] == n_in and not cons.store.gaps()
+            t = cons.store.totals()
+            return (t["in"], t["out"]) == (n_in, len(written) - n_in) and not cons.store.gaps()
 
         wait_for(settled, timeout=90, what="consumer totals equal the journal's")
         final = cons.store.totals()  # one snapshot: bins may still be arriving
