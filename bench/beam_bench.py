@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge.beam_source import BeamSettings, BeamSource, DoorSettings, ThreadedJournal
+from edge.journal_writer import JournalWriter
+from edge.beam_source import BeamSettings, BeamSource, DoorSettings
 from firmware_bridge import framing
 from firmware_bridge import messages as m
 from firmware_bridge.link import BeamLink
@@ -101,7 +102,7 @@ def bench_link(n_events: int, corruption: float) -> dict[str, float]:
         edges += [(t, 0, 1), (t + 0.06, 1, 1), (t + 0.3, 0, 0), (t + 0.36, 1, 0)]
         t += 0.6
     mcu = VirtualMcu(tmp / "tty", edges, speedup=1e9, faults=WireFaults(corruption, seed=5))
-    store = ThreadedJournal(str(tmp / "journal.db"))
+    store = JournalWriter.open(tmp / "journal.db")
     src = BeamSource(BeamSettings(doors=[DoorSettings(name="d", port=str(tmp / "tty"))]), store, lambda *a: None)
     pipe = src.doors[0]
     link = TimedLink(pipe.link.port, pipe)

@@ -8,22 +8,13 @@ path a restart replays, so a SIGKILL anywhere in that chain is repaired by repla
 from the last point where the decoder was idle (meta `beams.<door>.replay_from`);
 crossing refs derive from the journaled edges, so the replay re-derives the same refs
 and the journal ignores the ones it has.
-
-`python -m edge.beam_source --port P --journal J --door D` runs one door stand-alone
-(a technician's debug entry point, and the process the fault-day test kills).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import queue
-import signal
-import sys
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -301,77 +292,3 @@ class BeamSource:
     def stop(self) -> None:
         for door in self.doors:
             door.link.stop()
-
-
-class ThreadedJournal:
-    """A Journal owned by one thread (SQLite connections stay in their thread); other
-    threads' calls queue up and block until done, so 'returns' still means 'durable'."""
-
-    def __init__(self, path: str) -> None:
-        self._q: queue.Queue[tuple[str, tuple, dict, Future] | None] = queue.Queue()
-        ready: Future = Future()
-        self._t = threading.Thread(target=self._own, args=(path, ready), daemon=True, name="journal")
-        self._t.start()
-        ready.result()
-
-    def _own(self, path: str, ready: Future) -> None:
-        from edge.journal import Journal
-
-        j = Journal(path)
-        ready.set_result(True)
-        while (item := self._q.get()) is not None:
-            name, args, kw, fut = item
-            try:
-                fut.set_result(getattr(j, name)(*args, **kw))
-            except BaseException as exc:  # handed to the caller
-                fut.set_exception(exc)
-        j.close()
-
-    def _call(self, name: str, *args: Any, **kw: Any) -> Any:
-        fut: Future = Future()
-        self._q.put((name, args, kw, fut))
-        return fut.result()
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        return lambda *args, **kw: self._call(name, *args, **kw)
-
-    def close(self) -> None:
-        self._q.put(None)
-        self._t.join(10)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m edge.beam_source", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--port", required=True, help="serial device (prefer /dev/serial/by-id/...)")
-    ap.add_argument("--journal", required=True, help="journal SQLite file")
-    ap.add_argument("--door", default="door1", help="door name (default door1)")
-    ap.add_argument("--baudrate", type=int, default=115200)
-    ap.add_argument("--a-then-b", choices=("in", "out"), default="in")
-    ap.add_argument("--rating-levels", type=int, default=0, help="buttons on the door's rating keypad (0: none)")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(message)s")
-    store = ThreadedJournal(args.journal)
-
-    def health(component: str, ok: bool, detail: str) -> None:
-        log.info("health %s %s: %s", component, "ok" if ok else "DOWN", detail)
-        store.log_health(SystemClock().wall(), component, ok, detail)
-
-    settings = BeamSettings(doors=[DoorSettings(name=args.door, port=args.port, baudrate=args.baudrate,
-                                                a_then_b=args.a_then_b)], rating_levels=args.rating_levels)
-    src = BeamSource(settings, store, health)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    src.start()
-    try:
-        done.wait()
-    except KeyboardInterrupt:
-        pass
-    src.stop()
-    store.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

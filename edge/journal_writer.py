@@ -36,6 +36,16 @@ class JournalWriter:
         self._on_health = on_health or (lambda *_: None)
         self.journal: Journal | None = None
 
+    @classmethod
+    def open(cls, path: str | Path, **journal_kw: Any) -> JournalWriter:
+        """A started writer for tools and tests that have no agent around them."""
+        writer = cls(path, **journal_kw)
+        writer.start()
+        return writer
+
+    def close(self) -> None:
+        self.stop()
+
     def start(self) -> None:
         self._thread.start()
         self._ready.result()

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.beam_source import BeamSettings, BeamSource, DoorSettings, ThreadedJournal
+from edge.beam_source import BeamSettings, BeamSource, DoorSettings
+from edge.journal_writer import JournalWriter
 from simulator import people
 from simulator.faults import WireFaults
 from simulator.virtual_mcu import VirtualMcu
@@ -48,7 +49,7 @@ class Rig:
         self.port = tmp / "ttyDoor"
         self.mcu = VirtualMcu(self.port, edges, speedup=speedup, faults=faults)
         self.journal_path = tmp / "journal.db"
-        self.store = store or ThreadedJournal(str(self.journal_path))
+        self.store = store or JournalWriter.open(self.journal_path)
         self.health: list[tuple[str, bool, str]] = []
         self.settings = BeamSettings(doors=[DoorSettings(name="d1", port=str(self.port), **door_kw)])
         self.source = BeamSource(self.settings, self.store, lambda *a: self.health.append(a))
@@ -61,7 +62,7 @@ class Rig:
     def stop(self):
         self.source.stop()
         self.mcu.stop()
-        if isinstance(self.store, ThreadedJournal):
+        if isinstance(self.store, JournalWriter):
             self.store.close()
 
     @property
@@ -102,7 +103,7 @@ class GatedStore:
     """A real journal whose beam-event commits wait for a gate: shows acks follow commits."""
 
     def __init__(self, path):
-        self.inner = ThreadedJournal(str(path))
+        self.inner = JournalWriter.open(path)
         self.gate = threading.Event()
         self.calls = 0
 
@@ -205,7 +206,7 @@ def test_heartbeat_timeout_reports_link_down(tmp_path):
 
 
 def test_wrong_port_gives_actionable_health_and_keeps_retrying(tmp_path):
-    store = ThreadedJournal(str(tmp_path / "j.db"))
+    store = JournalWriter.open(tmp_path / "j.db")
     health = []
     src = BeamSource(BeamSettings(doors=[DoorSettings(name="d1", port=str(tmp_path / "nope"))]), store,
                      lambda *a: health.append(a))
@@ -264,7 +265,7 @@ def test_late_events_keep_the_board_time_not_the_receipt_time(tmp_path):
     from edge.clock import VirtualClock
     from firmware_bridge import messages as m
 
-    store = ThreadedJournal(str(tmp_path / "j.db"))
+    store = JournalWriter.open(tmp_path / "j.db")
     clock = VirtualClock(start_utc=1_800_000_000.0)
     pipe = DoorPipeline(DoorSettings(name="d1", port="/dev/null"), store, lambda *a: None, clock)
     try:

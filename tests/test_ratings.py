@@ -145,12 +145,14 @@ def test_presses_without_a_configured_keypad_are_kept_flagged_and_reported(tmp_p
     import sqlite3
     import time
 
-    from edge.beam_source import BeamSettings, BeamSource, DoorSettings, ThreadedJournal
+    from edge.beam_source import BeamSettings, BeamSource, DoorSettings
+
+    from edge.journal_writer import JournalWriter
     from simulator.virtual_mcu import VirtualMcu
 
     mcu = VirtualMcu(tmp_path / "tty", [(1.0, 0, 1), (1.2, 1, 1), (1.4, 0, 0), (1.6, 1, 0)], speedup=50,
                      presses=[(1.3, 0, 2), (5.0, 0, 4)])
-    store = ThreadedJournal(str(tmp_path / "j.db"))
+    store = JournalWriter.open(tmp_path / "j.db")
     health: list[tuple] = []
     src = BeamSource(BeamSettings(doors=[DoorSettings(name="d1", port=str(tmp_path / "tty"))]), store, lambda *a: health.append(a))
     mcu.start()

@@ -14,7 +14,9 @@ from datetime import date, datetime, time as dtime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from edge.beam_source import BeamSettings, BeamSource, DoorSettings, ThreadedJournal
+from edge.beam_source import BeamSettings, BeamSource, DoorSettings
+
+from edge.journal_writer import JournalWriter
 from edge.bins import Binner, BinPolicy
 from edge.contract import validate
 from edge.day_summary import SiteProfile
@@ -71,7 +73,7 @@ def test_a_day_of_raters_gives_the_simulators_truth(tmp_path: Path):
     start = datetime.combine(DAY, dtime(9, 0), ZONE).timestamp()
     port, journal_path = tmp_path / "ttyDoor", tmp_path / "journal.db"
     mcu = VirtualMcu(port, edges, speedup=sc.speedup, presses=presses)
-    store = ThreadedJournal(str(journal_path))
+    store = JournalWriter.open(journal_path)
     settings = BeamSettings(doors=[DoorSettings(name="door-1", port=str(port))], rating_levels=4, rating_repeat_s=3.0)
     health: list[tuple] = []
     source = BeamSource(settings, store, lambda *a: health.append(a), BoardTime(start, mcu))

@@ -57,7 +57,8 @@ class _Session:
     def __init__(self, args: argparse.Namespace) -> None:
         from pydantic import ValidationError
 
-        from edge.beam_source import BeamSettings, BeamSource, DoorSettings, ThreadedJournal
+        from edge.beam_source import BeamSettings, BeamSource, DoorSettings
+        from edge.journal_writer import JournalWriter
 
         if not Path(args.port).exists():
             raise UserError(f"no serial device at {args.port}: check the cable, then `ls /dev/serial/by-id/`")
@@ -69,7 +70,7 @@ class _Session:
             raise UserError(f"bad beam settings: {exc.errors()[0]['msg']}") from exc
         self.scratch = args.journal is None
         self.journal_path = Path(args.journal or Path(tempfile.mkdtemp(prefix="footfall-ir-")) / "journal.db")
-        self.store = ThreadedJournal(str(self.journal_path))
+        self.store = JournalWriter.open(self.journal_path)
         self.health: list[tuple[float, str, bool, str]] = []
         self.source = BeamSource(BeamSettings(doors=[self.door]), self.store,
                                  lambda c, ok, d: self.health.append((time.time(), c, ok, d)))
