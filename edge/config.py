@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.beam_source import BeamSettings
+from edge.errors import UserError
 
 DEFAULT_PATH = Path("/etc/footfall/agent.toml")
 SECRET_KEYS = {"password"}
@@ -191,8 +192,9 @@ class AgentConfig(_Section):
         return _mask(self.model_dump(mode="json"))
 
 
-class ConfigError(Exception):
-    """The configuration cannot be used; the message lists every problem and its fix."""
+class ConfigError(UserError):
+    """The configuration cannot be used; the message lists every problem and its fix
+    (a UserError: the CLI prints it without a traceback and exits 2)."""
 
 
 def resolve_path(path: str | os.PathLike[str] | None) -> Path:

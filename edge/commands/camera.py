@@ -16,6 +16,7 @@ import argparse
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -147,21 +148,26 @@ def set_line(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ shared runner
 
 
-def _open(args: argparse.Namespace):
+def open_video_and_model(spec: str, model: str, threads: int | None, **source_kw: Any) -> tuple[Any, Any]:
+    """A video source and the detector, or a UserError that says what is wrong with either."""
     from edge.detector import OnnxDetector
     from edge.model_manifest import ModelError
     from edge.video_source import SourceError, VideoSource
 
     try:
-        source = VideoSource(args.source, max_retries=3)
+        source = VideoSource(spec, **source_kw)
     except SourceError as exc:
         raise UserError(str(exc)) from None
     try:
-        detector = OnnxDetector(args.model, threads=args.threads)
+        detector = OnnxDetector(model, threads=threads)
     except ModelError as exc:
         source.close()
         raise UserError(str(exc)) from None
     return source, detector
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+    return open_video_and_model(args.source, args.model, args.threads, max_retries=3)
 
 
 def _watch(args, seconds: float, lines=None):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from edge.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,10 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _load(args: argparse.Namespace):
     from edge import config
 
-    try:
-        return config.load(args.config), config.resolve_path(args.config)
-    except config.ConfigError as exc:
-        raise UserError(str(exc)) from None
+    return config.load(args.config), config.resolve_path(args.config)  # a bad file raises ConfigError, a UserError
 
 
 def check(args: argparse.Namespace) -> int:

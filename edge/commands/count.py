@@ -56,21 +56,11 @@ def scale_points(values: tuple[float, ...], w: int, h: int, relative: bool) -> t
 def run(args: argparse.Namespace) -> int:
     from edge.camera_pipeline import CameraPipeline, roi_around_lines
     from edge.counting import CountingLine
-    from edge.detector import OnnxDetector
-    from edge.model_manifest import ModelError
-    from edge.video_source import SourceError, VideoSource
+    from edge.commands.camera import open_video_and_model
 
     line = _floats(args.line, 4, "--line")
     inside = _floats(args.inside, 2, "--inside")
-    try:
-        source = VideoSource(args.video, live=False)
-    except SourceError as exc:
-        raise UserError(str(exc)) from None
-    try:
-        detector = OnnxDetector(args.model, threads=args.threads)
-    except ModelError as exc:
-        source.close()
-        raise UserError(str(exc)) from None
+    source, detector = open_video_and_model(args.video, args.model, args.threads, live=False)
     first = source.read()
     if first is None:
         raise UserError(f"video {args.video} has no readable frames (corrupt or empty)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from edge.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,9 +19,6 @@ def handle(args: argparse.Namespace) -> int:
     from edge.sources import build_sources
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        raise UserError(str(exc)) from None
+    cfg = config.load(args.config)  # a bad file raises ConfigError, a UserError
     Agent(cfg, make_sources=build_sources).run_forever()
     return 0

@@ -20,10 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from edge import config
 
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        raise UserError(str(exc)) from None
+    cfg = config.load(args.config)  # a bad file raises ConfigError, a UserError
     path = cfg.storage.status_path
     try:
         status = json.loads(path.read_text())

@@ -27,10 +27,7 @@ def open_journal(args: argparse.Namespace) -> tuple[Any, Any]:
     from edge import config
     from edge.journal import Journal
 
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        raise UserError(str(exc)) from None
+    cfg = config.load(args.config)  # a bad file raises ConfigError, a UserError
     path = cfg.storage.journal_path
     if not path.exists():
         raise UserError(f"{path} does not exist: the agent has not counted anything yet (check storage.state_dir)")

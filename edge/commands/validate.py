@@ -91,10 +91,7 @@ class DeviceCount:
 def handle(args: argparse.Namespace) -> int:
     from edge import config
 
-    try:
-        cfg = config.load(args.config)
-    except config.ConfigError as exc:
-        raise UserError(str(exc)) from None
+    cfg = config.load(args.config)  # a bad file raises ConfigError, a UserError
     path = cfg.storage.journal_path
     if not path.exists():
         raise UserError(f"{path} does not exist: start the agent (footfall run) first, so that the device counts")
