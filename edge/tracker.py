@@ -209,7 +209,7 @@ class Tracker:
             if n and dt > 0.0:
                 _k.predict(self._st, n, dt, self._prm[_k.PRM_Q])
             if n and m:
-                pd, pt, pc = _k.pairs(self._st, n, det, scores, self._prm)
+                pd, pt, pc = _k.pairs(self._st, n, det, scores, t, self._prm)
                 md, mt = _assign_optimal(pd, pt, pc, m, n)
             else:
                 md = mt = _EMPTY_I

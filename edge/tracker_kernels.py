@@ -85,8 +85,8 @@ def _pair_cost(det: np.ndarray, d: int, trk: np.ndarray, k: int, weak: bool,
 
 
 @njit(cache=True, nogil=True)
-def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, prm: np.ndarray
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
+          prm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidate (detection, track) pairs that the gate accepts, with their costs.
 
     Up to ``prm[PRM_DENSE]`` tracks x detections every pair is scored. Beyond, tracks
@@ -94,6 +94,10 @@ def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, prm: np.n
     those whose centre lies within a conservative window (half of both box sizes, or
     the gate radius, whichever is wider) on both axes, so the work grows with the
     number of plausible pairs, not tracks x detections.
+
+    A track past its expiry time (unmatched for longer than it may be) pairs with
+    nothing: it is dropped at the end of this frame, and matching it first would let a
+    stale prediction, far from where the track was last seen, take a stranger.
     """
     m = det.shape[0]
     chi2 = prm[PRM_CHI2]
@@ -114,6 +118,8 @@ def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, prm: np.n
         conf = st[k, CONF]
         trk[k, 9] = (2.0 + BIG) * st[k, ONE] - BIG * conf
         trk[k, 10] = st[k, ONE] - conf
+        if st[k, EXPIRE] < t:
+            trk[k, 10] = BIG  # expired: every pair costs more than REJECT
     cap = 4 * (m + n) + 16
     pd = np.empty(cap, np.int64)
     pt = np.empty(cap, np.int64)
@@ -325,7 +331,7 @@ def step(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndarr
     if n > 0 and dt > 0.0:
         predict(st, n, dt, prm[PRM_Q])
     if n > 0 and m > 0:
-        pd, pt, pc = pairs(st, n, det, scores, prm)
+        pd, pt, pc = pairs(st, n, det, scores, t, prm)
         md, mt = greedy(pd, pt, pc, m, n)
     else:
         md = np.empty(0, np.int64)
