@@ -15,8 +15,31 @@ column numbers are repeated here because numba needs them as compile-time consta
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from numba import njit
+
+_warned = False
+
+
+def _kernel(fn: Callable[..., Any]) -> Any:
+    """``njit`` with an on-disk cache where one can be written, else without: a
+    read-only install (a systemd service with ProtectSystem=strict, no home) must still
+    run, compiling once per process (a few seconds) instead of loading the cache."""
+    try:
+        return njit(cache=True, nogil=True)(fn)
+    except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available"
+        global _warned
+        if not _warned:
+            _warned = True
+            warnings.warn(f"numba cache unavailable, compiling at every start: {exc}; "
+                          "set NUMBA_CACHE_DIR to a writable directory", RuntimeWarning,
+                          stacklevel=2)
+        return njit(cache=False, nogil=True)(fn)
+
 
 X1, Y1, X2, Y2, VX1, VY1, VX2, VY2, P00, P01, P11, ONE = range(12)
 TBIRTH, TLAST, CONF, EXPIRE, ID = range(12, 17)
@@ -30,7 +53,7 @@ REJECT = 100.0
 NPRM = 11
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def predict(st: np.ndarray, n: int, dt: float, q: float) -> None:
     """Constant-velocity prediction of every live track over ``dt`` seconds, in place.
 
@@ -53,7 +76,7 @@ def predict(st: np.ndarray, n: int, dt: float, q: float) -> None:
         st[i, P11] = p11 + qc * one
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _pair_cost(det: np.ndarray, d: int, trk: np.ndarray, k: int, weak: bool,
                iou_min: float) -> float:
     """Cost of detection d on track k: -IoU when they overlap enough, else the squared
@@ -84,7 +107,7 @@ def _pair_cost(det: np.ndarray, d: int, trk: np.ndarray, k: int, weak: bool,
     return c + trk[k, 10]
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
           prm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidate (detection, track) pairs that the gate accepts, with their costs.
@@ -192,21 +215,21 @@ def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
     return pd[:npairs], pt[:npairs], pc[:npairs]
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _grow_i(a: np.ndarray, cap: int) -> np.ndarray:
     b = np.empty(cap, np.int64)
     b[: a.shape[0]] = a
     return b
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _grow_f(a: np.ndarray, cap: int) -> np.ndarray:
     b = np.empty(cap)
     b[: a.shape[0]] = a
     return b
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def greedy(pd: np.ndarray, pt: np.ndarray, pc: np.ndarray, m: int, n: int
            ) -> tuple[np.ndarray, np.ndarray]:
     """One-to-one matching of gated pairs, cheapest first (ties in pair order).
@@ -235,7 +258,7 @@ def greedy(pd: np.ndarray, pt: np.ndarray, pc: np.ndarray, m: int, n: int
     return md[:got], mt[:got]
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndarray,
           md: np.ndarray, mt: np.ndarray, t: float, prm: np.ndarray
           ) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -321,7 +344,7 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
     return w, next_id, out_det[:k], out_id[:k], out_conf[:k], out_box[:k]
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def step(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndarray,
          t: float, dt: float, prm: np.ndarray
          ) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
