@@ -1,24 +1,24 @@
-"""Multi-object tracking of per-frame person boxes, all tracks at once in numpy.
+"""Multi-object tracking of per-frame person boxes, all tracks at once.
 
 Why it is shaped like this: on a Raspberry Pi the tracker shares the CPU with the
 detector, and a crowded lobby puts a hundred or more people in view. Per-track Python
-objects (as in SORT/ByteTrack ports) cost microseconds per track per frame; here every
-step is a fixed, small number of array operations over all tracks:
+objects (as in SORT/ByteTrack ports) cost microseconds per track per frame; here:
 
 * state lives in one preallocated ``(capacity, 17)`` float64 matrix; live tracks are the
-  first ``n`` rows, dead rows are squeezed out with one fancy-index copy;
+  first ``n`` rows;
+* the per-frame work (prediction, gating and cost, assignment, correction, births,
+  expiry) is one call into compiled loops over that matrix (``edge.tracker_kernels``,
+  numba): as numpy it was 60 to 70 calls on tiny arrays, and their call overhead, not
+  the arithmetic, was the cost;
 * the constant-velocity Kalman filter is in closed form: each box edge is a coordinate
-  with a velocity, all four share one 2x2 covariance per track (three numbers), so
-  predicting all tracks is one small matrix product and correcting the matched ones is
-  a dozen element-wise ops;
+  with a velocity, all four share one 2x2 covariance per track (three numbers);
 * association is ByteTrack-style: confident detections take tracks first, weak ones only
   continue confirmed tracks; the cost is -IoU, with a Mahalanobis centre-distance
   fallback (inside a chi-square gate) for small or fast boxes that no longer overlap;
 * up to a few thousand tracks x detections every pair is scored; beyond, candidate
   pairs come from a sort along the wider axis and a conservative window on both axes,
   so the work grows with the number of plausible pairs, not tracks x detections;
-* assignment is greedy by cost (measured: the optimal one bought nothing here): all
-  mutual best pairs at once, then the few contested ones in cost order;
+* assignment is greedy by cost (measured: the optimal one bought nothing here);
 * birth, confirmation and loss are measured in seconds, so 5 fps and 30 fps behave the
   same.
 
@@ -130,9 +130,6 @@ _XYXY_TO_DET = np.array([
     [0, 0, 0, 1, 0, 0.5, 0, 1],
 ], dtype=np.float64)
 
-_EMPTY_I = np.zeros(0, dtype=np.int64)
-_EMPTY_I.setflags(write=False)
-
 
 class Tracker:
     """Constant-velocity Kalman tracker with two-stage gated association.
@@ -212,7 +209,7 @@ class Tracker:
                 pd, pt, pc = _k.pairs(self._st, n, det, scores, t, self._prm)
                 md, mt = _assign_optimal(pd, pt, pc, m, n)
             else:
-                md = mt = _EMPTY_I
+                md = mt = np.zeros(0, np.int64)  # writable: numba compiles read-only apart
             res = _k.apply(self._st, n, self._next_id, det, scores, md, mt, t, self._prm)
         else:
             res = _k.step(self._st, n, self._next_id, det, scores, t, dt, self._prm)
