@@ -9,6 +9,11 @@ rotating order, so the shared machine's noise falls on all of them alike. Report
 tracker and stream: per-frame update time (median, p99; input conversion to each peer's
 own types is done outside the timer), counting gross accuracy per direction (the same
 LineCounter applied to every tracker's output), MOTA and IDF1 (motmetrics).
+
+Compilation is not timed: footfall's tracker compiles its numba kernels (or loads them
+from numba's on-disk cache) in its constructor, which runs before the first timed frame,
+and every frame then reuses them (tests/test_tracker.py checks that no frame adds a
+compiled variant). Each peer is likewise built before its first timed call.
 """
 
 from __future__ import annotations
@@ -258,6 +263,11 @@ def _with(base: Any, assignments: list[str], ap: argparse.ArgumentParser) -> Any
         ap.error(str(exc))
 
 
+def _numba_version() -> str:
+    import numba
+    return str(numba.__version__)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.tracker_bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -281,11 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     names = args.trackers
     everything: dict[str, object] = {
         "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}",
-        "numpy": np.__version__, "fps": args.fps, "seed": args.seed, "quick": args.quick,
+        "numpy": np.__version__, "numba": _numba_version(), "fps": args.fps, "seed": args.seed, "quick": args.quick,
         "streams": {},
     }
     print(f"# tracker bench: fps={args.fps} seed={args.seed} quick={args.quick} "
-          f"numpy={np.__version__} {platform.machine()} "
+          f"numpy={np.__version__} numba={_numba_version()} {platform.machine()} "
           f"params={args.param or 'default'} counting={args.counting or 'default'}")
     for n_view in args.in_view:
         dur = max(10.0, DURATIONS.get(n_view, 60.0) / 10) if args.quick else DURATIONS.get(n_view, 60.0)

@@ -141,6 +141,43 @@ def test_counting_on_a_synthetic_crowd_is_accurate():
     assert acc["in"]["accuracy"] >= 0.97 and acc["out"]["accuracy"] >= 0.97, acc
 
 
+@pytest.mark.parametrize("confirmed", [False, True])
+def test_a_track_past_its_lost_time_takes_no_detection(confirmed):
+    """A track unmatched for longer than it may be is gone, even in the frame that
+    would have matched it: its stale prediction must not take someone else."""
+    p = TrackerParams()
+    tr = Tracker(p)
+    box = np.array([[100, 100, 140, 200]], np.float32)
+    score = np.array([0.9], np.float32)
+    seen = (0.0, 0.1, 0.2) if confirmed else (0.0,)
+    for t in seen:
+        out = tr.update(box, score, t)
+    assert out.ids.tolist() == [1] and bool(out.confirmed[0]) == confirmed
+    lost = p.max_lost_s if confirmed else p.tentative_lost_s
+    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+    tr.update(*empty, seen[-1] + 0.9 * lost)
+    assert tr.live_count == 1
+    out = tr.update(box, score, seen[-1] + 1.05 * lost)
+    assert out.ids.tolist() == [2] and not out.confirmed.any()
+
+
+def test_no_frame_pays_for_compilation():
+    """The constructor warms every kernel with the argument types update() passes, so
+    a stream of frames (float32 or float64 input, with low scores filtered) adds no
+    compiled variant."""
+    from edge import tracker_kernels as k
+
+    Tracker()
+    before = {name: len(getattr(k, name).signatures) for name in ("step", "pairs", "apply")}
+    stream = generate(StreamSpec(in_view=50, duration_s=2.0, seed=3))
+    for cls in (Tracker(), Tracker(TrackerParams(dense_pairs_max=0))):
+        for fr in stream.frames:
+            cls.update(fr.boxes, fr.scores, fr.t)
+            cls.update(fr.boxes.astype(np.float64), fr.scores.astype(np.float64), fr.t)
+    after = {name: len(getattr(k, name).signatures) for name in before}
+    assert after == before
+
+
 def test_bad_input_is_refused_with_a_clear_error():
     tr = Tracker()
     with pytest.raises(ValueError, match="shape"):
