@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-backbone mosquitto clean
+.PHONY: install demo test bench bench-backbone bench-beams bench-tracker bench-camera bench-summary mosquitto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,22 @@ demo: install mosquitto
 test: install mosquitto
 	$(PY) -m pytest -q
 
-bench: bench-backbone
+bench: bench-backbone bench-beams bench-tracker bench-camera bench-summary
 
 bench-backbone: install mosquitto
 	$(PY) -m bench.backbone_bench --days 30
+
+bench-beams: install
+	$(PY) -m bench.beam_bench
+
+bench-tracker: install
+	$(PY) -m bench.tracker_bench
+
+bench-camera: install
+	$(PY) -m bench.camera_bench --accuracy --seeds 2
+
+bench-summary: install
+	$(PY) -m bench.summary_bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
