@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "report",
     "demo",
     "replay_detections",
+    "count",
+    "camera",
 )
 
 

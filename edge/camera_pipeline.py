@@ -1,0 +1,268 @@
+"""Camera path: frame -> detect -> track -> count -> Crossing records.
+
+One `CameraPipeline` per camera. It owns a detector, a tracker and the counting lines,
+times each stage (for `footfall camera check` and the benchmark), and turns every line
+crossing into a `Crossing` with ``source="camera"`` and a stable
+``source_ref = cam:<run>:<track>:<line>:<n>`` (n counts that track's crossings of that
+line), so replaying the same video into the journal is harmless.
+
+The detector may look only at a region of interest around the counting lines: on a
+wide view that makes distant people several times larger at the model's 300x300 input,
+which is what limits a small SSD far from the camera.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.crossing import Crossing
+from edge.detector import Detections, Detector
+from edge.tracker import Tracker, TrackerParams
+from edge.counting import CountingLine, CountingParams, LineCounter
+from edge.video_source import Frame, MotionGate
+
+STAGES: tuple[str, ...] = ("detect", "track", "count")
+
+
+@dataclass(frozen=True, slots=True)
+class CameraCrossing:
+    """A crossing with the frame it happened in (for listings and tests)."""
+
+    frame_index: int
+    track_id: int
+    crossing: Crossing
+
+
+@dataclass
+class StageTimes:
+    """Accumulated seconds per stage, and frames seen; cheap enough to keep always on."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    frames: int = 0
+    inferred: int = 0
+    detections: int = 0
+
+    def per_frame_ms(self) -> dict[str, float]:
+        n = max(self.frames, 1)
+        return {k: 1000.0 * v / n for k, v in self.seconds.items()}
+
+
+def roi_around_lines(
+    lines: Sequence[CountingLine], frame_w: int, frame_h: int, margin: float = 1.5, min_side: int = 160
+) -> tuple[int, int, int, int]:
+    """A detection window around the counting lines.
+
+    The window spans the lines' bounding box grown by ``margin`` times its longer side
+    (people approach from both sides and are detected before they reach the line), at
+    least ``min_side`` pixels, clipped to the frame.
+    """
+    pts = np.array([[*ln.p1] for ln in lines] + [[*ln.p2] for ln in lines], dtype=np.float64)
+    x1, y1 = pts.min(axis=0)
+    x2, y2 = pts.max(axis=0)
+    side = max(x2 - x1, y2 - y1, min_side)
+    grow = margin * side / 2
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    half_w = max((x2 - x1) / 2 + grow, min_side / 2)
+    half_h = max((y2 - y1) / 2 + grow, min_side / 2)
+    rx1, ry1 = int(max(0, cx - half_w)), int(max(0, cy - half_h))
+    rx2, ry2 = int(min(frame_w, cx + half_w)), int(min(frame_h, cy + half_h))
+    return rx1, ry1, rx2, ry2
+
+
+def tracker_params_for(detector: Detector) -> TrackerParams:
+    """Tracker thresholds matched to the detector's scores (from its manifest when it has one).
+
+    Counting allows two crossings per track, line and direction (CountingParams'
+    default is one): people mill about in front of doors, and an identity handed over
+    by the tracker or the counter's re-identification would otherwise block the next
+    person's real crossing (measured on vtest.avi, see docs/camera.md).
+    """
+    manifest = getattr(detector, "manifest", None)
+    if manifest is None:
+        return TrackerParams()
+    low = float(getattr(detector, "score_threshold", manifest.score_threshold))
+    high = max(low, manifest.track_high)
+    return TrackerParams(low_score=low, high_score=high, new_track_score=max(high, manifest.track_new))
+
+
+class CameraPipeline:
+    """Frame in, crossings out; stage timings in ``times``."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        lines: Sequence[CountingLine],
+        *,
+        run_id: str,
+        tracker_params: TrackerParams | None = None,
+        roi: tuple[int, int, int, int] | None = None,
+        motion_gate: MotionGate | None = None,
+        counting_params: CountingParams | None = None,
+        frame_size: tuple[int, int] | None = None,
+    ) -> None:
+        if not lines:
+            raise ValueError("at least one counting line is needed")
+        self.detector = detector
+        self.lines = list(lines)
+        self.run_id = run_id
+        self.tracker = Tracker(tracker_params or tracker_params_for(detector))
+        self.counter = LineCounter(
+            self.lines, params=counting_params or CountingParams(), frame_size=frame_size
+        )
+        self.roi = roi
+        self.motion_gate = motion_gate
+        self.times = StageTimes()
+        self._n: dict[tuple[int, str], int] = defaultdict(int)
+        self.last_detections: Detections = Detections.empty()
+        self.last_tracks = None
+
+    def process(self, frame: Frame) -> list[CameraCrossing]:
+        """Run one frame through detect -> track -> count."""
+        clock = time.perf_counter
+        self.times.frames += 1
+        t0 = clock()
+        if self.motion_gate is None or self.motion_gate.should_process(frame.image):
+            dets = self.detector.detect(frame.image, roi=self.roi)
+            self.times.inferred += 1
+        else:
+            dets = Detections.empty()  # nothing moved: the tracker coasts on its predictions
+        self.times.detections += len(dets)
+        self.last_detections = dets
+        t1 = clock()
+        tracks = self.tracker.update(dets.boxes, dets.scores, frame.t_mono)
+        self.last_tracks = tracks
+        t2 = clock()
+        events = self.counter.update(tracks.ids, tracks.boxes, tracks.confirmed, frame.t_mono)
+        out = [self._to_crossing(frame, ev) for ev in events]
+        t3 = clock()
+        s = self.times.seconds
+        s["detect"] += t1 - t0
+        s["track"] += t2 - t1
+        s["count"] += t3 - t2
+        return out
+
+    def _to_crossing(self, frame: Frame, ev) -> CameraCrossing:  # ev: edge.counting.LineCrossing
+        track_id = int(ev.track_id)
+        line = str(ev.line)
+        self._n[(track_id, line)] += 1
+        n = self._n[(track_id, line)]
+        # the event's own time is on the frame's clock (media or monotonic); map it to UTC
+        t_utc = frame.t_utc + (float(ev.t) - frame.t_mono)
+        crossing = Crossing(
+            t_utc=t_utc,
+            line=line,
+            direction=ev.direction,
+            source="camera",
+            confidence=float(getattr(ev, "confidence", 1.0)),
+            source_ref=f"cam:{self.run_id}:{track_id}:{line}:{n}",
+        )
+        return CameraCrossing(frame.index, track_id, crossing)
+
+    def run(self, frames: Iterable[Frame]) -> list[CameraCrossing]:
+        out: list[CameraCrossing] = []
+        for frame in frames:
+            out.extend(self.process(frame))
+        return out
+
+
+class CameraSource:
+    """The camera as one of the agent's counting sources (``start()``/``stop()``).
+
+    One thread: capture (via `LatestFrameGrabber`, its own decode thread) -> pipeline ->
+    ``sink(crossings)`` (the agent's journal writer). Every failure becomes a health
+    report, never an exception into the agent: a bad model or a missing camera leaves
+    the camera path unhealthy while the beams keep counting; a dropped camera
+    reconnects with backoff.
+    """
+
+    def __init__(
+        self,
+        spec: str | int,
+        lines: Sequence[CountingLine],
+        sink,  # Callable[[list[Crossing]], object]
+        health,  # Callable[[str, bool, str], None]: (component, ok, detail)
+        *,
+        model: str | None = None,
+        threads: int | None = None,
+        max_fps: float | None = 10.0,
+        motion_gating: bool = False,
+        live: bool | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        import uuid
+
+        self.spec, self.lines, self.sink, self.health = spec, list(lines), sink, health
+        self.model, self.threads, self.max_fps = model, threads, max_fps
+        self.motion_gating, self.live = motion_gating, live
+        self.run_id = run_id or uuid.uuid4().hex[:8]
+        self.pipeline: CameraPipeline | None = None
+        self._stop = False
+        self._thread = None
+
+    def start(self) -> None:
+        import threading
+
+        self._thread = threading.Thread(target=self._run, name="camera", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        from edge.detector import OnnxDetector
+        from edge.model_manifest import ModelError
+        from edge.video_source import LatestFrameGrabber, MotionGate, SourceError, VideoSource
+
+        try:
+            detector = OnnxDetector(self.model, threads=self.threads)
+        except ModelError as exc:
+            self.health("camera", False, str(exc))
+            return
+        try:
+            source = VideoSource(self.spec, live=self.live)
+        except SourceError as exc:
+            self.health("camera", False, str(exc))
+            return
+        first = source.read()
+        if first is None:
+            self.health("camera", False, f"camera source {self.spec} gave no frames")
+            return
+        h, w = first.image.shape[:2]
+        roi = roi_around_lines(self.lines, w, h)
+        gate = MotionGate(roi=roi) if self.motion_gating else None
+        self.pipeline = CameraPipeline(detector, self.lines, run_id=self.run_id, roi=roi, motion_gate=gate,
+                                       frame_size=(w, h))
+        self.health("camera", True, f"streaming {w}x{h}")
+        grabber = LatestFrameGrabber(source, max_fps=self.max_fps, drop_stale=source.live)
+        frame = first
+        reported = "streaming"
+        try:
+            while frame is not None and not self._stop:
+                crossings = self.pipeline.process(frame)
+                if crossings:
+                    self.sink([c.crossing for c in crossings])
+                frame = grabber.next(timeout=1.0)
+                while frame is None and not self._stop and source.state in ("reconnecting", "streaming") and source.live:
+                    if source.state != reported:
+                        reported = source.state
+                        self.health("camera", False, f"camera {self.spec} {source.state}: {source.last_error or ''}")
+                    frame = grabber.next(timeout=1.0)
+                if frame is not None and reported != "streaming":
+                    reported = "streaming"
+                    self.health("camera", True, "streaming again")
+            if source.state == "failed":
+                self.health("camera", False, f"camera {self.spec} lost: {source.last_error}")
+        finally:
+            grabber.stop()
+            source.close()

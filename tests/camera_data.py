@@ -1,0 +1,30 @@
+"""Shared paths for the camera tests: the real footage and the shipped model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+DATA = Path(__file__).resolve().parent / "data"
+
+needs_vtest = pytest.mark.skipif(
+    not VTEST.is_file(), reason=f"{VTEST} absent: apt-get install -y opencv-doc (CI installs it)"
+)
+
+
+def read_vtest_frames(start: int = 0, count: int = 1):
+    """Decode frames [start, start + count) of vtest.avi with OpenCV."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(VTEST))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+    frames = []
+    for _ in range(count):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames
