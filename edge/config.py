@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.beam_source import BeamSettings
+from edge.fuser import FusionSettings
 
 DEFAULT_PATH = Path("/etc/footfall/agent.toml")
 SECRET_KEYS = {"password"}
@@ -165,6 +166,18 @@ class AgentConfig(_Section):
     occupancy: OccupancySettings = Field(default_factory=OccupancySettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     beams: BeamSettings = Field(default_factory=BeamSettings, description="Door infrared beams (docs/beams.md).")
+    fusion: FusionSettings = Field(default_factory=FusionSettings, description="One count from beams and camera (docs/fusion.md).")
+
+    @model_validator(mode="after")
+    def _fusion_doors_exist(self) -> "AgentConfig":
+        doors = {d.name for d in self.beams.doors}
+        for pair in self.fusion.pairs:
+            if pair.door not in doors:
+                raise ValueError(f"fusion.pairs: door {pair.door!r} is not a [[beams.doors]] name"
+                                 f" (known: {sorted(doors) or 'none'})")
+        if self.fusion.enabled and not self.beams.enabled:
+            raise ValueError("fusion.enabled needs beams.enabled (fusion pairs beam doors with camera lines)")
+        return self
 
     @property
     def zone(self) -> ZoneInfo:
