@@ -298,13 +298,17 @@ def test_discrepancy_monitor_catches_swapped_directions_and_ignores_unhealthy_sp
 def test_fusion_config_is_validated() -> None:
     from edge.config import ConfigError, parse
 
-    base = '[device]\nid = "d1"\nsite = "s1"\n[[beams.doors]]\nname = "door1"\nport = "/dev/null"\n'
+    base = ('[device]\nid = "d1"\nsite = "s1"\n[[beams.doors]]\nname = "door1"\nport = "/dev/null"\n'
+            '[camera]\nenabled = true\n[[camera.lines]]\nname = "cam1"\np1 = [210, 140]\np2 = [210, 300]\ninside = [400, 220]\n')
     cfg = parse(base + '[fusion]\nenabled = true\nwindow_s = 0.8\n[[fusion.pairs]]\ndoor = "door1"\ncamera_line = "cam1"\n')
     assert cfg.fusion.enabled and cfg.fusion.pairs[0].line == "cam1" and cfg.fusion.params().window_s == 0.8
     with pytest.raises(ConfigError, match="not a \\[\\[beams.doors\\]\\] name"):
         parse(base + '[[fusion.pairs]]\ndoor = "door9"\n')
     with pytest.raises(ConfigError, match="did you mean 'fusion.window_s'"):
         parse(base + '[fusion]\nwindow = 1.0\n')
+    with pytest.raises(ConfigError, match="camera line 'door1' .* is not a \\[\\[camera.lines\\]\\] name"):
+        parse(base + '[fusion]\nenabled = true\n[[fusion.pairs]]\ndoor = "door1"\n')
+    assert "cam1" in cfg.declared_lines() and "door1" in cfg.declared_lines()
     with pytest.raises(ConfigError, match="no \\[\\[fusion.pairs\\]\\]"):
         parse(base + '[fusion]\nenabled = true\n')
 
