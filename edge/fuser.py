@@ -176,7 +176,7 @@ class Fuser:
         now_rows = []
         for door, st in self.doors.items():
             watermark = now_utc - self.settings.lag_s
-            down = st.fusion.beam_health.down_since(now_utc)
+            down = st.fusion.beam_health.down_since(now_utc, st.beam_parts[0])
             if down is not None and now_utc - down < self.settings.hold_s:
                 watermark = min(watermark, down)  # the board keeps events while the link is out
             late_before = st.fusion.late

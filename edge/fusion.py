@@ -98,10 +98,13 @@ class HealthTimeline:
         changes = sorted({t for ts, _ in self._parts.values() for t in ts if start < t <= end})
         return all(self.ok_at(t) for t in changes)
 
-    def down_since(self, now: float) -> float | None:
-        """When the current outage began (the earliest still-open part outage), or None."""
+    def down_since(self, now: float, part: str | None = None) -> float | None:
+        """When the current outage began (the earliest still-open outage of `part`, or of
+        any part), or None."""
         since = None
-        for ts, oks in self._parts.values():
+        for name, (ts, oks) in self._parts.items():
+            if part is not None and name != part:
+                continue
             i = bisect.bisect_right(ts, now)
             if i and not oks[i - 1]:
                 j = i - 1

@@ -92,7 +92,7 @@ def test_health_timeline_needs_every_part_healthy() -> None:
     h = HealthTimeline([(10.0, False, "link"), (20.0, True, "link"), (15.0, False, "beams")])
     assert h.ok_at(5.0) and not h.ok_at(12.0) and not h.ok_at(25.0)
     assert not h.ok_during(5.0, 11.0)
-    assert h.down_since(25.0) == 15.0
+    assert h.down_since(25.0) == 15.0 and h.down_since(25.0, "link") is None and h.down_since(12.0, "link") == 10.0
     h.add(30.0, True, "beams")
     assert h.ok_at(31.0) and h.down_since(31.0) is None
 
@@ -253,6 +253,26 @@ def test_fuser_ignores_other_lines_and_is_off_by_default(tmp_path) -> None:
     with j.transaction() as conn:
         assert Fuser(FusionSettings()).tick(conn, 100.0) == 0
         assert Fuser(_settings()).tick(conn, 100.0) == 1  # the beam crossing alone
+    j.close()
+
+
+@pytest.mark.parametrize("hold_s, late", [(900.0, 0), (0.0, 2)])
+def test_a_downed_beam_link_holds_episodes_open_for_its_buffered_events(tmp_path, hold_s: float, late: int) -> None:
+    j = Journal(tmp_path / "j.db")
+    fuser = Fuser(_settings(hold_s=hold_s))
+    j.log_health(1000.0, f"beams:{DOOR}:link", False, "unplugged")
+    j.add_crossings([cam(1010.0, line="cam1"), cam(1020.0, line="cam1")])
+    for now in (1030.0, 1060.0, 1090.0):
+        with j.transaction() as conn:
+            fuser.tick(conn, now)
+    # the cable is back: the board delivers the passes it kept, with their own times
+    j.log_health(1100.0, f"beams:{DOOR}:link", True, "link up")
+    j.add_crossings([beam(1010.1), beam(1020.1)])
+    with j.transaction() as conn:
+        fuser.tick(conn, 1120.0)
+    assert fuser.doors[DOOR].fusion.late == late
+    fused = j.conn.execute("SELECT COUNT(*) FROM crossings WHERE source = 'fused'").fetchone()[0]
+    assert fused == 2  # each person once, whether fused with the late beams or not
     j.close()
 
 
