@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge.crossing import Crossing
-from edge.fusion import DiscrepancyMonitor, Fusion, FusionParams, HealthTimeline, Verdict
+from edge.fusion import DiscrepancyMonitor, Fusion, FusionParams, Verdict
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Fused counting accuracy against one ground truth: beams alone, camera alone, fused.
 
-`python -m simulator.fusion_accuracy [scenario ...] [--people N]` draws each scenario's
+`python -m simulator.fusion_accuracy [scenario ...] [--people N] [--cache DIR]` draws each scenario's
 crowd (`simulator.people`), then runs both real sensing paths on it:
 
 * beams: the simulated beam edges after the firmware's debounce, decoded by the agent's
@@ -174,7 +174,7 @@ def scores(s: Streams, params: FusionParams | None = None) -> dict[str, dict[str
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m simulator.fusion_accuracy", description=__doc__.split("\n\n")[0])
     ap.add_argument("scenarios", nargs="*", default=list(TYPES))
-    ap.add_argument("--people", type=int, default=300, help="passers per scenario (default 300)")
+    ap.add_argument("--people", type=int, default=150, help="passers per scenario (default 150)")
     ap.add_argument("--seed", type=int, default=None, help="crowd seed (default: the scenario's)")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
     ap.add_argument("--cache", type=Path, default=None, help="folder to keep both sensors' crossings in (re-fuse without re-rendering)")
