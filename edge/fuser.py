@@ -53,7 +53,7 @@ class FusionSettings(BaseModel):
     camera_alone: bool = Field(True, description="count camera crossings of an episode the (healthy) beams saw nothing of")
     camera_min_confidence: float = Field(0.0, ge=0, le=1, description="camera crossings below this confidence are not fused")
     camera_component: str = Field("camera", description="health component of the camera source (its health gates trust in it)")
-    discrepancy_bound: float = Field(0.3, gt=0, le=1, description="alarm when |beams - camera| / max(beams, camera) per direction exceeds this")
+    discrepancy_bound: float = Field(0.3, gt=0, le=1, description="alarm when, in a direction, beams and camera differ by more than this share of the larger count")
     discrepancy_window_min: float = Field(60.0, gt=0, description="rolling window of the discrepancy monitor, minutes")
     discrepancy_min_count: int = Field(30, ge=1, description="judge the discrepancy only with at least this many crossings in the window")
 
