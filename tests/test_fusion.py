@@ -364,3 +364,37 @@ def test_fused_beats_both_sources_on_a_small_abreast_day() -> None:
         acc = {k: sc[k][d]["gross_accuracy"] for k in ("beam", "camera", "fused")}
         assert sc["beam"][d]["true"] >= 10
         assert acc["fused"] >= max(acc["beam"], acc["camera"]), (d, acc)
+
+
+def test_the_agent_bins_fused_counts_beside_each_source(tmp_path) -> None:
+    """The real agent (journal thread, binner, outbox; no broker): its tick fuses and the
+    bin it queues carries beam, camera and fused counts, totals from `fused`."""
+    import json
+
+    from edge.agent import Agent
+    from edge.clock import VirtualClock
+    from edge.config import parse
+
+    cfg = parse(f'[device]\nid = "d1"\nsite = "s1"\n[storage]\nstate_dir = "{tmp_path}"\n[mqtt]\ntls = false\nport = 1\n'
+                '[bins]\nminutes = 1\nprimary_source = "fused"\nrequire_clock_sync = false\n'
+                '[[beams.doors]]\nname = "door1"\nport = "/dev/null"\n'
+                '[camera]\nenabled = true\n[[camera.lines]]\nname = "door1"\np1 = [1, 1]\np2 = [1, 100]\ninside = [50, 50]\n'
+                '[fusion]\nenabled = true\nlag_s = 5\n[[fusion.pairs]]\ndoor = "door1"\n')
+    clock = VirtualClock()
+    agent = Agent(cfg, clock=clock)
+    agent.open()
+    try:
+        t0 = clock.wall()
+        agent.writer.add_crossings([beam(t0 + 3), cam(t0 + 3.1), cam(t0 + 3.2, ref="c2"), beam(t0 + 20, "out", ref="b2")])
+        for _ in range(130):
+            clock.advance(1.0)
+            agent.tick()
+        bins = agent.writer.call(lambda j: [json.loads(r[0]) for r in j.conn.execute(
+            "SELECT payload FROM outbox WHERE topic LIKE '%/bins' ORDER BY id")])
+        busy = [b for b in bins if any(b["lines"][DOOR].values())]
+        assert busy[-1]["lines"][DOOR] == {"beam": {"in": 1, "out": 1}, "camera": {"in": 2, "out": 0},
+                                           "fused": {"in": 2, "out": 1}}
+        assert busy[-1]["total"] == {"in": 2, "out": 1, "source": "fused"}
+        assert agent.health.snapshot()[f"fusion:{DOOR}"].ok
+    finally:
+        agent.writer.stop()
