@@ -22,6 +22,7 @@ from edge.bins import Binner, BinPolicy
 from edge.clock import Clock, SystemClock
 from edge.config import AgentConfig
 from edge.contract import topic
+from edge.fuser import Fuser
 from edge.health import Health
 from edge.journal import Journal
 from edge.journal_writer import JournalWriter
@@ -67,6 +68,7 @@ class Agent:
         self.binner: Binner | None = None
         self.summaries: Summaries | None = None
         self.publisher: Publisher | None = None
+        self.fuser = Fuser(cfg.fusion)
         self._last_alive = -1e18
         self._last_prune = -1e18
 
@@ -192,10 +194,17 @@ class Agent:
         assert self.summaries is not None
         self.writer.retry_held()
         try:
-            queued = self.writer.call(lambda j: _in_tx(j, lambda: self.binner.tick(now) + self.summaries.tick(now)))
+            def derive(j: Journal) -> int:
+                self.fuser.tick(j.conn, now)  # fused crossings first: the bins below count them
+                return self.binner.tick(now) + self.summaries.tick(now)
+
+            queued = self.writer.call(lambda j: _in_tx(j, lambda: derive(j)))
             self.health.set("journal", True, str(self.cfg.storage.journal_path))
+            for component, verdict in self.fuser.verdicts(now).items():
+                self.health.set(component, verdict.ok, verdict.detail)
         except Exception as exc:  # full disk etc.: counting goes on in memory
             log.error("binning failed: %s", exc)
+            self.fuser.reset()  # its fused rows were rolled back with the bins: re-derive them
             self.health.set("journal", not _is_full(exc), f"binning failed: {exc}")
             queued = 0
         backlog = self.writer.call(lambda j: self.outbox.backlog())

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge.beam_source import BeamSettings
 from edge.errors import UserError
+from edge.camera_settings import CameraSettings
+from edge.fuser import FusionSettings
 
 DEFAULT_PATH = Path("/etc/footfall/agent.toml")
 SECRET_KEYS = {"password"}
@@ -166,6 +168,24 @@ class AgentConfig(_Section):
     occupancy: OccupancySettings = Field(default_factory=OccupancySettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     beams: BeamSettings = Field(default_factory=BeamSettings, description="Door infrared beams (docs/beams.md).")
+    camera: CameraSettings = Field(default_factory=CameraSettings, description="Camera source and counting lines (docs/camera.md).")
+    fusion: FusionSettings = Field(default_factory=FusionSettings, description="One count from beams and camera (docs/fusion.md).")
+
+    @model_validator(mode="after")
+    def _fusion_doors_exist(self) -> "AgentConfig":
+        doors = {d.name for d in self.beams.doors}
+        for pair in self.fusion.pairs:
+            if pair.door not in doors:
+                raise ValueError(f"fusion.pairs: door {pair.door!r} is not a [[beams.doors]] name"
+                                 f" (known: {sorted(doors) or 'none'})")
+        if self.fusion.enabled and not (self.beams.enabled and self.camera.enabled):
+            raise ValueError("fusion.enabled needs beams.enabled and camera.enabled (it pairs beam doors with camera lines)")
+        lines = {ln.name for ln in self.camera.lines}
+        for pair in self.fusion.pairs:
+            if self.camera.enabled and pair.line not in lines:
+                raise ValueError(f"fusion.pairs: camera line {pair.line!r} (door {pair.door!r}) is not a [[camera.lines]] name"
+                                 f" (known: {sorted(lines) or 'none'}); set camera_line")
+        return self
 
     @property
     def zone(self) -> ZoneInfo:
@@ -181,7 +201,8 @@ class AgentConfig(_Section):
     def declared_lines(self) -> list[str]:
         """Every door and counting line: bins report them even when nobody passed."""
         doors = [d.name for d in self.beams.doors] if self.beams.enabled else []
-        return list(dict.fromkeys([*doors, *self.bins.lines]))
+        cams = [ln.name for ln in self.camera.lines] if self.camera.enabled else []
+        return list(dict.fromkeys([*doors, *cams, *self.bins.lines]))
 
     def digest(self) -> str:
         """A short hash of the effective config (sent in the birth message)."""

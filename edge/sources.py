@@ -17,4 +17,21 @@ def build_sources(cfg: AgentConfig, agent: Agent) -> list[Source]:
         from edge.beam_source import BeamSource
 
         sources.append(BeamSource(cfg.beams, agent.writer, agent.health.set, agent.clock))
+    if cfg.camera.enabled and cfg.camera.lines:
+        from edge.camera_pipeline import CameraSource
+        from edge.counting import CountingLine
+
+        cam = cfg.camera
+        fraction = [ln.name for ln in cam.lines if ln.units == "fraction"]
+        if fraction:
+            # CameraSource takes pixel lines; the frame size is only known once streaming
+            agent.health.set("camera", False, f"camera lines {fraction} are in fractions of the frame; the agent needs"
+                             " pixels: re-run `footfall camera set-line` with pixel coordinates")
+            return sources
+        lines = [CountingLine(ln.name, ln.p1, ln.p2, ln.inside,
+                              **({"hysteresis_px": ln.hysteresis_px} if ln.hysteresis_px is not None else {}))
+                 for ln in cam.lines]
+        sources.append(CameraSource(int(cam.source) if cam.source.isdigit() else cam.source, lines,
+                                    agent.writer.add_crossings, agent.health.set, model=cam.model,
+                                    threads=cam.threads, max_fps=cam.max_fps, motion_gating=cam.motion_gating))
     return sources

@@ -21,8 +21,8 @@ from typing import Literal
 import numpy as np
 
 Kind = Literal["adult", "child", "trolley", "wheelchair"]
-Unit = Literal["single", "pair", "group", "linger", "turn_back", "child", "trolley", "wheelchair"]
-UNITS: tuple[Unit, ...] = ("single", "pair", "group", "linger", "turn_back", "child", "trolley", "wheelchair")
+Unit = Literal["single", "pair", "group", "linger", "turn_back", "child", "trolley", "wheelchair", "trio"]
+UNITS: tuple[Unit, ...] = ("single", "pair", "group", "linger", "turn_back", "child", "trolley", "wheelchair", "trio")
 
 START_X = -2.0
 END_X = 2.0
@@ -161,6 +161,10 @@ def generate(spec: CrowdSpec) -> Crowd:
             for k in range(2):
                 members.append(_walker(rng, pid + k, unit, t + rng.uniform(0, 0.12), heading,
                                        -0.3 + 0.6 * k, speed))
+        elif unit == "trio":  # three abreast across the door's width, barely out of step
+            for k in range(3):
+                members.append(_walker(rng, pid + k, unit, t + rng.uniform(0, 0.12), heading,
+                                       -0.4 + 0.4 * k, speed))
         elif unit == "group":
             size = rng.randint(3, 5)
             lag = 0.0
