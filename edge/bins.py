@@ -278,5 +278,12 @@ class Binner:
                 states[comp] = False  # down at some moment within the bin
         for comp, ok in states.items():
             if not ok:
-                flags.add({"agent": "agent_down", "clock": "clock_unsynced"}.get(comp, f"source_down:{comp}"))
+                flags.add(_flag_of(comp))
         return sorted(flags)
+
+
+def _flag_of(component: str) -> str:
+    """The bin flag for a component that was unhealthy during the bin."""
+    if component.startswith("fusion:"):  # both sources up but their counts drifted apart
+        return "sources_disagree:" + component.removeprefix("fusion:")
+    return {"agent": "agent_down", "clock": "clock_unsynced"}.get(component, f"source_down:{component}")
