@@ -301,12 +301,19 @@ def reference_markdown() -> str:
         todo.append((section, model))
     while todo:
         section, model = todo.pop(0)
-        out += [f"### `[{section}]`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        head = f"[{section[2:]}]" if section.startswith("[[") else section  # [[x.y]]: an array of tables
+        out += [f"### `[{head}]`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
         nested: list[tuple[str, type[BaseModel]]] = []
         for key, f in model.model_fields.items():
+            name = f"{section.lstrip('[')}.{key}"
             if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
-                out.append(f"| `{key}` | table | see `[{section}.{key}]` | {f.description or ''} |")
-                nested.append((f"{section}.{key}", f.annotation))
+                out.append(f"| `{key}` | table | see `[{name}]` | {f.description or ''} |")
+                nested.append((name, f.annotation))
+                continue
+            item = next(iter(getattr(f.annotation, "__args__", ())), None)
+            if getattr(f.annotation, "__origin__", None) is list and isinstance(item, type) and issubclass(item, BaseModel):
+                out.append(f"| `{key}` | array of tables | `[]` | {f.description or ''}; see `[[{name}]]` |")
+                nested.append((f"[[{name}", item))
                 continue
             value = f.default_factory() if f.default_factory is not None else f.default
             default = "required" if f.is_required() else json.dumps(value, default=str)
