@@ -53,13 +53,16 @@ class StageTimes:
 
 
 def roi_around_lines(
-    lines: Sequence[CountingLine], frame_w: int, frame_h: int, margin: float = 1.5, min_side: int = 160
+    lines: Sequence[CountingLine], frame_w: int, frame_h: int, margin: float = 1.5, min_side: int = 300
 ) -> tuple[int, int, int, int]:
     """A detection window around the counting lines.
 
     The window spans the lines' bounding box grown by ``margin`` times its longer side
     (people approach from both sides and are detected before they reach the line), at
-    least ``min_side`` pixels, clipped to the frame.
+    least ``min_side`` pixels each way (default: the shipped model's 300 px input, so the
+    window is never smaller than what the model sees anyway), clipped to the frame. A
+    narrower window cut walkers at its edge in door views, and a cut-off box's bottom
+    centre is not the feet: tracks jumped across the line (measured, docs/camera.md).
     """
     pts = np.array([[*ln.p1] for ln in lines] + [[*ln.p2] for ln in lines], dtype=np.float64)
     x1, y1 = pts.min(axis=0)

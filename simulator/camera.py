@@ -180,7 +180,7 @@ def make_scenario(
     Times, directions, speeds and appearances are the same for both geometries (same
     seed); only where people are placed differs. Door geometry: pairs walk abreast with
     their centres 0.55-0.8 m apart (shoulder to shoulder), groups of 3-4 spread over
-    1.1 m of the 1.8 m door and staggered up to 0.9 s (about 1 m) in depth.
+    1.4 m of the 1.8 m door and staggered up to 0.9 s (about 1 m) in depth.
     """
     if kind not in SCENARIO_KINDS:
         raise ValueError(f"scenario kind must be one of {SCENARIO_KINDS}, not {kind!r}")
@@ -210,7 +210,9 @@ def make_scenario(
             size = int(rng.integers(3, 5))
             ys = np.linspace(lo, hi, size) + rng.uniform(-4, 4, size)
             faces = rng.choice(n_appearances, size, replace=False)
-            across = np.linspace(-0.55, 0.55, size) + lateral.uniform(-0.05, 0.05, size)
+            # centres at most 0.7 m from the door's middle (0.45 m-wide people inside 1.8 m); four
+            # abreast are then shoulder to shoulder (0.47 m apart), closer would overlap bodies
+            across = np.linspace(-0.7, 0.7, size) + lateral.uniform(-0.03, 0.03, size)
             for k, (y, a) in enumerate(zip(ys, faces)):
                 lag = float(rng.uniform(0.0, 0.9)) if k else 0.0
                 walkers.append(Walker(t + lag, direction, float(y), speed, int(a), float(across[k])))
