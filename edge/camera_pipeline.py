@@ -57,12 +57,13 @@ def roi_around_lines(
 ) -> tuple[int, int, int, int]:
     """A detection window around the counting lines.
 
-    The window spans the lines' bounding box grown by ``margin`` times its longer side
-    (people approach from both sides and are detected before they reach the line), at
-    least ``min_side`` pixels each way (default: the shipped model's 300 px input, so the
-    window is never smaller than what the model sees anyway), clipped to the frame. A
-    narrower window cut walkers at its edge in door views, and a cut-off box's bottom
-    centre is not the feet: tracks jumped across the line (measured, docs/camera.md).
+    The window spans the lines' bounding box grown on each side by ``margin`` / 2 times
+    its longer side, taken as at least ``min_side`` (people approach from both sides and
+    are detected before they reach the line), is at least ``min_side`` pixels each way,
+    and is clipped to the frame. The default ``min_side`` is the shipped model's 300 px
+    input: with 160 the window around a door line cut far walkers at its edge, and a
+    cut box's bottom centre is not the feet, so fresh tracks jumped across the line
+    (measured, docs/camera.md).
     """
     pts = np.array([[*ln.p1] for ln in lines] + [[*ln.p2] for ln in lines], dtype=np.float64)
     x1, y1 = pts.min(axis=0)

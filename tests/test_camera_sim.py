@@ -148,6 +148,13 @@ def test_single_file_scene_is_counted(bank, detector: OnnxDetector) -> None:
         assert score[d]["gross_accuracy"] >= 0.8, score  # full table: bench.camera_bench --accuracy
 
 
+def test_pairs_abreast_at_a_door_are_counted(bank, detector: OnnxDetector) -> None:
+    score, _ = _count(make_scenario("pairs", 4, seed=0), bank, detector)
+    for d in ("in", "out"):
+        if score[d]["true"]:
+            assert score[d]["gross_accuracy"] >= 0.8, score  # full table: bench.camera_bench --accuracy
+
+
 def test_beam_simulator_people_drive_the_camera_scene() -> None:
     from simulator.camera import Scene, walkers_from_crowd
     from simulator.people import CrowdSpec, generate
@@ -156,5 +163,7 @@ def test_beam_simulator_people_drive_the_camera_scene() -> None:
     walkers = walkers_from_crowd(crowd)
     truth = [(t, d) for t, d, _ in crowd.truth()]
     assert sorted((w.t_cross, w.direction) for w in walkers) == sorted(truth)
+    assert all(abs(w.across_m) <= DOOR_VIEW.door_width_m / 2 for w in walkers)  # through the camera's door
+    assert len({round(w.across_m, 2) for w in walkers}) > 1  # where they crossed the beams' door carries over
     scene = Scene("from_beams", walkers, duration_s=max(t for t, _ in truth) + 5)
     assert scene.truth() == {d: sum(x == d for _, x in truth) for d in ("in", "out")}
