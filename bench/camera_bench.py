@@ -177,7 +177,7 @@ def motion_gating(threads: int) -> dict:
     bank = _bank()
     walkers = [Walker(t, d, y, 1.2, a) for t, d, y, a in
                ((10.0, "in", 160.0, 2), (35.0, "out", 230.0, 5), (58.0, "in", 190.0, 9))]
-    scene = Scene("quiet", walkers, duration_s=70.0)
+    scene = Scene("quiet", walkers, duration_s=70.0, geometry="door")
     det = OnnxDetector("ssdlite_person", threads=threads)
     line = CountingLine("door", scene.line[:2], scene.line[2:], scene.inside)
     roi = roi_around_lines([line], scene.width, scene.height)

@@ -117,7 +117,10 @@ class Scene:
     conditions: Conditions = field(default_factory=Conditions)
     width: int = 0  # 0: from the geometry's window
     height: int = 0
-    geometry: str = "door"
+    # "oblique" stays the default of a bare Scene so existing callers (fusion_accuracy,
+    # which checks visibility with walker_x) keep their behaviour; make_scenario and the
+    # benches use "door". Callers switching to "door" should use `position`.
+    geometry: str = "oblique"
 
     def __post_init__(self) -> None:
         if self.geometry not in GEOMETRIES:
@@ -158,6 +161,13 @@ def walker_x(w: Walker, t: float, line_x: float) -> float:
     """Oblique geometry: x of the walker's centre at time ``t``."""
     sign = 1.0 if w.direction == "in" else -1.0
     return line_x + sign * w.speed_mps * _px_per_m(w.feet_y) * (t - w.t_cross)
+
+
+def position(scene: "Scene", w: Walker, t: float) -> tuple[float, float, float]:
+    """(centre x, feet row, height) of walker ``w`` at time ``t`` in ``scene``'s geometry, scene pixels."""
+    if scene.geometry == "door":
+        return door_position(w, t)
+    return walker_x(w, t, scene.line[0]), w.feet_y, person_height(w.feet_y)
 
 
 def door_position(w: Walker, t: float, view: DoorView = DOOR_VIEW) -> tuple[float, float, float]:
@@ -270,18 +280,10 @@ class SceneRenderer:
         sc, cond = self.scene, self.scene.conditions
         frame = self.background.copy()
         visible = []  # (walker, centre x, feet row, height)
-        if sc.geometry == "door":
-            for w in sc.walkers:
-                x, feet, h = door_position(w, t)
-                if 0 < feet < sc.height + h and -h < x < sc.width + h:
-                    visible.append((w, x, feet, h))
-        else:
-            line_x = sc.line[0]
-            for w in sc.walkers:
-                x = walker_x(w, t, line_x)
-                h = person_height(w.feet_y)
-                if -h < x < sc.width + h:
-                    visible.append((w, x, w.feet_y, h))
+        for w in sc.walkers:
+            x, feet, h = position(sc, w, t)
+            if 0 < feet < sc.height + h and -h < x < sc.width + h:
+                visible.append((w, x, feet, h))
         for w, x, feet, h in sorted(visible, key=lambda v: v[2]):  # far ones (higher feet) first
             app = self.bank.appearances[w.appearance % len(self.bank.appearances)]
             n = len(app.crops)

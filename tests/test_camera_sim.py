@@ -165,4 +165,5 @@ def test_beam_simulator_people_drive_the_camera_scene() -> None:
     assert all(abs(w.across_m) <= DOOR_VIEW.door_width_m / 2 for w in walkers)  # through the camera's door
     assert len({round(w.across_m, 2) for w in walkers}) > 1  # where they crossed the beams' door carries over
     scene = Scene("from_beams", walkers, duration_s=max(t for t, _ in truth) + 5)
+    assert scene.geometry == "oblique"  # a bare Scene keeps the first geometry (callers rely on walker_x)
     assert scene.truth() == {d: sum(x == d for _, x in truth) for d in ("in", "out")}
