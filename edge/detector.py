@@ -82,6 +82,42 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.asarray(keep, np.int64)
 
 
+def suppress_merged(boxes: np.ndarray, scores: np.ndarray, cover: float) -> np.ndarray:
+    """Indices of boxes to keep, dropping boxes that stand for two people at once.
+
+    A single-shot detector sometimes adds, beside the boxes of two people side by side,
+    a third lower-scoring box spanning both (or straddling the gap). Its IoU with each
+    real box is too low for NMS, yet together the better boxes cover it: a box is
+    dropped when at least ``cover`` of its area lies inside two or more higher-scoring
+    kept boxes' union (pairwise inclusion-exclusion; exact for two covering boxes).
+    Boxes covered by a single better box are NMS's business, not this filter's.
+    """
+    n = boxes.shape[0]
+    if n < 3 or cover <= 0:
+        return np.arange(n, dtype=np.int64)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    for i in order:
+        if len(keep) >= 2:
+            k = boxes[keep]
+            ix1 = np.maximum(k[:, 0], boxes[i, 0])
+            iy1 = np.maximum(k[:, 1], boxes[i, 1])
+            ix2 = np.minimum(k[:, 2], boxes[i, 2])
+            iy2 = np.minimum(k[:, 3], boxes[i, 3])
+            inter = np.maximum(ix2 - ix1, 0) * np.maximum(iy2 - iy1, 0)
+            hit = inter > 0
+            if hit.sum() >= 2:
+                r = np.stack([ix1, iy1, ix2, iy2], axis=1)[hit]
+                pw = np.maximum(np.minimum(r[:, None, 2], r[None, :, 2]) - np.maximum(r[:, None, 0], r[None, :, 0]), 0)
+                ph = np.maximum(np.minimum(r[:, None, 3], r[None, :, 3]) - np.maximum(r[:, None, 1], r[None, :, 1]), 0)
+                pair = np.triu(pw * ph, 1).sum()
+                area = max(float((boxes[i, 2] - boxes[i, 0]) * (boxes[i, 3] - boxes[i, 1])), 1e-9)
+                if (inter[hit].sum() - pair) / area >= cover:
+                    continue
+        keep.append(int(i))
+    return np.asarray(keep, np.int64)
+
+
 def letterbox(image: np.ndarray, width: int, height: int, pad_value: int = 114) -> tuple[np.ndarray, float, float, float]:
     """Resize keeping aspect ratio, pad to (height, width); returns image, scale, pad_x, pad_y."""
     import cv2
@@ -228,11 +264,13 @@ class OnnxDetector:
         threads: int | None = None,
         score_threshold: float | None = None,
         nms_iou: float | None = None,
+        merged_cover: float | None = None,
     ) -> None:
         self.manifest = manifest if isinstance(manifest, ModelManifest) else find_manifest(manifest)
         self.manifest.verify_file()
         self.score_threshold = self.manifest.score_threshold if score_threshold is None else score_threshold
         self.nms_iou = self.manifest.nms_iou if nms_iou is None else nms_iou
+        self.merged_cover = self.manifest.merged_cover if merged_cover is None else merged_cover
         self.threads = default_threads() if threads is None else threads
         self.session = self._open_session(self.threads)
         self._check_io()
@@ -313,7 +351,11 @@ class OnnxDetector:
         m, spec = self.manifest, self.manifest.input
         thr = self.score_threshold
         if m.output_layout == "tf_od_api_ssd":
-            return decode_tf_ssd(outputs, spec.width, spec.height, m.person_class_id, thr)
+            boxes, scores = decode_tf_ssd(outputs, spec.width, spec.height, m.person_class_id, thr)
+            if m.renms:  # the graph's NMS threshold is baked in; people side by side need a tighter one
+                keep = nms(boxes, scores, self.nms_iou)
+                boxes, scores = boxes[keep], scores[keep]
+            return self._merged(boxes, scores)
         first = outputs[self._output_names[0]]
         if m.output_layout == "yolov5":
             boxes, scores = decode_yolov5(first, m.num_classes, m.person_class_id, thr)
@@ -324,6 +366,12 @@ class OnnxDetector:
                 first, spec.width, spec.height, m.strides, m.reg_max, m.num_classes, m.person_class_id, thr
             )
         keep = nms(boxes, scores, self.nms_iou)
+        return self._merged(boxes[keep], scores[keep])
+
+    def _merged(self, boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.merged_cover <= 0 or boxes.shape[0] < 3:
+            return boxes, scores
+        keep = suppress_merged(boxes, scores, self.merged_cover)
         return boxes[keep], scores[keep]
 
     def detect(self, frame_bgr: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> Detections:

@@ -65,6 +65,10 @@ class ModelManifest:
     # tracker thresholds suited to this model's score distribution (ByteTrack-style stages)
     track_high: float = 0.5
     track_new: float = 0.6
+    # in-graph-NMS layouts: a second NMS at nms_iou in Python when True (the graph's own
+    # threshold is baked in); merged-box suppression (see edge.detector.suppress_merged), 0 = off
+    renms: bool = False
+    merged_cover: float = 0.0
     # NanoDet only: strides and regression bins of its head
     strides: tuple[int, ...] = field(default=())
     reg_max: int = 7
@@ -156,6 +160,8 @@ def load_manifest(path: str | Path) -> ModelManifest:
         nms_iou=float(_require(thr, "nms_iou", path, (int, float))),  # type: ignore[arg-type]
         track_high=float(thr.get("track_high", 0.5)),
         track_new=float(thr.get("track_new", 0.6)),
+        renms=bool(thr.get("renms", False)),
+        merged_cover=float(thr.get("merged_cover", 0.0)),
     )
 
 

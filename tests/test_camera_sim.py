@@ -15,7 +15,9 @@ from edge.detector import OnnxDetector
 from edge.video_source import Frame
 from simulator.camera import (
     Conditions,
+    DOOR_VIEW,
     SceneRenderer,
+    door_position,
     make_scenario,
     score_crossings,
     walker_x,
@@ -68,8 +70,9 @@ def test_sprite_bank_holds_real_walkers(bank) -> None:
             assert 0.15 < float(alpha.mean()) < 0.9  # a figure, not an empty or full box
 
 
-def test_the_person_is_where_the_ground_truth_says(bank, detector: OnnxDetector) -> None:
-    scene = make_scenario("single_file", 4, seed=4)
+@pytest.mark.parametrize("geometry", ["door", "oblique"])
+def test_the_person_is_where_the_ground_truth_says(bank, detector: OnnxDetector, geometry: str) -> None:
+    scene = make_scenario("single_file", 4, seed=4, geometry=geometry)
     renderer = SceneRenderer(scene, bank)
     line = CountingLine("door", scene.line[:2], scene.line[2:], scene.inside)
     roi = roi_around_lines([line], scene.width, scene.height)
@@ -79,10 +82,34 @@ def test_the_person_is_where_the_ground_truth_says(bank, detector: OnnxDetector)
             dets = detector.detect(renderer.render(w.t_cross + dt), roi=roi)
             cx = (dets.boxes[:, 0] + dets.boxes[:, 2]) / 2
             feet = dets.boxes[:, 3]
-            x = walker_x(w, w.t_cross + dt, scene.line[0])
-            found.append(bool(((np.abs(cx - x) < 20) & (np.abs(feet - w.feet_y) < 20)).any()))
+            if geometry == "door":
+                x, feet_y, _ = door_position(w, w.t_cross + dt)
+            else:
+                x, feet_y = walker_x(w, w.t_cross + dt, scene.line[0]), w.feet_y
+            found.append(bool(((np.abs(cx - x) < 20) & (np.abs(feet - feet_y) < 20)).any()))
     # the composed person is found where the ground truth puts it (the SSD misses a few)
     assert np.mean(found) >= 0.85, found
+
+
+def test_door_geometry_puts_pairs_side_by_side() -> None:
+    scene = make_scenario("pairs", 6, seed=3)
+    line_y = scene.line[1]
+    assert scene.line[1] == scene.line[3] and scene.line[2] > scene.line[0]  # across the walkway
+    assert scene.inside[1] > line_y  # in = towards the camera, down the image
+    for a, b in zip(scene.walkers[::2], scene.walkers[1::2]):
+        assert a.direction == b.direction and abs(a.t_cross - b.t_cross) <= 0.3
+        assert 0.55 <= abs(a.across_m - b.across_m) <= 0.8  # shoulder to shoulder, not one behind the other
+        xa, fa, ha = door_position(a, a.t_cross)
+        xb, fb, _ = door_position(b, a.t_cross)
+        assert abs(fa - line_y) < 1e-6 and abs(fa - fb) < 0.3 * ha  # abreast: about the same image row
+        assert abs(xa - xb) > 0.25 * ha  # ... and apart across the image
+    # perspective: walking towards the camera, people get bigger and lower in the image
+    w = scene.walkers[0]
+    sign = 1 if w.direction == "in" else -1
+    _, f1, h1 = door_position(w, w.t_cross - sign)
+    _, f2, h2 = door_position(w, w.t_cross + sign)
+    assert f2 > f1 and h2 > h1
+    assert abs(DOOR_VIEW.height(DOOR_VIEW.line_z_m) - (72 + 0.256 * (line_y + DOOR_VIEW.crop[1] - 232))) < 3
 
 
 def test_conditions_change_the_picture(bank) -> None:
@@ -121,6 +148,12 @@ def test_single_file_scene_is_counted(bank, detector: OnnxDetector) -> None:
         assert score[d]["gross_accuracy"] >= 0.8, score  # full table: bench.camera_bench --accuracy
 
 
+def test_pairs_abreast_at_a_door_are_counted(bank, detector: OnnxDetector) -> None:
+    score, _ = _count(make_scenario("pairs", 3, seed=2), bank, detector)  # seed 2: both directions
+    for d in ("in", "out"):
+        assert score[d]["true"] >= 2 and score[d]["gross_accuracy"] >= 0.8, score  # full table: bench
+
+
 def test_beam_simulator_people_drive_the_camera_scene() -> None:
     from simulator.camera import Scene, walkers_from_crowd
     from simulator.people import CrowdSpec, generate
@@ -129,5 +162,8 @@ def test_beam_simulator_people_drive_the_camera_scene() -> None:
     walkers = walkers_from_crowd(crowd)
     truth = [(t, d) for t, d, _ in crowd.truth()]
     assert sorted((w.t_cross, w.direction) for w in walkers) == sorted(truth)
+    assert all(abs(w.across_m) <= DOOR_VIEW.door_width_m / 2 for w in walkers)  # through the camera's door
+    assert len({round(w.across_m, 2) for w in walkers}) > 1  # where they crossed the beams' door carries over
     scene = Scene("from_beams", walkers, duration_s=max(t for t, _ in truth) + 5)
+    assert scene.geometry == "oblique"  # a bare Scene keeps the first geometry (callers rely on walker_x)
     assert scene.truth() == {d: sum(x == d for _, x in truth) for d in ("in", "out")}

@@ -16,6 +16,7 @@ from edge.detector import (
     letterbox,
     nanodet_centers,
     nms,
+    suppress_merged,
 )
 from edge.model_manifest import MODELS_DIR, ModelError, find_manifest, load_manifest, sha256_of
 
@@ -176,6 +177,25 @@ def test_nms_matches_a_plain_reference() -> None:
             if all(_iou(boxes[i], boxes[j]) <= 0.5 for j in ref):
                 ref.append(int(i))
         assert kept == ref
+
+
+def test_box_spanning_two_people_side_by_side_is_dropped() -> None:
+    # two people abreast (IoU ~0.1) and the SSD's third box straddling both
+    boxes = np.array([[100, 50, 140, 160], [135, 52, 175, 162], [110, 55, 165, 158], [300, 50, 340, 160]], np.float32)
+    scores = np.array([0.9, 0.85, 0.5, 0.3], np.float32)
+    assert _iou(boxes[0], boxes[1]) < 0.2 and max(_iou(boxes[2], boxes[0]), _iou(boxes[2], boxes[1])) < 0.5
+    kept = sorted(suppress_merged(boxes, scores, 0.8).tolist())
+    assert kept == [0, 1, 3]  # the lone person far away stays, whatever its score
+    assert sorted(suppress_merged(boxes, scores, 0.0).tolist()) == [0, 1, 2, 3]  # off
+    # a box only partly covered by the two (a third person half behind them) stays
+    boxes[2] = [120, 40, 200, 170]
+    assert sorted(suppress_merged(boxes, scores, 0.8).tolist()) == [0, 1, 2, 3]
+
+
+def test_shipped_manifest_renms_and_merged_box_settings(detector: OnnxDetector) -> None:
+    m = find_manifest("ssdlite_person")
+    assert m.renms and 0 < m.nms_iou < 0.6 and 0 < m.merged_cover <= 1
+    assert detector.merged_cover == m.merged_cover and detector.nms_iou == m.nms_iou
 
 
 def test_yolov5_layout_decodes_person_boxes() -> None:
