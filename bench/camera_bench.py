@@ -203,25 +203,10 @@ def motion_gating(threads: int) -> dict:
     return res
 
 
-_BANK = None
-
-
 def _bank():
-    global _BANK
-    if _BANK is None:
-        import numpy as np
+    from simulator.sprites import detector_gated_bank
 
-        from edge.detector import OnnxDetector
-        from simulator.sprites import load_sprite_bank
-
-        gate = OnnxDetector("ssdlite_person", threads=2, score_threshold=0.1)
-
-        def score(img: np.ndarray) -> float:
-            d = gate.detect(img)
-            return float(d.scores.max()) if len(d) else 0.0
-
-        _BANK = load_sprite_bank(score=score)
-    return _BANK
+    return detector_gated_bank()
 
 
 def sim_accuracy(seeds: int, threads: int, geometry: str = "door", only: str | None = None) -> dict:

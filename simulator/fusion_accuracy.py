@@ -122,24 +122,11 @@ def camera_crossings(crowd: people.Crowd, detector, bank, fps: float = 10.0, see
     return out
 
 
-_BANK = None
-
-
 def sprite_bank():
-    """The composed scenes' walkers, gated by the shipped detector (as bench/camera_bench)."""
-    global _BANK
-    if _BANK is None:
-        from edge.detector import OnnxDetector
-        from simulator.sprites import load_sprite_bank
+    """The composed scenes' walkers (the same bank as bench/camera_bench)."""
+    from simulator.sprites import detector_gated_bank
 
-        gate = OnnxDetector("ssdlite_person", threads=2, score_threshold=0.1)
-
-        def score(img) -> float:
-            d = gate.detect(img)
-            return float(d.scores.max()) if len(d) else 0.0
-
-        _BANK = load_sprite_bank(score=score)
-    return _BANK
+    return detector_gated_bank()
 
 
 def streams_for(name: str, count: int | None = None, seed: int | None = None, threads: int = 2,

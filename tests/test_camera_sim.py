@@ -39,15 +39,9 @@ def detector() -> OnnxDetector:
 
 @pytest.fixture(scope="module")
 def bank(detector: OnnxDetector):
-    from simulator.sprites import load_sprite_bank
+    from simulator.sprites import detector_gated_bank
 
-    gate = OnnxDetector("ssdlite_person", threads=2, score_threshold=0.1)
-
-    def score(img: np.ndarray) -> float:
-        d = gate.detect(img)
-        return float(d.scores.max()) if len(d) else 0.0
-
-    return load_sprite_bank(score=score)
+    return detector_gated_bank()
 
 
 def _count(scene, bank, detector: OnnxDetector):
