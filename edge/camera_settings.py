@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from edge.counting import CountingLine
 
 
 class CameraLineSettings(BaseModel):
@@ -19,6 +22,15 @@ class CameraLineSettings(BaseModel):
     inside: tuple[float, float] = Field(description="a point on the inside: crossing towards it is 'in'")
     units: Literal["pixels", "fraction"] = Field("pixels", description="pixels of the frame, or fractions of its width/height")
     hysteresis_px: float | None = Field(None, ge=0, description="dead band around the line in pixels (default: the counter's)")
+
+    def counting_line(self, width: float = 1.0, height: float = 1.0) -> CountingLine:
+        """The line in pixels; fractions are scaled by the frame's width and height."""
+        from edge.counting import CountingLine
+
+        scale = (width, height) if self.units == "fraction" else (1.0, 1.0)
+        p1, p2, inside = ((x * scale[0], y * scale[1]) for x, y in (self.p1, self.p2, self.inside))
+        extra = {"hysteresis_px": self.hysteresis_px} if self.hysteresis_px is not None else {}
+        return CountingLine(self.name, p1, p2, inside, **extra)
 
     @model_validator(mode="after")
     def _line(self) -> "CameraLineSettings":

@@ -19,7 +19,6 @@ def build_sources(cfg: AgentConfig, agent: Agent) -> list[Source]:
         sources.append(BeamSource(cfg.beams, agent.writer, agent.health.set, agent.clock))
     if cfg.camera.enabled and cfg.camera.lines:
         from edge.camera_pipeline import CameraSource
-        from edge.counting import CountingLine
 
         cam = cfg.camera
         fraction = [ln.name for ln in cam.lines if ln.units == "fraction"]
@@ -28,9 +27,7 @@ def build_sources(cfg: AgentConfig, agent: Agent) -> list[Source]:
             agent.health.set("camera", False, f"camera lines {fraction} are in fractions of the frame; the agent needs"
                              " pixels: re-run `footfall camera set-line` with pixel coordinates")
             return sources
-        lines = [CountingLine(ln.name, ln.p1, ln.p2, ln.inside,
-                              **({"hysteresis_px": ln.hysteresis_px} if ln.hysteresis_px is not None else {}))
-                 for ln in cam.lines]
+        lines = [ln.counting_line() for ln in cam.lines]
         sources.append(CameraSource(int(cam.source) if cam.source.isdigit() else cam.source, lines,
                                     agent.writer.add_crossings, agent.health.set, model=cam.model,
                                     threads=cam.threads, max_fps=cam.max_fps, motion_gating=cam.motion_gating))

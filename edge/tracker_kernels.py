@@ -154,14 +154,7 @@ def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
             for k in range(n):
                 c = _pair_cost(det, d, trk, k, weak, iou_min)
                 if c < REJECT:
-                    if npairs == cap:
-                        cap *= 2
-                        pd = _grow_i(pd, cap)
-                        pt = _grow_i(pt, cap)
-                        pc = _grow_f(pc, cap)
-                    pd[npairs] = d
-                    pt[npairs] = k
-                    pc[npairs] = c
+                    pd, pt, pc = _push(pd, pt, pc, npairs, d, k, c)
                     npairs += 1
         return pd[:npairs], pt[:npairs], pc[:npairs]
     # Sorted window.
@@ -203,16 +196,22 @@ def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
                 continue
             c = _pair_cost(det, d, trk, k, weak, iou_min)
             if c < REJECT:
-                if npairs == cap:
-                    cap *= 2
-                    pd = _grow_i(pd, cap)
-                    pt = _grow_i(pt, cap)
-                    pc = _grow_f(pc, cap)
-                pd[npairs] = d
-                pt[npairs] = k
-                pc[npairs] = c
+                pd, pt, pc = _push(pd, pt, pc, npairs, d, k, c)
                 npairs += 1
     return pd[:npairs], pt[:npairs], pc[:npairs]
+
+
+@_kernel
+def _push(pd: np.ndarray, pt: np.ndarray, pc: np.ndarray, npairs: int, d: int, k: int, c: float
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Append one gated pair, doubling the arrays when they are full."""
+    if npairs == pd.shape[0]:
+        cap = 2 * npairs
+        pd, pt, pc = _grow_i(pd, cap), _grow_i(pt, cap), _grow_f(pc, cap)
+    pd[npairs] = d
+    pt[npairs] = k
+    pc[npairs] = c
+    return pd, pt, pc
 
 
 @_kernel

@@ -43,7 +43,9 @@ def lines_from_config(path: Path, width: int, height: int):
     """The camera's counting lines from the agent TOML, in pixels of a width x height frame."""
     import tomllib
 
-    from edge.counting import CountingLine
+    from pydantic import ValidationError
+
+    from edge.camera_settings import CameraSettings
 
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -51,17 +53,13 @@ def lines_from_config(path: Path, width: int, height: int):
         raise UserError(f"config {path} not found; create the line with `footfall camera set-line --config {path} ...`") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"config {path} is not valid TOML: {exc}") from None
-    out = []
-    for i, entry in enumerate(data.get("camera", {}).get("lines", [])):
-        try:
-            p1, p2, ins = (tuple(float(v) for v in entry[k]) for k in ("p1", "p2", "inside"))
-            name = str(entry["name"])
-        except (KeyError, TypeError, ValueError):
-            raise UserError(f"config {path}: camera.lines[{i}] needs name, p1, p2 and inside") from None
-        if entry.get("units", "pixels") == "fraction":
-            p1, p2, ins = ((x * width, y * height) for x, y in (p1, p2, ins))
-        kwargs = {"hysteresis_px": float(entry["hysteresis_px"])} if "hysteresis_px" in entry else {}
-        out.append(CountingLine(name, p1, p2, ins, **kwargs))
+    try:  # only the [camera] table: the rest of the file may not be written yet
+        cam = CameraSettings.model_validate({**data.get("camera", {}), "enabled": False})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"])
+        raise UserError(f"config {path}: camera.{where}: {err['msg'].removeprefix('Value error, ')}") from None
+    out = [ln.counting_line(width, height) for ln in cam.lines]
     if not out:
         raise UserError(f"config {path} has no [[camera.lines]]; add one with `footfall camera set-line`")
     return out
