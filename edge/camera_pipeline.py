@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -186,7 +186,7 @@ class CameraSource:
     def __init__(
         self,
         spec: str | int,
-        lines: Sequence[CountingLine],
+        lines: Sequence[CountingLine] | Callable[[int, int], Sequence[CountingLine]],
         sink,  # Callable[[list[Crossing]], object]
         health,  # Callable[[str, bool, str], None]: (component, ok, detail)
         *,
@@ -199,7 +199,11 @@ class CameraSource:
     ) -> None:
         import uuid
 
-        self.spec, self.lines, self.sink, self.health = spec, list(lines), sink, health
+        # lines in fractions of the frame (set-line's 0..1 form) can only be placed once the
+        # first frame gives the size: then ``lines`` is a function (width, height) -> lines
+        self._lines_for = lines if callable(lines) else (lambda w, h, fixed=list(lines): fixed)
+        self.lines: list[CountingLine] = [] if callable(lines) else list(lines)
+        self.spec, self.sink, self.health = spec, sink, health
         self.model, self.threads, self.max_fps = model, threads, max_fps
         self.motion_gating, self.live = motion_gating, live
         self.run_id = run_id or uuid.uuid4().hex[:8]
@@ -242,6 +246,11 @@ class CameraSource:
             self.health("camera", False, f"camera source {self.spec} gave no frames")
             return
         h, w = first.image.shape[:2]
+        try:
+            self.lines = list(self._lines_for(w, h))
+        except ValueError as exc:
+            self.health("camera", False, f"camera lines on the {w}x{h} frame: {exc}")
+            return
         roi = roi_around_lines(self.lines, w, h)
         gate = MotionGate(roi=roi) if self.motion_gating else None
         self.pipeline = CameraPipeline(detector, self.lines, run_id=self.run_id, roi=roi, motion_gate=gate,

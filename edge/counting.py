@@ -20,6 +20,14 @@ Why each rule exists:
   already counted, so an identity switch does not count twice.
   With ``frame_size`` given, tracks that leave or enter through the picture's edge
   take no part in this (people come and go there all the time).
+* **One body, two tracks.** A detector sometimes puts two overlapping boxes on one
+  person (a whole-body and a part-body box that NMS keeps apart); each starts a track
+  and both cross. With the feet anchor (``bottom_centre``), a crossing of a line in the
+  same direction as another track's, less than ``duplicate_s`` later and less than
+  ``duplicate_width`` box widths from it along the line, is that person again and is
+  not counted: two people's feet cannot be at one spot at one moment, and people
+  abreast cross a body width apart. (Box centres of people at different depths can
+  coincide in an oblique view, so with the ``centre`` anchor the rule is off.)
 * **Image edges.** With ``frame_size`` given, the hysteresis on each side of a line is
   capped at half the room the picture leaves on that side, so a line near the edge of
   the picture still counts.
@@ -104,9 +112,15 @@ class CountingParams:
     makes a track's crossings alternate in, out, in...; a limit of 1 also stops an
     identity that wanders between two people from counting twice, but then misses the
     second person when trackers swap identities (measured: bench/tracker_bench)."""
+    duplicate_s: float = 0.4
+    """A crossing this soon after another track's (same line, same direction)..."""
+    duplicate_width: float = 0.5
+    """...and within this many box widths of it along the line is the same person
+    (a second box on one body); 0 turns the rule off. Lines only, not zones."""
 
     def __post_init__(self) -> None:
-        if min(self.reid_s, self.reid_px, self.forget_s, self.segment_margin_px) < 0:
+        if min(self.reid_s, self.reid_px, self.forget_s, self.segment_margin_px, self.duplicate_s,
+               self.duplicate_width) < 0:
             raise ValueError("counting distances and times must not be negative")
         if self.forget_s < self.reid_s:
             raise ValueError("forget_s must be at least reid_s")
@@ -178,6 +192,8 @@ class LineCounter:
         self._id_of = np.full(cap, -1, dtype=np.int64)
         self._t: float | None = None
         self.totals = np.zeros((nl, 2), dtype=np.int64)
+        # counted crossings of the last duplicate_s: (t, line, direction, slot, along, box width)
+        self._recent: list[tuple[float, int, int, int, float, float]] = []
 
     # -- public ---------------------------------------------------------------------
 
@@ -207,7 +223,7 @@ class LineCounter:
         xy = self.anchors(boxes)
         at_edge = self._touches_edge(boxes)
         slots = self._slots_for(ids, xy, at_edge, t)
-        s, within = self._signed(xy)
+        s, within, along = self._signed(xy)
         new_side = np.where(s >= self._h_in, 1, np.where(s <= -self._h_out, -1, 0)).astype(np.int8)
         old = self._side[slots]
         # Unknown side: take the new one. Known: a flip needs a confirmed track.
@@ -224,11 +240,16 @@ class LineCounter:
         if not flip.any():
             return events
         cap = self.params.max_per_direction
+        widths = np.asarray(boxes, dtype=np.float64)[:, 2] - np.asarray(boxes, dtype=np.float64)[:, 0]
+        self._recent = [e for e in self._recent if e[0] >= t - self.params.duplicate_s]
         for r, li in zip(*np.nonzero(flip & within)):
             d = 0 if side[r, li] > 0 else 1
-            slot = slots[r]
+            slot = int(slots[r])
             if cap and self._counted[slot, li, d] >= cap:
                 continue
+            if li in self._lines_idx and self._same_body(int(li), d, slot, float(along[r, li]), float(widths[r])):
+                continue
+            self._recent.append((t, int(li), d, slot, float(along[r, li]), float(widths[r])))
             self._counted[slot, li, d] += 1
             self.totals[li, d] += 1
             events.append(LineCrossing(int(li), self.lines[li].name, int(ids[r]),
@@ -237,22 +258,32 @@ class LineCounter:
 
     # -- internals ------------------------------------------------------------------
 
-    def _signed(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Signed distance (+ inside) of each anchor to each line/zone, and whether it
-        lies within the segment's extent."""
+    def _signed(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Signed distance (+ inside) of each anchor to each line/zone, whether it lies
+        within the segment's extent, and where along the segment it is (lines only)."""
         k = xy.shape[0]
         nl = len(self.lines)
         s = np.empty((k, nl))
         within = np.ones((k, nl), dtype=bool)
+        along = np.zeros((k, nl))
         if self._lines_idx:
             rel = xy[:, None, :] - self._p1[None, :, :]
             s[:, self._lines_idx] = np.einsum("kld,ld->kl", rel, self._n)
-            along = np.einsum("kld,ld->kl", rel, self._u)
+            a = np.einsum("kld,ld->kl", rel, self._u)
+            along[:, self._lines_idx] = a
             m = self.params.segment_margin_px
-            within[:, self._lines_idx] = (along >= -m) & (along <= self._len + m)
+            within[:, self._lines_idx] = (a >= -m) & (a <= self._len + m)
         for zi, poly in zip(self._zones_idx, self._zone_polys):
             s[:, zi] = _polygon_signed_distance(xy, poly)
-        return s, within
+        return s, within, along
+
+    def _same_body(self, li: int, d: int, slot: int, along: float, width: float) -> bool:
+        """Another track crossed this line the same way just now, right here: one person."""
+        near = self.params.duplicate_width if self.anchor == "bottom_centre" else 0.0
+        return near > 0 and any(
+            e[1] == li and e[2] == d and e[3] != slot and abs(e[4] - along) < near * 0.5 * (e[5] + width)
+            for e in self._recent
+        )
 
     def _touches_edge(self, boxes: np.ndarray) -> np.ndarray:
         b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

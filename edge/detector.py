@@ -265,12 +265,14 @@ class OnnxDetector:
         score_threshold: float | None = None,
         nms_iou: float | None = None,
         merged_cover: float | None = None,
+        smooth: bool | None = None,
     ) -> None:
         self.manifest = manifest if isinstance(manifest, ModelManifest) else find_manifest(manifest)
         self.manifest.verify_file()
         self.score_threshold = self.manifest.score_threshold if score_threshold is None else score_threshold
         self.nms_iou = self.manifest.nms_iou if nms_iou is None else nms_iou
         self.merged_cover = self.manifest.merged_cover if merged_cover is None else merged_cover
+        self.smooth = self.manifest.input.smooth if smooth is None else smooth
         self.threads = default_threads() if threads is None else threads
         self.session = self._open_session(self.threads)
         self._check_io()
@@ -335,6 +337,8 @@ class OnnxDetector:
         else:
             img = cv2.resize(image_bgr, (spec.width, spec.height), interpolation=cv2.INTER_LINEAR)
             sx, sy, px, py = spec.width / w, spec.height / h, 0.0, 0.0
+        if self.smooth:
+            img = cv2.GaussianBlur(img, (3, 3), 0)
         if spec.color == "RGB":
             img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         if spec.dtype == "float32":

@@ -43,6 +43,9 @@ class ModelInput:
     letterbox: bool = False  # keep aspect ratio with padding (YOLO) vs plain resize (SSD)
     # dims that may be symbolic in the graph (e.g. TF SSD accepts any H, W)
     dynamic_size: bool = False
+    # 3x3 Gaussian on the model-sized image first: sensor grain (night infrared) costs
+    # this SSD more than the blur does (measured, docs/camera.md "Night and shadows")
+    smooth: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,7 @@ def load_manifest(path: str | Path) -> ModelManifest:
         offset=float(inp.get("offset", 0.0)),
         letterbox=bool(inp.get("letterbox", False)),
         dynamic_size=bool(inp.get("dynamic_size", False)),
+        smooth=bool(inp.get("smooth", False)),
     )
     return ModelManifest(
         name=str(_require(model, "name", path, str)),

@@ -21,13 +21,10 @@ def build_sources(cfg: AgentConfig, agent: Agent) -> list[Source]:
         from edge.camera_pipeline import CameraSource
 
         cam = cfg.camera
-        fraction = [ln.name for ln in cam.lines if ln.units == "fraction"]
-        if fraction:
-            # CameraSource takes pixel lines; the frame size is only known once streaming
-            agent.health.set("camera", False, f"camera lines {fraction} are in fractions of the frame; the agent needs"
-                             " pixels: re-run `footfall camera set-line` with pixel coordinates")
-            return sources
-        lines = [ln.counting_line() for ln in cam.lines]
+
+        def lines(width: int, height: int):  # pixel lines as they are; fractions scaled to the frame
+            return [ln.counting_line(width, height) for ln in cam.lines]
+
         sources.append(CameraSource(int(cam.source) if cam.source.isdigit() else cam.source, lines,
                                     agent.writer.add_crossings, agent.health.set, model=cam.model,
                                     threads=cam.threads, max_fps=cam.max_fps, motion_gating=cam.motion_gating))

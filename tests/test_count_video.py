@@ -223,3 +223,27 @@ def test_camera_source_with_a_corrupt_model_reports_and_returns(tmp_path: Path) 
     src.join(10)
     assert len(health) == 1 and health[0][:2] == ("camera", False)
     assert "ssdlite_person.onnx has sha256" in health[0][2]
+
+
+@needs_vtest
+def test_camera_source_places_fraction_lines_on_the_first_frame(tmp_path: Path) -> None:
+    """`footfall camera set-line` may store 0..1 fractions; the agent scales them by the
+    frame size once streaming and counts the same crossings as with pixels."""
+    from edge.camera_pipeline import CameraSource
+    from edge.camera_settings import CameraLineSettings
+
+    clip = tmp_path / "clip.avi"
+    _cut(clip, 290, 45)
+    w, h = 768, 576  # vtest.avi
+    x1, y1, x2, y2 = TRUTH["line"]
+    ix, iy = TRUTH["inside"]
+    setting = CameraLineSettings(name="door", p1=(x1 / w, y1 / h), p2=(x2 / w, y2 / h), inside=(ix / w, iy / h),
+                                 units="fraction")
+    got, health = [], []
+    src = CameraSource(clip, lambda width, height: [setting.counting_line(width, height)],
+                       got.extend, lambda *a: health.append(a), max_fps=None, live=False)
+    src.start()
+    src.join(60)
+    assert [c.direction for c in got] == ["in", "out", "in"]
+    assert health[0][:2] == ("camera", True)
+    assert abs(src.lines[0].p1[0] - x1) < 1e-6 and abs(src.lines[0].p2[1] - y2) < 1e-6
