@@ -189,6 +189,7 @@ def motion_gating(threads: int) -> dict:
         t0 = time.perf_counter()
         for i, t, img in SceneRenderer(scene, bank, seed=0).frames():
             ev += pipe.process(Frame(img, i, t, t))
+        ev += pipe.flush()
         wall = time.perf_counter() - t0
         s = score_crossings([(w.t_cross, w.direction) for w in walkers], [(e.crossing.t_utc, e.crossing.direction) for e in ev])
         res["gated" if gated else "ungated"] = {
@@ -237,6 +238,7 @@ def sim_accuracy(seeds: int, threads: int, geometry: str = "door", only: str | N
                 ev = []
                 for i, t, img in SceneRenderer(sc, bank, seed=seed).frames():
                     ev += pipe.process(Frame(img, i, t, t))
+                ev += pipe.flush()
                 s = score_crossings([(w.t_cross, w.direction) for w in sc.walkers],
                                     [(e.crossing.t_utc, e.crossing.direction) for e in ev])
                 for d in ("in", "out"):

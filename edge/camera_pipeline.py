@@ -93,6 +93,12 @@ def tracker_params_for(detector: Detector) -> TrackerParams:
     return TrackerParams(low_score=low, high_score=high, new_track_score=max(high, manifest.track_new))
 
 
+# The camera's counting rules: crossings settle for half a second, because a detector's
+# box can stretch for a frame or two over the person in front and carry its feet anchor
+# across the line and back (measured on door scenes, docs/camera.md).
+CAMERA_COUNTING = CountingParams(settle_s=0.5)
+
+
 class CameraPipeline:
     """Frame in, crossings out; stage timings in ``times``."""
 
@@ -115,7 +121,7 @@ class CameraPipeline:
         self.run_id = run_id
         self.tracker = Tracker(tracker_params or tracker_params_for(detector))
         self.counter = LineCounter(
-            self.lines, params=counting_params or CountingParams(), frame_size=frame_size
+            self.lines, params=counting_params or CAMERA_COUNTING, frame_size=frame_size
         )
         self.roi = roi
         self.motion_gate = motion_gate
@@ -123,6 +129,7 @@ class CameraPipeline:
         self._n: dict[tuple[int, str], int] = defaultdict(int)
         self.last_detections: Detections = Detections.empty()
         self.last_tracks = None
+        self._last_frame: Frame | None = None
 
     def process(self, frame: Frame) -> list[CameraCrossing]:
         """Run one frame through detect -> track -> count."""
@@ -142,6 +149,7 @@ class CameraPipeline:
         t2 = clock()
         events = self.counter.update(tracks.ids, tracks.boxes, tracks.confirmed, frame.t_mono)
         out = [self._to_crossing(frame, ev) for ev in events]
+        self._last_frame = frame
         t3 = clock()
         s = self.times.seconds
         s["detect"] += t1 - t0
@@ -166,11 +174,16 @@ class CameraPipeline:
         )
         return CameraCrossing(frame.index, track_id, crossing)
 
+    def flush(self) -> list[CameraCrossing]:
+        """At the end of a stream: the crossings still settling (`CountingParams.settle_s`)."""
+        frame = self._last_frame
+        return [] if frame is None else [self._to_crossing(frame, ev) for ev in self.counter.flush()]
+
     def run(self, frames: Iterable[Frame]) -> list[CameraCrossing]:
         out: list[CameraCrossing] = []
         for frame in frames:
             out.extend(self.process(frame))
-        return out
+        return out + self.flush()
 
 
 class CameraSource:
@@ -273,6 +286,9 @@ class CameraSource:
                 if frame is not None and reported != "streaming":
                     reported = "streaming"
                     self.health("camera", True, "streaming again")
+            rest = self.pipeline.flush()
+            if rest:
+                self.sink([c.crossing for c in rest])
             if source.state == "failed":
                 self.health("camera", False, f"camera {self.spec} lost: {source.last_error}")
         finally:

@@ -28,6 +28,11 @@ Why each rule exists:
   not counted: two people's feet cannot be at one spot at one moment, and people
   abreast cross a body width apart. (Box centres of people at different depths can
   coincide in an oblique view, so with the ``centre`` anchor the rule is off.)
+* **Settling.** A crossing is reported once it is ``settle_s`` old; one its track
+  undoes sooner (crosses back) counts nothing either way. A box that stretches for a
+  frame or two over the person in front (its bottom edge, the feet anchor, jumps
+  across the line and back) or a step over the line and back is not a passage. Call
+  `flush()` at the end of a stream for crossings still settling.
 * **Image edges.** With ``frame_size`` given, the hysteresis on each side of a line is
   capped at half the room the picture leaves on that side, so a line near the edge of
   the picture still counts.
@@ -117,15 +122,32 @@ class CountingParams:
     duplicate_width: float = 0.5
     """...and within this many box widths of it along the line is the same person
     (a second box on one body); 0 turns the rule off. Lines only, not zones."""
+    settle_s: float = 0.0
+    """A crossing is reported this long after it happened, unless its track crossed
+    back meanwhile (then neither counts); 0 reports at once (the camera path uses
+    `edge.camera_pipeline.CAMERA_COUNTING`: 0.5 s)."""
 
     def __post_init__(self) -> None:
         if min(self.reid_s, self.reid_px, self.forget_s, self.segment_margin_px, self.duplicate_s,
-               self.duplicate_width) < 0:
+               self.duplicate_width, self.settle_s) < 0:
             raise ValueError("counting distances and times must not be negative")
         if self.forget_s < self.reid_s:
             raise ValueError("forget_s must be at least reid_s")
         if self.max_per_direction < 0:
             raise ValueError("max_per_direction must be >= 0")
+
+
+@dataclass(slots=True)
+class _Held:
+    """A crossing still settling (see `CountingParams.settle_s`)."""
+
+    t: float
+    li: int
+    d: int  # 0 in, 1 out
+    slot: int
+    track_id: int
+    along: float  # where along the line (lines only)
+    width: float  # box width then
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +214,8 @@ class LineCounter:
         self._id_of = np.full(cap, -1, dtype=np.int64)
         self._t: float | None = None
         self.totals = np.zeros((nl, 2), dtype=np.int64)
-        # counted crossings of the last duplicate_s: (t, line, direction, slot, along, box width)
-        self._recent: list[tuple[float, int, int, int, float, float]] = []
+        self._held: list[_Held] = []  # crossings still settling
+        self._recent: list[_Held] = []  # crossings of the last duplicate_s, settled or not
 
     # -- public ---------------------------------------------------------------------
 
@@ -219,7 +241,7 @@ class LineCounter:
         self._t = t
         self._forget(t)
         if k == 0:
-            return []
+            return self._release(t)
         xy = self.anchors(boxes)
         at_edge = self._touches_edge(boxes)
         slots = self._slots_for(ids, xy, at_edge, t)
@@ -236,27 +258,53 @@ class LineCounter:
         self._last_t[slots] = t
         self._last_xy[slots] = xy
         self._last_edge[slots] = at_edge
-        events: list[LineCrossing] = []
-        if not flip.any():
-            return events
-        cap = self.params.max_per_direction
-        widths = np.asarray(boxes, dtype=np.float64)[:, 2] - np.asarray(boxes, dtype=np.float64)[:, 0]
-        self._recent = [e for e in self._recent if e[0] >= t - self.params.duplicate_s]
-        for r, li in zip(*np.nonzero(flip & within)):
-            d = 0 if side[r, li] > 0 else 1
-            slot = int(slots[r])
-            if cap and self._counted[slot, li, d] >= cap:
-                continue
-            if li in self._lines_idx and self._same_body(int(li), d, slot, float(along[r, li]), float(widths[r])):
-                continue
-            self._recent.append((t, int(li), d, slot, float(along[r, li]), float(widths[r])))
-            self._counted[slot, li, d] += 1
-            self.totals[li, d] += 1
-            events.append(LineCrossing(int(li), self.lines[li].name, int(ids[r]),
-                                       "in" if d == 0 else "out", float(t)))
-        return events
+        if flip.any():
+            self._hold(flip & within, side, slots, ids, along, np.asarray(boxes, dtype=np.float64), t)
+        return self._release(t)
+
+    def flush(self) -> list[LineCrossing]:
+        """The crossings still settling, at the end of a stream."""
+        return self._release(float("inf"))
 
     # -- internals ------------------------------------------------------------------
+
+    def _hold(self, flips: np.ndarray, side: np.ndarray, slots: np.ndarray, ids: np.ndarray,
+              along: np.ndarray, boxes: np.ndarray, t: float) -> None:
+        """Side changes become held crossings, unless they undo one still held."""
+        cap = self.params.max_per_direction
+        self._recent = [h for h in self._recent if h.t >= t - self.params.duplicate_s]
+        for r, li in zip(*np.nonzero(flips)):
+            d = 0 if side[r, li] > 0 else 1
+            slot = int(slots[r])
+            back = next((h for h in self._held if h.slot == slot and h.li == li and h.d != d), None)
+            if back is not None:  # crossed back before it settled: neither counts
+                self._held.remove(back)
+                if back in self._recent:
+                    self._recent.remove(back)
+                self._counted[slot, li, back.d] -= 1
+                continue
+            if cap and self._counted[slot, li, d] >= cap:
+                continue
+            width = float(boxes[r, 2] - boxes[r, 0])
+            if li in self._lines_idx and self._same_body(int(li), d, slot, float(along[r, li]), width):
+                continue
+            held = _Held(t, int(li), d, slot, int(ids[r]), float(along[r, li]), width)
+            self._held.append(held)
+            self._recent.append(held)
+            self._counted[slot, li, d] += 1
+
+    def _release(self, t: float) -> list[LineCrossing]:
+        """Held crossings at least settle_s old, as counted crossings."""
+        if not self._held:
+            return []
+        due = t - self.params.settle_s + 1e-9
+        out = [h for h in self._held if h.t <= due]
+        if not out:
+            return []
+        self._held = [h for h in self._held if h.t > due]
+        for h in out:
+            self.totals[h.li, h.d] += 1
+        return [LineCrossing(h.li, self.lines[h.li].name, h.track_id, "in" if h.d == 0 else "out", h.t) for h in out]
 
     def _signed(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Signed distance (+ inside) of each anchor to each line/zone, whether it lies
@@ -281,8 +329,8 @@ class LineCounter:
         """Another track crossed this line the same way just now, right here: one person."""
         near = self.params.duplicate_width if self.anchor == "bottom_centre" else 0.0
         return near > 0 and any(
-            e[1] == li and e[2] == d and e[3] != slot and abs(e[4] - along) < near * 0.5 * (e[5] + width)
-            for e in self._recent
+            h.li == li and h.d == d and h.slot != slot and abs(h.along - along) < near * 0.5 * (h.width + width)
+            for h in self._recent
         )
 
     def _touches_edge(self, boxes: np.ndarray) -> np.ndarray:

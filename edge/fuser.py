@@ -50,7 +50,7 @@ class FusionSettings(BaseModel):
     window_s: float = Field(1.0, gt=0, le=10, description="crossings of either source this close in time belong to one episode (the same people)")
     lag_s: float = Field(10.0, ge=0, le=600, description="episodes close this long after the fact (time for both sources to deliver)")
     hold_s: float = Field(900.0, ge=0, description="while a beam link is down, wait up to this long for its buffered events before closing episodes")
-    camera_alone: bool = Field(True, description="count camera crossings of an episode the (healthy) beams saw nothing of")
+    camera_alone: bool = Field(False, description="count camera crossings of an episode the (healthy) beams saw nothing of")
     camera_min_confidence: float = Field(0.0, ge=0, le=1, description="camera crossings below this confidence are not fused")
     camera_component: str = Field("camera", description="health component of the camera source (its health gates trust in it)")
     discrepancy_bound: float = Field(0.3, gt=0, le=1, description="alarm when, in a direction, beams and camera differ by more than this share of the larger count")

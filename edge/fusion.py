@@ -47,7 +47,10 @@ class FusionParams:
 
     window_s: float = 1.0  # crossings of either source this close belong to one episode
     camera_min_confidence: float = 0.0  # camera crossings below this are ignored
-    camera_alone: bool = True  # count camera crossings of an episode the beams saw nothing of
+    # count camera crossings of an episode the healthy beams saw nothing of. Off: healthy
+    # beams see every body, so such a crossing is a camera error, or the camera's own
+    # sighting of someone the beams counted more than window_s apart (a double count)
+    camera_alone: bool = False
 
     def __post_init__(self) -> None:
         if not self.window_s > 0:

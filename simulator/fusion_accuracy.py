@@ -122,7 +122,7 @@ def camera_crossings(crowd: people.Crowd, detector, bank, fps: float = 10.0, see
         if not visible:
             continue
         out += [c.crossing for c in pipe.process(Frame(renderer.render(t), i, t, t))]
-    return out
+    return out + [c.crossing for c in pipe.flush()]
 
 
 def sprite_bank():

@@ -50,6 +50,7 @@ def _count(scene, bank, detector: OnnxDetector):
     events = []
     for i, t, img in SceneRenderer(scene, bank, seed=1).frames():
         events += pipe.process(Frame(img, i, 1_700_000_000.0 + t, t))
+    events += pipe.flush()
     truth = [(w.t_cross, w.direction) for w in scene.walkers]
     counted = [(e.crossing.t_utc - 1_700_000_000.0, e.crossing.direction) for e in events]
     return score_crossings(truth, counted), events

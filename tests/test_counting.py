@@ -211,3 +211,19 @@ def test_people_abreast_and_close_followers_still_count_twice():
     off = _two_tracks(LineCounter([LINE], params=CountingParams(duplicate_width=0.0)), x2=310.0, lag_frames=1)
     centre = _two_tracks(LineCounter([LINE], anchor="centre"), x2=310.0, lag_frames=1)
     assert len(off) == 2 and len(centre) == 2  # rule off, or box centres (may coincide in depth)
+
+
+def test_a_crossing_undone_before_it_settles_counts_nothing():
+    """Camera path rule (settle_s): a box that stretches over the person in front for two
+    frames carries the feet anchor across the line and back; that is no passage. A real
+    crossing is reported settle_s later, with its own time; flush() gives the rest."""
+    c = LineCounter([LINE], params=CountingParams(settle_s=0.5))
+    ys = [190, 200, 210, 252, 256, 215, 220, 226, 231]  # frames 3-4: the stretched box
+    assert walk(c, ys) == []
+    ev = walk(c, [236, 245, 255, 265, 275, 285, 295, 305, 315], t0=0.9)  # now really in
+    assert [(e.direction, round(e.t, 2)) for e in ev] == [("in", 1.1)]  # crossed at 1.1, reported at 1.6
+    tail = walk(c, [300, 230, 220], t0=1.8)  # steps back out at 1.9 ...
+    assert tail == [] and [(e.direction, round(e.t, 2)) for e in c.flush()] == [("out", 1.9)]  # ... stream ends
+    assert c.totals.tolist() == [[1, 1]]
+    immediate = LineCounter([LINE])  # settle_s = 0: the stretched box counts in and out
+    assert [e.direction for e in walk(immediate, ys)] == ["in", "out"]

@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         print("interrupted: counts so far follow", file=sys.stderr)
     finally:
         source.close()
+    events.extend(pipeline.flush())
 
     rows = [
         {
