@@ -20,14 +20,6 @@ Why each rule exists:
   already counted, so an identity switch does not count twice.
   With ``frame_size`` given, tracks that leave or enter through the picture's edge
   take no part in this (people come and go there all the time).
-* **One body, two tracks.** A detector sometimes puts two overlapping boxes on one
-  person (a whole-body and a part-body box that NMS keeps apart); each starts a track
-  and both cross. With the feet anchor (``bottom_centre``), a crossing of a line in the
-  same direction as another track's, less than ``duplicate_s`` later and less than
-  ``duplicate_width`` box widths from it along the line, is that person again and is
-  not counted: two people's feet cannot be at one spot at one moment, and people
-  abreast cross a body width apart. (Box centres of people at different depths can
-  coincide in an oblique view, so with the ``centre`` anchor the rule is off.)
 * **Settling.** A crossing is reported once it is ``settle_s`` old; one its track
   undoes sooner (crosses back) counts nothing either way. A box that stretches for a
   frame or two over the person in front (its bottom edge, the feet anchor, jumps
@@ -117,19 +109,13 @@ class CountingParams:
     makes a track's crossings alternate in, out, in...; a limit of 1 also stops an
     identity that wanders between two people from counting twice, but then misses the
     second person when trackers swap identities (measured: bench/tracker_bench)."""
-    duplicate_s: float = 0.4
-    """A crossing this soon after another track's (same line, same direction)..."""
-    duplicate_width: float = 0.5
-    """...and within this many box widths of it along the line is the same person
-    (a second box on one body); 0 turns the rule off. Lines only, not zones."""
     settle_s: float = 0.0
     """A crossing is reported this long after it happened, unless its track crossed
     back meanwhile (then neither counts); 0 reports at once (the camera path uses
     `edge.camera_pipeline.CAMERA_COUNTING`: 0.5 s)."""
 
     def __post_init__(self) -> None:
-        if min(self.reid_s, self.reid_px, self.forget_s, self.segment_margin_px, self.duplicate_s,
-               self.duplicate_width, self.settle_s) < 0:
+        if min(self.reid_s, self.reid_px, self.forget_s, self.segment_margin_px, self.settle_s) < 0:
             raise ValueError("counting distances and times must not be negative")
         if self.forget_s < self.reid_s:
             raise ValueError("forget_s must be at least reid_s")
@@ -146,8 +132,6 @@ class _Held:
     d: int  # 0 in, 1 out
     slot: int
     track_id: int
-    along: float  # where along the line (lines only)
-    width: float  # box width then
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +199,6 @@ class LineCounter:
         self._t: float | None = None
         self.totals = np.zeros((nl, 2), dtype=np.int64)
         self._held: list[_Held] = []  # crossings still settling
-        self._recent: list[_Held] = []  # crossings of the last duplicate_s, settled or not
 
     # -- public ---------------------------------------------------------------------
 
@@ -245,7 +228,7 @@ class LineCounter:
         xy = self.anchors(boxes)
         at_edge = self._touches_edge(boxes)
         slots = self._slots_for(ids, xy, at_edge, t)
-        s, within, along = self._signed(xy)
+        s, within = self._signed(xy)
         new_side = np.where(s >= self._h_in, 1, np.where(s <= -self._h_out, -1, 0)).astype(np.int8)
         old = self._side[slots]
         # Unknown side: take the new one. Known: a flip needs a confirmed track.
@@ -259,7 +242,7 @@ class LineCounter:
         self._last_xy[slots] = xy
         self._last_edge[slots] = at_edge
         if flip.any():
-            self._hold(flip & within, side, slots, ids, along, np.asarray(boxes, dtype=np.float64), t)
+            self._hold(flip & within, side, slots, ids, t)
         return self._release(t)
 
     def flush(self) -> list[LineCrossing]:
@@ -268,29 +251,20 @@ class LineCounter:
 
     # -- internals ------------------------------------------------------------------
 
-    def _hold(self, flips: np.ndarray, side: np.ndarray, slots: np.ndarray, ids: np.ndarray,
-              along: np.ndarray, boxes: np.ndarray, t: float) -> None:
+    def _hold(self, flips: np.ndarray, side: np.ndarray, slots: np.ndarray, ids: np.ndarray, t: float) -> None:
         """Side changes become held crossings, unless they undo one still held."""
         cap = self.params.max_per_direction
-        self._recent = [h for h in self._recent if h.t >= t - self.params.duplicate_s]
         for r, li in zip(*np.nonzero(flips)):
             d = 0 if side[r, li] > 0 else 1
             slot = int(slots[r])
             back = next((h for h in self._held if h.slot == slot and h.li == li and h.d != d), None)
             if back is not None:  # crossed back before it settled: neither counts
                 self._held.remove(back)
-                if back in self._recent:
-                    self._recent.remove(back)
                 self._counted[slot, li, back.d] -= 1
                 continue
             if cap and self._counted[slot, li, d] >= cap:
                 continue
-            width = float(boxes[r, 2] - boxes[r, 0])
-            if li in self._lines_idx and self._same_body(int(li), d, slot, float(along[r, li]), width):
-                continue
-            held = _Held(t, int(li), d, slot, int(ids[r]), float(along[r, li]), width)
-            self._held.append(held)
-            self._recent.append(held)
+            self._held.append(_Held(t, int(li), d, slot, int(ids[r])))
             self._counted[slot, li, d] += 1
 
     def _release(self, t: float) -> list[LineCrossing]:
@@ -306,32 +280,22 @@ class LineCounter:
             self.totals[h.li, h.d] += 1
         return [LineCrossing(h.li, self.lines[h.li].name, h.track_id, "in" if h.d == 0 else "out", h.t) for h in out]
 
-    def _signed(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Signed distance (+ inside) of each anchor to each line/zone, whether it lies
-        within the segment's extent, and where along the segment it is (lines only)."""
+    def _signed(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Signed distance (+ inside) of each anchor to each line/zone, and whether it
+        lies within the segment's extent."""
         k = xy.shape[0]
         nl = len(self.lines)
         s = np.empty((k, nl))
         within = np.ones((k, nl), dtype=bool)
-        along = np.zeros((k, nl))
         if self._lines_idx:
             rel = xy[:, None, :] - self._p1[None, :, :]
             s[:, self._lines_idx] = np.einsum("kld,ld->kl", rel, self._n)
-            a = np.einsum("kld,ld->kl", rel, self._u)
-            along[:, self._lines_idx] = a
+            along = np.einsum("kld,ld->kl", rel, self._u)
             m = self.params.segment_margin_px
-            within[:, self._lines_idx] = (a >= -m) & (a <= self._len + m)
+            within[:, self._lines_idx] = (along >= -m) & (along <= self._len + m)
         for zi, poly in zip(self._zones_idx, self._zone_polys):
             s[:, zi] = _polygon_signed_distance(xy, poly)
-        return s, within, along
-
-    def _same_body(self, li: int, d: int, slot: int, along: float, width: float) -> bool:
-        """Another track crossed this line the same way just now, right here: one person."""
-        near = self.params.duplicate_width if self.anchor == "bottom_centre" else 0.0
-        return near > 0 and any(
-            h.li == li and h.d == d and h.slot != slot and abs(h.along - along) < near * 0.5 * (h.width + width)
-            for h in self._recent
-        )
+        return s, within
 
     def _touches_edge(self, boxes: np.ndarray) -> np.ndarray:
         b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

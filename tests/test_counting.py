@@ -181,38 +181,6 @@ def test_hundreds_of_tracks_at_once():
     assert total == 300 and c.totals.tolist() == [[300, 0]]
 
 
-def _two_tracks(counter: LineCounter, x2: float, lag_frames: int) -> list:
-    """Track 1 at x=300 and track 2 at ``x2`` walk in (towards larger y), track 2 ``lag_frames`` behind."""
-    events = []
-    ys = np.linspace(150, 330, 20)
-    for i in range(20 + lag_frames):
-        ids, boxes = [], []
-        if i < 20:
-            ids.append(1)
-            boxes.append(box_at(300.0, ys[i])[0])
-        if 0 <= i - lag_frames < 20:
-            ids.append(2)
-            boxes.append(box_at(x2, ys[i - lag_frames])[0])
-        events += counter.update(np.array(ids), np.array(boxes), np.ones(len(ids), bool), i * 0.1)
-    return events
-
-
-def test_two_boxes_on_one_body_count_once():
-    """The detector's second box on one person: its own track, crossing at the same spot
-    a frame later, is not a second person."""
-    ev = _two_tracks(LineCounter([LINE]), x2=310.0, lag_frames=1)  # 10 px apart, boxes 40 px wide
-    assert [(e.track_id, e.direction) for e in ev] == [(1, "in")]
-
-
-def test_people_abreast_and_close_followers_still_count_twice():
-    abreast = _two_tracks(LineCounter([LINE]), x2=345.0, lag_frames=1)  # a body width apart
-    follower = _two_tracks(LineCounter([LINE]), x2=300.0, lag_frames=5)  # same lane, 0.5 s behind
-    assert len(abreast) == 2 and len(follower) == 2
-    off = _two_tracks(LineCounter([LINE], params=CountingParams(duplicate_width=0.0)), x2=310.0, lag_frames=1)
-    centre = _two_tracks(LineCounter([LINE], anchor="centre"), x2=310.0, lag_frames=1)
-    assert len(off) == 2 and len(centre) == 2  # rule off, or box centres (may coincide in depth)
-
-
 def test_a_crossing_undone_before_it_settles_counts_nothing():
     """Camera path rule (settle_s): a box that stretches over the person in front for two
     frames carries the feet anchor across the line and back; that is no passage. A real
