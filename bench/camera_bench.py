@@ -2,6 +2,7 @@
 
     python -m bench.camera_bench                 # throughput, stage breakdown, RSS, motion gating
     python -m bench.camera_bench --accuracy      # + simulated scenes and vtest.avi accuracy tables
+    python -m bench.camera_bench --smoothing     # detector scores on walkers, manifest smoothing on vs off
     python -m bench.camera_bench --frames 300 --threads 2 --rounds 3
 
 Throughput: the same vtest.avi frames go through (a) onnxruntime alone on pre-made input
@@ -252,6 +253,46 @@ def sim_accuracy(seeds: int, threads: int, geometry: str = "door", only: str | N
     return table
 
 
+def smoothing_scores(seeds: int, threads: int) -> dict:
+    """Why the manifest smooths: the SSD's best score on each walker near the line (single
+    file, door geometry, frames every 0.2 s within 1 s of the crossing), with the 3x3
+    Gaussian before inference and without, per lighting condition."""
+    import numpy as np
+
+    from edge.camera_pipeline import roi_around_lines
+    from edge.counting import CountingLine
+    from edge.detector import OnnxDetector
+    from simulator.camera import Conditions, SceneRenderer, make_scenario, position
+
+    bank = _bank()
+    dets = {"smooth": OnnxDetector("ssdlite_person", threads=threads, smooth=True),
+            "raw": OnnxDetector("ssdlite_person", threads=threads, smooth=False)}
+    new = dets["smooth"].manifest.track_new
+    out = {}
+    for cname, cond in (("day", Conditions()), ("shadows+lighting", Conditions(shadows=True, lighting_drift=0.3)),
+                        ("night", Conditions(night=True))):
+        best: dict[str, list[float]] = {k: [] for k in dets}
+        for seed in range(seeds):
+            sc = make_scenario("single_file", 6, seed=seed, conditions=cond)
+            line = CountingLine("door", sc.line[:2], sc.line[2:], sc.inside)
+            roi = roi_around_lines([line], sc.width, sc.height)
+            renderer = SceneRenderer(sc, bank, seed=seed)
+            for w in sc.walkers:
+                for dt in np.arange(-1.0, 1.01, 0.2):
+                    img = renderer.render(w.t_cross + dt)
+                    x, feet, h = position(sc, w, w.t_cross + dt)
+                    for k, det in dets.items():
+                        d = det.detect(img, roi)
+                        on = [float(s) for b, s in zip(d.boxes, d.scores) if b[0] < x < b[2] and b[1] < feet - h / 2 < b[3]]
+                        best[k].append(max(on, default=0.0))
+        out[cname] = {k: {"samples": len(v), "mean_score": round(float(np.mean(v)), 3),
+                          f"share_at_track_new_{new}": round(float(np.mean(np.array(v) >= new)), 3),
+                          "share_detected_at_0.2": round(float(np.mean(np.array(v) >= 0.2)), 3)}
+                      for k, v in best.items()}
+        print("smoothing", cname, json.dumps(out[cname]), flush=True)
+    return out
+
+
 def vtest_accuracy(threads: int) -> dict:
     from edge.camera_pipeline import CameraPipeline, roi_around_lines
     from edge.detector import OnnxDetector
@@ -277,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--geometry", default="door,oblique", help="simulated camera geometries, comma-separated")
     ap.add_argument("--only", default=None, help="accuracy cells whose 'conditions/kind' name contains this")
+    ap.add_argument("--smoothing", action="store_true", help="detector scores with and without the manifest's smoothing")
     ap.add_argument("--skip-throughput", action="store_true", help="accuracy only (with --accuracy)")
     ap.add_argument("--json", default=None, help="write all results to this file")
     args = ap.parse_args(argv)
@@ -291,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         print("resident memory (MiB):", results["rss_mib"], flush=True)
         results["motion_gating"] = motion_gating(args.threads)
         print("motion gating:", json.dumps(results["motion_gating"]), flush=True)
+    if args.smoothing:
+        results["smoothing"] = smoothing_scores(args.seeds, args.threads)
     if args.accuracy:
         if not args.only:
             results["vtest"] = vtest_accuracy(args.threads)

@@ -130,6 +130,9 @@ class CameraPipeline:
         self.last_detections: Detections = Detections.empty()
         self.last_tracks = None
         self._last_frame: Frame | None = None
+        # per track: detection score sum, frames matched, last seen (t_mono): a crossing's
+        # confidence is its track's mean detection score so far
+        self._scores: dict[int, list[float]] = {}
 
     def process(self, frame: Frame) -> list[CameraCrossing]:
         """Run one frame through detect -> track -> count."""
@@ -146,6 +149,7 @@ class CameraPipeline:
         t1 = clock()
         tracks = self.tracker.update(dets.boxes, dets.scores, frame.t_mono)
         self.last_tracks = tracks
+        self._note_scores(tracks.ids, dets.scores[tracks.det_index] if len(dets) else dets.scores, frame.t_mono)
         t2 = clock()
         events = self.counter.update(tracks.ids, tracks.boxes, tracks.confirmed, frame.t_mono)
         out = [self._to_crossing(frame, ev) for ev in events]
@@ -156,6 +160,22 @@ class CameraPipeline:
         s["track"] += t2 - t1
         s["count"] += t3 - t2
         return out
+
+    def _note_scores(self, ids: np.ndarray, scores: np.ndarray, t: float) -> None:
+        for tid, score in zip(ids.tolist(), scores.tolist()):
+            acc = self._scores.setdefault(tid, [0.0, 0, t])
+            acc[0] += score
+            acc[1] += 1
+            acc[2] = t
+        if len(self._scores) > 512:  # forget tracks unseen for a minute
+            self._scores = {k: v for k, v in self._scores.items() if v[2] >= t - 60.0}
+
+    def confidence(self, track_id: int) -> float:
+        """A crossing's confidence: its track's mean detection score so far. A second box
+        on one body or a short stray track scores low; a person seen clearly scores high
+        (fusion uses it to decide whether the camera saw more people than the beams)."""
+        acc = self._scores.get(track_id)
+        return round(acc[0] / acc[1], 3) if acc and acc[1] else 0.0
 
     def _to_crossing(self, frame: Frame, ev) -> CameraCrossing:  # ev: edge.counting.LineCrossing
         track_id = int(ev.track_id)
@@ -169,7 +189,7 @@ class CameraPipeline:
             line=line,
             direction=ev.direction,
             source="camera",
-            confidence=float(getattr(ev, "confidence", 1.0)),
+            confidence=self.confidence(track_id),
             source_ref=f"cam:{self.run_id}:{track_id}:{line}:{n}",
         )
         return CameraCrossing(frame.index, track_id, crossing)

@@ -117,9 +117,8 @@ class Scene:
     conditions: Conditions = field(default_factory=Conditions)
     width: int = 0  # 0: from the geometry's window
     height: int = 0
-    # "oblique" stays the default of a bare Scene so existing callers (fusion_accuracy,
-    # which checks visibility with walker_x) keep their behaviour; make_scenario and the
-    # benches use "door". Callers switching to "door" should use `position`.
+    # a bare Scene keeps the first geometry, "oblique"; make_scenario, the benches and
+    # the fusion runner ask for "door" (place walkers with `position` in either)
     geometry: str = "oblique"
 
     def __post_init__(self) -> None:

@@ -87,19 +87,20 @@ def beam_crossings(crowd: people.Crowd, sc) -> list[Crossing]:
 
 
 def camera_crossings(crowd: people.Crowd, detector, bank, fps: float = 10.0, seed: int = 0,
-                     geometry: str = "door") -> list[Crossing]:
+                     geometry: str = "door", night: bool = False) -> list[Crossing]:
     """The real camera path on the crowd rendered as a composed scene (one truth).
 
     ``door``: the camera looks along the walking direction at the door (the mount the
-    product is installed with, docs/camera.md); ``oblique``: a side view of a walkway."""
+    product is installed with, docs/camera.md); ``oblique``: a side view of a walkway.
+    ``night``: the grey, grainy infrared picture (`simulator.camera.Conditions`)."""
     from edge.camera_pipeline import CameraPipeline, roi_around_lines
     from edge.counting import CountingLine
     from edge.video_source import Frame
-    from simulator.camera import Scene, SceneRenderer, position, walkers_from_crowd
+    from simulator.camera import Conditions, Scene, SceneRenderer, position, walkers_from_crowd
 
     walkers = walkers_from_crowd(crowd, seed=seed)
     end = max((w.t_cross for w in walkers), default=0.0) + 8.0
-    scene = Scene("crowd", walkers, duration_s=end, fps=fps, geometry=geometry)
+    scene = Scene("crowd", walkers, duration_s=end, fps=fps, geometry=geometry, conditions=Conditions(night=night))
     line = CountingLine(DOOR, scene.line[:2], scene.line[2:], scene.inside)
     pipe = CameraPipeline(detector, [line], run_id="sim", roi=roi_around_lines([line], scene.width, scene.height))
     renderer = SceneRenderer(scene, bank, seed=seed)
@@ -133,9 +134,9 @@ def sprite_bank():
 
 
 def streams_for(name: str, count: int | None = None, seed: int | None = None, threads: int = 2,
-                cache: Path | None = None, geometry: str = "door") -> Streams:
+                cache: Path | None = None, geometry: str = "door", night: bool = False) -> Streams:
     """Both sensors' crossings for a scenario (cached as JSON when `cache` is a folder)."""
-    key = f"{name}-{count}-{seed}-{MEAN_GAP_S}-{geometry}.json"
+    key = f"{name}-{count}-{seed}-{MEAN_GAP_S}-{geometry}{'-night' if night else ''}.json"
     if cache is not None and (cache / key).exists():
         return Streams.from_json(json.loads((cache / key).read_text()))
     from edge.detector import OnnxDetector
@@ -143,7 +144,7 @@ def streams_for(name: str, count: int | None = None, seed: int | None = None, th
     crowd, sc = crowd_of(name, count, seed)
     truth = [(t, d) for t, d, _ in crowd.truth()]
     det = OnnxDetector("ssdlite_person", threads=threads)
-    s = Streams(truth, beam_crossings(crowd, sc), camera_crossings(crowd, det, sprite_bank(), geometry=geometry))
+    s = Streams(truth, beam_crossings(crowd, sc), camera_crossings(crowd, det, sprite_bank(), geometry=geometry, night=night))
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
         (cache / key).write_text(json.dumps(s.to_json()))
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
     ap.add_argument("--geometry", choices=("door", "oblique"), default="door",
                     help="simulated camera mount (default door: looking along the walking direction)")
+    ap.add_argument("--night", action="store_true", help="the camera sees the night's infrared picture")
     ap.add_argument("--cache", type=Path, default=None, help="folder to keep both sensors' crossings in (re-fuse without re-rendering)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'scenario':<15} {'dir':<4} {'true':>5} | {'beam':>7} {'camera':>7} {'fused':>7}   (gross accuracy)")
     for name in args.scenarios:
         t0 = time.perf_counter()
-        sc = scores(streams_for(name, args.people, args.seed, args.threads, args.cache, args.geometry))
+        sc = scores(streams_for(name, args.people, args.seed, args.threads, args.cache, args.geometry, args.night))
         table[name] = sc
         if not args.json:
             for d in ("in", "out"):
