@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m pip install -q -e '.[test,bench,jit]'
 	$(PY) -m pip install -q --no-deps 'norfair>=2.1,<3'  # see pyproject.toml [bench]: its pins conflict, it runs fine
 	touch $(STAMP)
 

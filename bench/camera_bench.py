@@ -160,11 +160,15 @@ print(json.dumps({k: int(v.split()[0]) // 1024 for k, v in status.items()}))
 
 
 def resident_memory() -> dict:
-    """RSS of a fresh process with the model loaded after 200 frames (MiB)."""
+    """RSS of a fresh process with the model loaded after 200 frames (MiB): as a default
+    install runs it (tracker kernels as plain Python) and with the `jit` extra (numba)."""
     root = Path(__file__).resolve().parent.parent
-    out = subprocess.run([sys.executable, "-c", RSS_PROBE, str(VTEST)], capture_output=True, text=True,
-                         cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    res = {}
+    for label, jit in (("plain_kernels", "0"), ("numba_jit", "1")):
+        out = subprocess.run([sys.executable, "-c", RSS_PROBE, str(VTEST)], capture_output=True, text=True, cwd=root,
+                             env={**os.environ, "PYTHONPATH": str(root), "FOOTFALL_JIT": jit}, check=True)
+        res[label] = json.loads(out.stdout.strip().splitlines()[-1])
+    return res
 
 
 def motion_gating(threads: int) -> dict:

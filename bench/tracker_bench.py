@@ -264,6 +264,10 @@ def _with(base: Any, assignments: list[str], ap: argparse.ArgumentParser) -> Any
 
 
 def _numba_version() -> str:
+    from edge.tracker_kernels import JIT
+
+    if not JIT:
+        return "off (plain Python kernels)"
     import numba
     return str(numba.__version__)
 

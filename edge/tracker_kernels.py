@@ -4,6 +4,14 @@ Why compiled: a frame with 20 to 50 people is a few thousand floating-point oper
 but as numpy it was 60 to 70 calls on tiny arrays, each costing 1.5 to 5 us of call
 overhead on a Pi-class CPU. As loops compiled by numba the whole frame is one call.
 
+Compiling is optional (the `jit` extra installs numba). Without numba, or with
+``FOOTFALL_JIT=0``, the same functions run as plain Python: about 0.16 ms per frame at 5
+people in view and 1.6 ms at 20 on the dev machine (`FOOTFALL_JIT=0 python -m
+bench.tracker_bench --quick --trackers footfall --no-mot`), nothing next to a door
+camera's 20-100 ms inference, and the process stays about 130 MiB smaller (numba's
+LLVM; docs/PERFORMANCE.md, "Resident memory"). Busy wide views and the benchmarks
+want it compiled.
+
 The kernels are pure: arrays in, arrays out, no I/O. They are compiled on first use and
 cached on disk (``cache=True``: next to this file in ``__pycache__``, or where
 ``NUMBA_CACHE_DIR`` points when that is not writable); ``edge.tracker.Tracker`` warms
@@ -15,12 +23,27 @@ column numbers are repeated here because numba needs them as compile-time consta
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from numba import njit
+
+
+def _numba_njit() -> Any:
+    """numba's ``njit`` when installed and not turned off by ``FOOTFALL_JIT=0``, else None."""
+    if os.environ.get("FOOTFALL_JIT", "").strip() == "0":
+        return None
+    try:
+        from numba import njit
+    except ImportError:
+        return None
+    return njit
+
+
+njit = _numba_njit()
+JIT = njit is not None  # compiled (numba) or plain Python
 
 _warned = False
 
@@ -28,7 +51,10 @@ _warned = False
 def _kernel(fn: Callable[..., Any]) -> Any:
     """``njit`` with an on-disk cache where one can be written, else without: a
     read-only install (a systemd service with ProtectSystem=strict, no home) must still
-    run, compiling once per process (a few seconds) instead of loading the cache."""
+    run, compiling once per process (a few seconds) instead of loading the cache.
+    Without numba the function itself is the kernel."""
+    if njit is None:
+        return fn
     try:
         return njit(cache=True, nogil=True)(fn)
     except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available"

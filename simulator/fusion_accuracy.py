@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--geometry", choices=("door", "oblique"), default="door",
                     help="simulated camera mount (default door: looking along the walking direction)")
     ap.add_argument("--night", action="store_true", help="the camera sees the night's infrared picture")
+    ap.add_argument("--camera-alone", action="store_true",
+                    help="fuse with camera_alone on (count camera crossings the healthy beams saw nothing of)")
     ap.add_argument("--cache", type=Path, default=None, help="folder to keep both sensors' crossings in (re-fuse without re-rendering)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -179,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'scenario':<15} {'dir':<4} {'true':>5} | {'beam':>7} {'camera':>7} {'fused':>7}   (gross accuracy)")
     for name in args.scenarios:
         t0 = time.perf_counter()
-        sc = scores(streams_for(name, args.people, args.seed, args.threads, args.cache, args.geometry, args.night))
+        sc = scores(streams_for(name, args.people, args.seed, args.threads, args.cache, args.geometry, args.night),
+                    FusionParams(camera_alone=args.camera_alone))
         table[name] = sc
         if not args.json:
             for d in ("in", "out"):

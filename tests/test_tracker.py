@@ -258,3 +258,37 @@ def test_walker_who_stops_on_the_line_and_turns_back_counts_nothing(fps, speed, 
         frames.append((t, box.astype(np.float32), np.array([0.8], np.float32)))
         t += 1 / fps
     assert count(frames) == []
+
+
+_TRACK_DIGEST = r"""
+import hashlib, sys
+import numpy as np
+import edge.tracker_kernels as k
+from edge.tracker import Tracker
+from simulator.detections import StreamSpec, generate
+stream = generate(StreamSpec(in_view=20, duration_s=8.0, seed=5))
+tr, h = Tracker(), hashlib.sha256()
+for fr in stream.frames:
+    out = tr.update(fr.boxes, fr.scores, fr.t)
+    h.update(out.ids.tobytes() + out.confirmed.tobytes() + np.round(out.filtered, 6).tobytes())
+print(k.JIT, h.hexdigest())
+"""
+
+
+def test_plain_python_kernels_track_exactly_like_the_compiled_ones():
+    """A default install has no numba (the `jit` extra): the same kernels then run as plain
+    Python, and must give the same tracks, bit for bit up to rounding."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    pytest.importorskip("numba")
+    got = {}
+    for jit in ("0", "1"):
+        out = subprocess.run([sys.executable, "-c", _TRACK_DIGEST], capture_output=True, text=True, cwd=root,
+                             env={**os.environ, "PYTHONPATH": str(root), "FOOTFALL_JIT": jit}, timeout=240, check=True)
+        got[jit] = out.stdout.split()
+    assert got["0"][0] == "False" and got["1"][0] == "True"
+    assert got["0"][1] == got["1"][1]
