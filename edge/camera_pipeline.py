@@ -78,19 +78,33 @@ def roi_around_lines(
     return rx1, ry1, rx2, ry2
 
 
-def tracker_params_for(detector: Detector) -> TrackerParams:
+def tracker_params_for(detector: Detector, night: bool = False) -> TrackerParams:
     """Tracker thresholds matched to the detector's scores (from its manifest when it has one).
 
     This SSD scores partly hidden people 0.2-0.5, below the tracker's defaults, so its
-    manifest lowers the ByteTrack-style stages (measured, docs/camera.md). Counting
-    keeps the counter's own defaults.
+    manifest lowers the ByteTrack-style stages (measured, docs/camera.md); on infrared
+    frames (``night``) it scores lower still, and the manifest's night stages apply.
+    Counting keeps the counter's own defaults.
     """
     manifest = getattr(detector, "manifest", None)
     if manifest is None:
         return TrackerParams()
     low = float(getattr(detector, "score_threshold", manifest.score_threshold))
-    high = max(low, manifest.track_high)
-    return TrackerParams(low_score=low, high_score=high, new_track_score=max(high, manifest.track_new))
+    high_s, new_s = manifest.track_high, manifest.track_new
+    if night:
+        high_s = manifest.night_track_high if manifest.night_track_high is not None else high_s
+        new_s = manifest.night_track_new if manifest.night_track_new is not None else new_s
+    high = max(low, high_s)
+    return TrackerParams(low_score=low, high_score=high, new_track_score=max(high, new_s))
+
+
+def is_infrared(image: np.ndarray) -> bool:
+    """A camera's night picture: its infrared mode gives grey frames (the colour channels
+    agree within a level or two; sampled every 8th pixel)."""
+    if image.ndim != 3 or image.shape[2] < 3:
+        return True
+    s = image[::8, ::8, :3].astype(np.int16)
+    return float(np.abs(s[..., 0] - s[..., 1]).mean() + np.abs(s[..., 1] - s[..., 2]).mean()) < 3.0
 
 
 # The camera's counting rules: crossings settle for half a second, because a detector's
@@ -120,6 +134,10 @@ class CameraPipeline:
         self.lines = list(lines)
         self.run_id = run_id
         self.tracker = Tracker(tracker_params or tracker_params_for(detector))
+        # the night profile: lower score stages while the camera sends infrared frames
+        night = None if tracker_params is not None else tracker_params_for(detector, night=True)
+        self._profiles = None if night is None or night == self.tracker.params else (self.tracker.params, night)
+        self.night = False
         self.counter = LineCounter(
             self.lines, params=counting_params or CAMERA_COUNTING, frame_size=frame_size
         )
@@ -138,6 +156,8 @@ class CameraPipeline:
         """Run one frame through detect -> track -> count."""
         clock = time.perf_counter
         self.times.frames += 1
+        if self._profiles is not None and self.times.frames % 25 == 1:  # every 25th frame: cheap
+            self._set_night(is_infrared(frame.image))
         t0 = clock()
         if self.motion_gate is None or self.motion_gate.should_process(frame.image):
             dets = self.detector.detect(frame.image, roi=self.roi)
@@ -160,6 +180,12 @@ class CameraPipeline:
         s["track"] += t2 - t1
         s["count"] += t3 - t2
         return out
+
+    def _set_night(self, night: bool) -> None:
+        if night != self.night and self._profiles is not None:
+            p = self._profiles[1 if night else 0]
+            self.tracker.set_score_thresholds(p.high_score, p.new_track_score)
+            self.night = night
 
     def _note_scores(self, ids: np.ndarray, scores: np.ndarray, t: float) -> None:
         for tid, score in zip(ids.tolist(), scores.tolist()):

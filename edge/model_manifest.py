@@ -68,6 +68,10 @@ class ModelManifest:
     # tracker thresholds suited to this model's score distribution (ByteTrack-style stages)
     track_high: float = 0.5
     track_new: float = 0.6
+    # the tracker's two stages on infrared (grey) frames, where this model scores lower;
+    # None: the same as by day
+    night_track_high: float | None = None
+    night_track_new: float | None = None
     # in-graph-NMS layouts: a second NMS at nms_iou in Python when True (the graph's own
     # threshold is baked in); merged-box suppression (see edge.detector.suppress_merged), 0 = off
     renms: bool = False
@@ -164,6 +168,8 @@ def load_manifest(path: str | Path) -> ModelManifest:
         nms_iou=float(_require(thr, "nms_iou", path, (int, float))),  # type: ignore[arg-type]
         track_high=float(thr.get("track_high", 0.5)),
         track_new=float(thr.get("track_new", 0.6)),
+        night_track_high=float(thr["night_track_high"]) if "night_track_high" in thr else None,
+        night_track_new=float(thr["night_track_new"]) if "night_track_new" in thr else None,
         renms=bool(thr.get("renms", False)),
         merged_cover=float(thr.get("merged_cover", 0.0)),
     )

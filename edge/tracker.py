@@ -28,7 +28,7 @@ arrays out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -161,6 +161,13 @@ class Tracker:
         _warm_up()
 
     # -- public ---------------------------------------------------------------------
+
+    def set_score_thresholds(self, high_score: float, new_track_score: float) -> None:
+        """Change the two score stages mid-stream (the camera's night profile); tracks keep
+        their state."""
+        self.params = replace(self.params, high_score=high_score, new_track_score=new_track_score)
+        self._prm[_k.PRM_HIGH] = high_score
+        self._prm[_k.PRM_NEW] = new_track_score
 
     @property
     def live_count(self) -> int:

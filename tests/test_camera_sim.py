@@ -191,3 +191,26 @@ def test_smoothing_recovers_people_in_grainy_night_frames(bank) -> None:
     new = smooth.manifest.track_new
     assert s.mean() > r.mean() + 0.03, (s.mean(), r.mean())
     assert (s >= new).mean() > (r >= new).mean(), ((s >= new).mean(), (r >= new).mean())
+
+
+def test_night_profile_follows_the_cameras_infrared_mode(bank, detector: OnnxDetector) -> None:
+    """Grey (infrared) frames switch the tracker to the manifest's night stages; colour
+    frames switch it back. Checked every 25th frame, so it costs nothing per frame."""
+    from edge.camera_pipeline import is_infrared
+
+    scene = make_scenario("single_file", 2, seed=2)
+    day = SceneRenderer(scene, bank, seed=0).render(3.0)
+    scene.conditions = Conditions(night=True)
+    night = SceneRenderer(scene, bank, seed=0).render(3.0)
+    assert is_infrared(night) and not is_infrared(day)
+    line = CountingLine("door", scene.line[:2], scene.line[2:], scene.inside)
+    pipe = CameraPipeline(detector, [line], run_id="n")
+    m = detector.manifest
+    assert (pipe.tracker.params.high_score, pipe.tracker.params.new_track_score) == (m.track_high, m.track_new)
+    for i in range(25):
+        pipe.process(Frame(night, i, float(i), float(i)))
+    assert pipe.night
+    assert (pipe.tracker.params.high_score, pipe.tracker.params.new_track_score) == (m.night_track_high, m.night_track_new)
+    for i in range(25, 51):
+        pipe.process(Frame(day, i, float(i), float(i)))
+    assert not pipe.night and pipe.tracker.params.high_score == m.track_high
