@@ -198,8 +198,8 @@ class CameraPipeline:
 
     def confidence(self, track_id: int) -> float:
         """A crossing's confidence: its track's mean detection score so far. A second box
-        on one body or a short stray track scores low; a person seen clearly scores high
-        (fusion uses it to decide whether the camera saw more people than the beams)."""
+        on one body or a short stray track tends to score lower than a person seen clearly
+        (`[fusion] camera_min_confidence` can drop crossings below a level; off by default)."""
         acc = self._scores.get(track_id)
         return round(acc[0] / acc[1], 3) if acc and acc[1] else 0.0
 
