@@ -266,7 +266,7 @@ def smoothing_scores(seeds: int, threads: int) -> dict:
     from edge.camera_pipeline import roi_around_lines
     from edge.counting import CountingLine
     from edge.detector import OnnxDetector
-    from simulator.camera import Conditions, SceneRenderer, make_scenario, position
+    from simulator.camera import Conditions, SceneRenderer, make_scenario, walker_scores
 
     bank = _bank()
     dets = {"smooth": OnnxDetector("ssdlite_person", threads=threads, smooth=True),
@@ -280,15 +280,9 @@ def smoothing_scores(seeds: int, threads: int) -> dict:
             sc = make_scenario("single_file", 6, seed=seed, conditions=cond)
             line = CountingLine("door", sc.line[:2], sc.line[2:], sc.inside)
             roi = roi_around_lines([line], sc.width, sc.height)
-            renderer = SceneRenderer(sc, bank, seed=seed)
-            for w in sc.walkers:
-                for dt in np.arange(-1.0, 1.01, 0.2):
-                    img = renderer.render(w.t_cross + dt)
-                    x, feet, h = position(sc, w, w.t_cross + dt)
-                    for k, det in dets.items():
-                        d = det.detect(img, roi)
-                        on = [float(s) for b, s in zip(d.boxes, d.scores) if b[0] < x < b[2] and b[1] < feet - h / 2 < b[3]]
-                        best[k].append(max(on, default=0.0))
+            got = walker_scores(sc, SceneRenderer(sc, bank, seed=seed), dets, roi, np.arange(-1.0, 1.01, 0.2))
+            for k in dets:
+                best[k] += got[k]
         out[cname] = {k: {"samples": len(v), "mean_score": round(float(np.mean(v)), 3),
                           f"share_at_track_new_{new}": round(float(np.mean(np.array(v) >= new)), 3),
                           "share_detected_at_0.2": round(float(np.mean(np.array(v) >= 0.2)), 3)}

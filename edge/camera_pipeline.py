@@ -182,7 +182,7 @@ class CameraPipeline:
         return out
 
     def _set_night(self, night: bool) -> None:
-        if night != self.night and self._profiles is not None:
+        if night != self.night:  # called only with profiles
             p = self._profiles[1 if night else 0]
             self.tracker.set_score_thresholds(p.high_score, p.new_track_score)
             self.night = night

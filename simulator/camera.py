@@ -341,6 +341,23 @@ class SceneRenderer:
             yield i, t, self.render(t)
 
 
+def walker_scores(scene: Scene, renderer: "SceneRenderer", detectors: dict, roi, offsets_s: Sequence[float]
+                  ) -> dict[str, list[float]]:
+    """Per detector: its best score on each walker (a box around the walker's body
+    centre) at each offset from the walker's crossing time; 0 where none. What the
+    detector alone makes of the people, before tracking."""
+    best: dict[str, list[float]] = {name: [] for name in detectors}
+    for w in scene.walkers:
+        for dt in offsets_s:
+            img = renderer.render(w.t_cross + dt)
+            x, feet, h = position(scene, w, w.t_cross + dt)
+            for name, det in detectors.items():
+                d = det.detect(img, roi)
+                on = [float(s) for b, s in zip(d.boxes, d.scores) if b[0] < x < b[2] and b[1] < feet - h / 2 < b[3]]
+                best[name].append(max(on, default=0.0))
+    return best
+
+
 def write_video(scene: Scene, bank: SpriteBank, path: str) -> int:
     """Render a scene to a video file (MJPG AVI) for `footfall count`; returns frames written."""
     import cv2

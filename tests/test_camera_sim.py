@@ -168,7 +168,7 @@ def test_smoothing_recovers_people_in_grainy_night_frames(bank) -> None:
     """The manifest's `smooth` (3x3 Gaussian before inference) is there for infrared grain:
     with it the SSD scores night walkers higher and finds more of them at the tracker's
     start threshold; without it, the same frames lose people."""
-    from simulator.camera import position
+    from simulator.camera import walker_scores
 
     smooth = OnnxDetector("ssdlite_person", threads=2)
     raw = OnnxDetector("ssdlite_person", threads=2, smooth=False)
@@ -178,15 +178,10 @@ def test_smoothing_recovers_people_in_grainy_night_frames(bank) -> None:
         scene = make_scenario("single_file", 5, seed=seed, conditions=Conditions(night=True))
         line = CountingLine("door", scene.line[:2], scene.line[2:], scene.inside)
         roi = roi_around_lines([line], scene.width, scene.height)
-        renderer = SceneRenderer(scene, bank, seed=seed)
-        for w in scene.walkers:
-            for dt in (-0.6, -0.2, 0.2, 0.6):
-                img = renderer.render(w.t_cross + dt)
-                x, feet, h = position(scene, w, w.t_cross + dt)
-                for name, det in (("smooth", smooth), ("raw", raw)):
-                    d = det.detect(img, roi)
-                    on_walker = [s for b, s in zip(d.boxes, d.scores) if b[0] < x < b[2] and b[1] < feet - h / 2 < b[3]]
-                    best[name].append(max(on_walker, default=0.0))
+        got = walker_scores(scene, SceneRenderer(scene, bank, seed=seed), {"smooth": smooth, "raw": raw}, roi,
+                            (-0.6, -0.2, 0.2, 0.6))
+        for name in best:
+            best[name] += got[name]
     s, r = np.array(best["smooth"]), np.array(best["raw"])
     new = smooth.manifest.track_new
     assert s.mean() > r.mean() + 0.03, (s.mean(), r.mean())

@@ -13,17 +13,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from edge.commands.args import floats
 from edge.errors import UserError
-
-
-def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != n:
-        raise UserError(f"{what} needs {n} comma-separated numbers, got {text!r}")
-    return values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from edge.counting import CountingLine
     from edge.commands.camera import open_video_and_model
 
-    line = _floats(args.line, 4, "--line")
-    inside = _floats(args.inside, 2, "--inside")
+    line = floats(args.line, 4, "--line")
+    inside = floats(args.inside, 2, "--inside")
     source, detector = open_video_and_model(args.video, args.model, args.threads, live=False)
     first = source.read()
     if first is None:
@@ -75,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.roi == "full":
         roi = None
     else:
-        roi = tuple(int(v) for v in _floats(args.roi, 4, "--roi"))
+        roi = tuple(int(v) for v in floats(args.roi, 4, "--roi"))
     pipeline = CameraPipeline(detector, [counting_line], run_id=uuid.uuid4().hex[:8], roi=roi)
     total = source.frame_count or None
     fps = source.fps or 0.0  # read now: a closed capture reports 0

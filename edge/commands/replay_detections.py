@@ -11,17 +11,8 @@ import json
 import sys
 from contextlib import ExitStack
 
+from edge.commands.args import floats
 from edge.errors import UserError
-
-
-def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        vals = ()
-    if len(vals) != n:
-        raise UserError(f"{what} needs {n} comma-separated numbers, got {text!r}")
-    return vals
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -49,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from edge.mot_format import MotFormatError, read_detections, write_tracks
     from edge.tracker import Tracker
 
-    x1, y1, x2, y2 = _floats(args.line, 4, "--line")
-    inside = _floats(args.inside, 2, "--inside")
+    x1, y1, x2, y2 = floats(args.line, 4, "--line")
+    inside = floats(args.inside, 2, "--inside")
     if not args.fps > 0:
         raise UserError(f"--fps must be positive, got {args.fps}")
     try:
