@@ -210,7 +210,7 @@ def motion_gating(threads: int) -> dict:
 
 
 def _bank():
-    from simulator.sprites import detector_gated_bank
+    from bench.sprite_bank import detector_gated_bank
 
     return detector_gated_bank()
 

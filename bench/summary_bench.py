@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from day_sim import Device, deliver, fast_store, local_midnight, visitors  # noqa: E402
 from edge.day_report import Row, draw  # noqa: E402
-from edge.day_summary import day_bounds  # noqa: E402
+from contract.day_summary import day_bounds  # noqa: E402
 from edge.summaries import device_summary  # noqa: E402
-from edge.timebins import bins_between  # noqa: E402
+from contract.timebins import bins_between  # noqa: E402
 
 ZONE = ZoneInfo("Europe/Berlin")
 DAY = date(2026, 10, 25)

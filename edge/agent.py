@@ -21,14 +21,14 @@ from edge.audit import declared_accuracy
 from edge.bins import Binner, BinPolicy
 from edge.clock import Clock, SystemClock
 from edge.config import AgentConfig
-from edge.contract import topic
+from contract.messages import topic
 from edge.fuser import Fuser
 from edge.health import Health
 from edge.journal import Journal
 from edge.journal_writer import JournalWriter
 from edge.outbox import Outbox
 from edge.publisher import Publisher, _in_tx
-from edge.day_summary import SiteProfile
+from contract.day_summary import SiteProfile
 from edge.sd_notify import notify
 from edge.status import build_status
 from edge.summaries import Summaries, profile_of, request as request_summary

@@ -23,7 +23,7 @@ from edge.beam_decoder import BeamDecoder, DecoderConfig, Edge
 from edge.clock import Clock, SystemClock
 from edge.crossing import Crossing
 from edge.journal import BeamEventRow
-from edge.ratings import Press
+from contract.ratings import Press
 from firmware_bridge import messages as m
 from firmware_bridge.link import BeamLink
 

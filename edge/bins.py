@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo
 
 from edge.crossing import DIRECTIONS
 from edge.journal import create_tables
-from edge.occupancy import OccupancyRule, fold, step
+from contract.occupancy import OccupancyRule, fold, step
 from edge.outbox import Outbox
-from edge.ratings import COUNTED, OUT_OF_RANGE, REPEAT, bin_block
-from edge.timebins import Bin, bin_of, iso_utc, last_local_time_before
+from contract.ratings import COUNTED, OUT_OF_RANGE, REPEAT, bin_block
+from contract.timebins import Bin, bin_of, iso_utc, last_local_time_before
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bin_state (

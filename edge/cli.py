@@ -12,20 +12,22 @@ from edge.errors import UserError
 
 __all__ = ["UserError", "build_parser", "main"]
 
-# Each entry is a module in edge.commands with register(subparsers).
+# Each entry is a module with register(subparsers). The index side (`footfall index`) is a
+# package of its own, imported only when the command line is built: the agent's code never
+# imports it.
 COMMAND_MODULES: tuple[str, ...] = (
-    "run",
-    "status",
-    "config_cmd",
-    "index",
-    "ir",
-    "summary",
-    "report",
-    "demo",
-    "replay_detections",
-    "count",
-    "camera",
-    "validate",
+    "edge.commands.run",
+    "edge.commands.status",
+    "edge.commands.config_cmd",
+    "index_system.cli",
+    "edge.commands.ir",
+    "edge.commands.summary",
+    "edge.commands.report",
+    "edge.commands.demo",
+    "edge.commands.replay_detections",
+    "edge.commands.count",
+    "edge.commands.camera",
+    "edge.commands.validate",
 )
 
 
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(f"edge.commands.{name}").register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

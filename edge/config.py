@@ -104,7 +104,7 @@ class OpeningHoursSettings(_Section):
     @field_validator("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     @classmethod
     def _spans(cls, v: str) -> str:
-        from edge.occupancy import parse_spans
+        from contract.occupancy import parse_spans
 
         parse_spans(v)
         return v
@@ -192,8 +192,8 @@ class AgentConfig(_Section):
         return ZoneInfo(self.device.timezone)
 
     def occupancy_rule(self) -> Any:
-        """The pure occupancy rule (edge.occupancy.OccupancyRule) these settings describe."""
-        from edge.occupancy import OccupancyRule, OpeningHours
+        """The pure occupancy rule (contract.occupancy.OccupancyRule) these settings describe."""
+        from contract.occupancy import OccupancyRule, OpeningHours
 
         hours = OpeningHours.from_mapping(self.site.opening_hours.model_dump())
         return OccupancyRule(self.occupancy.drift, self.occupancy.quiet_minutes, hours)

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from edge.occupancy import OpeningHours
+from contract.occupancy import OpeningHours
 
 WIDTH, HEIGHT = 1200, 720
 LEFT, RIGHT = 70, 20

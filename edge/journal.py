@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from edge.crossing import Crossing
-from edge.ratings import Press, classify
+from contract.ratings import Press, classify
 
 SCHEMA_VERSION = 1
 
@@ -186,7 +186,7 @@ class Journal:
 
     def add_ratings(self, door: str, presses: Sequence[Press], *, repeat_s: float, levels: int) -> int:
         """Commit keypad presses durably, idempotent on (door, mcu_epoch, seq), each with its
-        status from the repeat filter (`edge.ratings.classify`) against the keypad's last
+        status from the repeat filter (`contract.ratings.classify`) against the keypad's last
         journaled press. Returns how many were new."""
         now = time.time()
         with self.transaction():

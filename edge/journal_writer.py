@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from edge.crossing import Crossing
 from edge.journal import BeamEventRow, Journal, JournalFullError
-from edge.ratings import Press
+from contract.ratings import Press
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

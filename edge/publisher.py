@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import MqttSettings
-from edge.contract import topic, validate
+from contract.messages import topic, validate
 from edge.health import Health
 from edge.journal import Journal
 from edge.journal_writer import JournalWriter

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, time as dtime
 from typing import TYPE_CHECKING, Any
 
-from edge.timebins import bin_of, iso_utc
+from contract.timebins import bin_of, iso_utc
 
 if TYPE_CHECKING:
     from edge.agent import Agent

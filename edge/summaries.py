@@ -5,7 +5,7 @@ has passed (the first `bins.rebase_local_time` at or after the next local midnig
 midnight itself for 24-hour sites), and only once the binner has closed every bin of the
 day. Requests (the index system's `cmd/summary`, `footfall summary --publish`) go
 through a table in the journal so that they survive a restart and are served by the one
-thread that owns the journal. The figures come from `edge.day_summary`, the same function
+thread that owns the journal. The figures come from `contract.day_summary`, the same function
 the index consumer runs on the bins it received.
 
 Like the binner, this works on the journal's connection inside the caller's transaction.
@@ -20,10 +20,10 @@ from datetime import date as Date, datetime, time as dtime, timedelta
 from typing import Any
 
 from edge.bins import Binner
-from edge.day_summary import SCHEMA, SiteProfile, day_bounds, summarize_day
+from contract.day_summary import SCHEMA, SiteProfile, day_bounds, summarize_day
 from edge.journal import create_tables
 from edge.outbox import Outbox
-from edge.timebins import bins_between
+from contract.timebins import bins_between
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS summary_state (

@@ -17,7 +17,6 @@ Everything stays in memory: no person image is written to disk.
 
 from __future__ import annotations
 
-import functools
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -200,17 +199,3 @@ def load_sprite_bank(path: str = str(VTEST), score: Callable[[np.ndarray], float
         raise RuntimeError(f"no isolated walkers found in {path}")
     return SpriteBank(background, tuple(appearances))
 
-
-@functools.cache
-def detector_gated_bank(model: str = "ssdlite_person") -> SpriteBank:
-    """The composed scenes' walkers, keeping only cut-outs the shipped detector still sees
-    as a person (one bank per process: the bench, the fusion runner and the tests share it)."""
-    from edge.detector import OnnxDetector
-
-    gate = OnnxDetector(model, threads=2, score_threshold=0.1)
-
-    def score(img: np.ndarray) -> float:
-        d = gate.detect(img)
-        return float(d.scores.max()) if len(d) else 0.0
-
-    return load_sprite_bank(score=score)

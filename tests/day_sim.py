@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 
 from edge.bins import Binner, BinPolicy
 from edge.crossing import Crossing
-from edge.day_summary import SiteProfile
-from edge.index_consumer import IndexStore
+from contract.day_summary import SiteProfile
+from index_system.consumer import IndexStore
 from edge.journal import Journal
-from edge.occupancy import OccupancyRule, OpeningHours
+from contract.occupancy import OccupancyRule, OpeningHours
 from edge.outbox import Outbox
 from edge.summaries import Summaries
 

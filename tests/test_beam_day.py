@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from simulator.fault_day import run
+from bench.fault_day import run
 from simulator.scenario import load
 
 LONG = os.environ.get("FOOTFALL_LONG") == "1"

@@ -12,7 +12,7 @@ from edge.bins import Binner, BinPolicy
 from edge.crossing import Crossing
 from edge.journal import Journal
 from edge.outbox import Outbox
-from edge.timebins import bin_of, bins_between
+from contract.timebins import bin_of, bins_between
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

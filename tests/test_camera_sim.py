@@ -39,7 +39,7 @@ def detector() -> OnnxDetector:
 
 @pytest.fixture(scope="module")
 def bank(detector: OnnxDetector):
-    from simulator.sprites import detector_gated_bank
+    from bench.sprite_bank import detector_gated_bank
 
     return detector_gated_bank()
 

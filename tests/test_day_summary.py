@@ -15,12 +15,12 @@ from day_sim import Device, fast_store, HOURS, days, deliver, figures, local_mid
 from edge.agent import Agent
 from edge.cli import main
 from edge.clock import VirtualClock
-from edge.contract import validate
+from contract.messages import validate
 from edge.crossing import Crossing
-from edge.day_summary import SiteProfile, day_bounds, summarize_day
-from edge.index_consumer import ConsumerSettings, IndexConsumer, IndexStore
-from edge.occupancy import OpeningHours
-from edge.timebins import bins_between, iso_utc
+from contract.day_summary import SiteProfile, day_bounds, summarize_day
+from index_system.consumer import ConsumerSettings, IndexConsumer, IndexStore
+from contract.occupancy import OpeningHours
+from contract.timebins import bins_between, iso_utc
 from harness import agent_config, agent_toml, wait_for
 
 BERLIN = ZoneInfo("Europe/Berlin")

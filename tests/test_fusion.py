@@ -345,7 +345,7 @@ def _abreast_sample_seed(count: int) -> int:
     """The first crowd seed whose sample is a 20%-abreast day in each direction (15-30% of
     that direction's passers in pairs or trios, at least 10 passers): chosen by the crowd's
     make-up alone, before anything is counted."""
-    from simulator.fusion_accuracy import crowd_of
+    from bench.fusion_accuracy import crowd_of
 
     for seed in range(100):
         crowd, _ = crowd_of("abreast_mix", count, seed)
@@ -362,7 +362,7 @@ def _abreast_sample_seed(count: int) -> int:
 def test_fused_beats_both_sources_on_a_small_abreast_day() -> None:
     """Real composed camera scenes through the shipped detector and tracker, the beam
     decoder on the simulated beams, one crowd (20% of passers two or three abreast)."""
-    from simulator.fusion_accuracy import scores, streams_for
+    from bench.fusion_accuracy import scores, streams_for
 
     s = streams_for("abreast_mix", count=30, seed=_abreast_sample_seed(30), threads=2)
     sc = scores(s)

@@ -12,8 +12,8 @@ from hypothesis import given, settings, strategies as st
 
 from day_sim import Device, HOURS, days, local_midnight, visitors
 from edge.crossing import Crossing
-from edge.occupancy import OccupancyRule, OpeningHours, fold, parse_spans, step, usage_rate
-from edge.timebins import bin_of
+from contract.occupancy import OccupancyRule, OpeningHours, fold, parse_spans, step, usage_rate
+from contract.timebins import bin_of
 
 BERLIN = ZoneInfo("Europe/Berlin")
 OFF = OccupancyRule("off")

@@ -11,9 +11,9 @@ import pytest
 
 from edge.agent import Agent
 from edge.clock import VirtualClock
-from edge.contract import validate
+from contract.messages import validate
 from edge.crossing import Crossing
-from edge.index_consumer import ConsumerSettings, IndexConsumer, IndexStore
+from index_system.consumer import ConsumerSettings, IndexConsumer, IndexStore
 from harness import agent_config, wait_for
 
 HOUR = 3600.0

@@ -6,7 +6,7 @@ import time
 
 from edge.agent import Agent
 from edge.clock import VirtualClock
-from edge.index_consumer import ConsumerSettings, IndexConsumer, IndexStore
+from index_system.consumer import ConsumerSettings, IndexConsumer, IndexStore
 from harness import agent_config, wait_for
 from simulator.local_broker import SECURE_USERS
 from test_publish_e2e import crossings

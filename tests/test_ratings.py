@@ -11,14 +11,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edge.bins import Binner, BinPolicy
-from edge.contract import validate
+from contract.messages import validate
 from edge.crossing import Crossing
-from edge.day_summary import SiteProfile, summarize_day
+from contract.day_summary import SiteProfile, summarize_day
 from edge.journal import BeamEventRow, Journal
 from edge.outbox import Outbox
-from edge.ratings import COUNTED, OUT_OF_RANGE, REPEAT, Press, classify, day_block, good_levels, pooled_share, satisfaction_share
+from contract.ratings import COUNTED, OUT_OF_RANGE, REPEAT, Press, classify, day_block, good_levels, pooled_share, satisfaction_share
 from edge.summaries import Summaries
-from edge.week_view import week_view
+from index_system.week_view import week_view
 
 ZONE = ZoneInfo("Asia/Shanghai")
 DAY = date(2026, 6, 3)

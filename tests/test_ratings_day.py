@@ -18,12 +18,12 @@ from edge.beam_source import BeamSettings, BeamSource, DoorSettings
 
 from edge.journal_writer import JournalWriter
 from edge.bins import Binner, BinPolicy
-from edge.contract import validate
-from edge.day_summary import SiteProfile
-from edge.index_consumer import IndexStore
+from contract.messages import validate
+from contract.day_summary import SiteProfile
+from index_system.consumer import IndexStore
 from edge.journal import Journal
 from edge.outbox import Outbox
-from edge.ratings import good_levels
+from contract.ratings import good_levels
 from edge.summaries import Summaries
 from simulator import people
 from simulator.raters import rate

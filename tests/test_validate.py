@@ -18,7 +18,7 @@ import pytest
 from edge.agent import Agent
 from edge.audit import by_events, by_slots, by_totals, verdict
 from edge.clock import VirtualClock
-from edge.contract import validate
+from contract.messages import validate
 from edge.crossing import Crossing
 from edge.journal import Journal
 from harness import agent_config, agent_toml

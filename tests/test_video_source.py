@@ -114,13 +114,15 @@ def test_latest_frame_grabber_never_hands_out_stale_frames(clip: Path) -> None:
 def test_latest_frame_grabber_caps_the_rate(clip: Path) -> None:
     import time
 
-    grabber = LatestFrameGrabber(VideoSource(clip, live=False), max_fps=20)
+    # drop_stale=False hands out every frame, so the count does not depend on how fast
+    # this (shared, noisy) machine decodes: only the rate cap spaces the hand-outs.
+    grabber = LatestFrameGrabber(VideoSource(clip, live=False), max_fps=20, drop_stale=False)
     stamps = []
     while grabber.next(timeout=5) is not None:
         stamps.append(time.monotonic())
     grabber.stop()
     gaps = np.diff(stamps)
-    assert len(stamps) >= 3
+    assert len(stamps) == grabber.captured == 40
     assert gaps.min() >= 0.045  # never faster than 20 per second
 
 

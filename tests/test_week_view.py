@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from day_sim import Device, fast_store, days, deliver, local_midnight, visitors
 from edge.cli import main
-from edge.week_view import week_view
+from index_system.week_view import week_view
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FIRST = date(2026, 6, 1)  # a Monday

@@ -1,7 +1,7 @@
 """`footfall demo`: the agent on a simulated door with a local broker (what `make demo` runs).
 
-The simulator lives outside the agent, so this runs it as its own program
-(`python -m simulator.demo`) rather than importing it."""
+The simulator and the runner that wires it to the agent live outside the agent, so this runs
+them as their own program (`python -m bench.demo`) rather than importing them."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    cmd = [sys.executable, "-m", "simulator.demo", "--minutes", str(args.minutes), "--scenario", args.scenario,
+    cmd = [sys.executable, "-m", "bench.demo", "--minutes", str(args.minutes), "--scenario", args.scenario,
            "--gap", str(args.gap)]
     if args.workdir:
         cmd += ["--workdir", args.workdir]

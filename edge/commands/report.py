@@ -23,9 +23,9 @@ def handle(args: argparse.Namespace) -> int:
 
     from edge.commands.summary import render
     from edge.day_report import Row, draw, write_csv
-    from edge.day_summary import day_bounds
+    from contract.day_summary import day_bounds
     from edge.summaries import device_summary, offline_binner, profile_of
-    from edge.timebins import bins_between
+    from contract.timebins import bins_between
 
     cfg, journal = open_journal(args)
     try:

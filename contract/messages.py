@@ -1,6 +1,6 @@
 """The topic tree and payload kinds shared by the agent and the index consumer.
 
-broker/CONTRACT.md is the prose; the JSON Schemas in edge/schemas/ are the rules; both
+broker/CONTRACT.md is the prose; the JSON Schemas in contract/schemas/ are the rules; both
 sides validate against the same files.
 """
 
@@ -35,7 +35,7 @@ def parse_topic(prefix: str, name: str) -> tuple[str, str, str] | None:
 @cache
 def schema(kind: str) -> dict[str, Any]:
     name = kind.replace("/", "-")
-    text = resources.files("edge").joinpath("schemas", f"{name}.schema.json").read_text()
+    text = resources.files("contract").joinpath("schemas", f"{name}.schema.json").read_text()
     return json.loads(text)
 
 

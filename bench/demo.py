@@ -29,7 +29,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from edge.index_consumer import ConsumerSettings, IndexConsumer, IndexStore
+from index_system.consumer import ConsumerSettings, IndexConsumer, IndexStore
 from simulator import people
 from simulator.local_broker import Broker
 from simulator.processes import terminate

@@ -19,15 +19,34 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlite3
+
 import jsonschema
 import paho.mqtt.client as mqtt
 
-from edge.contract import parse_topic, validate
-from edge.day_summary import SiteProfile, summarize_day
-from edge.week_view import week_view
-from edge.journal import connect, create_tables
+from contract.messages import parse_topic, validate
+from contract.day_summary import SiteProfile, summarize_day
+from index_system.week_view import week_view
 
 log = logging.getLogger(__name__)
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """The index store's SQLite file: WAL, durable commits, autocommit outside explicit
+    transactions."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def create_tables(conn: sqlite3.Connection, ddl: str) -> None:
+    for stmt in ddl.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (

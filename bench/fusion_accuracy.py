@@ -1,10 +1,10 @@
 """Fused counting accuracy against one ground truth: beams alone, camera alone, fused.
 
-`python -m simulator.fusion_accuracy [scenario ...] [--people N] [--cache DIR]` draws each scenario's
+`python -m bench.fusion_accuracy [scenario ...] [--people N] [--cache DIR]` draws each scenario's
 crowd (`simulator.people`), then runs both real sensing paths on it:
 
 * beams: the simulated beam edges after the firmware's debounce, decoded by the agent's
-  `BeamDecoder` (as `simulator.beam_accuracy` does);
+  `BeamDecoder` (as `bench.beam_accuracy` does);
 * camera: the same people rendered by `simulator.camera` (composed scenes of real
   walkers, `walkers_from_crowd`) at 10 fps, through the shipped ONNX detector, the
   tracker and the counting line (`CameraPipeline`). Frames in which no walker is in view
@@ -128,7 +128,7 @@ def camera_crossings(crowd: people.Crowd, detector, bank, fps: float = 10.0, see
 
 def sprite_bank():
     """The composed scenes' walkers (the same bank as bench/camera_bench)."""
-    from simulator.sprites import detector_gated_bank
+    from bench.sprite_bank import detector_gated_bank
 
     return detector_gated_bank()
 
@@ -163,7 +163,7 @@ def scores(s: Streams, params: FusionParams | None = None) -> dict[str, dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m simulator.fusion_accuracy", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.fusion_accuracy", description=__doc__.split("\n\n")[0])
     ap.add_argument("scenarios", nargs="*", default=list(TYPES))
     ap.add_argument("--people", type=int, default=150, help="passers per scenario (default 150)")
     ap.add_argument("--seed", type=int, default=None, help="crowd seed (default: the scenario's)")

@@ -1,6 +1,6 @@
 """Beam counting accuracy against ground truth, per scenario type and direction.
 
-`python -m simulator.beam_accuracy [scenario ...]` decodes each scenario's simulated
+`python -m bench.beam_accuracy [scenario ...]` decodes each scenario's simulated
 beams (after the firmware's debounce) with the agent's decoder and prints gross
 accuracy = 1 - (missed + extra) / true per direction. No link here: the link's own
 losslessness is the fault day's job; this measures the beams and the decoder.

@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import threading
-
-from edge.commands.args import local_day
+from datetime import date
 from typing import Any
+
+
+def local_day(text: str) -> date:
+    """A local calendar date given as YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +52,7 @@ ENVELOPE = ("schema", "device", "site", "epoch", "seq", "historical", "revision"
 
 def summary(args: argparse.Namespace) -> int:
     """Print both summaries; exit 1 when they differ (the device and the index disagree)."""
-    from edge.index_consumer import IndexStore
+    from index_system.consumer import IndexStore
 
     store = IndexStore(args.db)
     received = store.received_summary(args.device, args.day)
@@ -60,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from edge.index_consumer import ConsumerSettings, IndexConsumer, IndexStore
+    from index_system.consumer import ConsumerSettings, IndexConsumer, IndexStore
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     password = open(args.password_file).read().strip() if args.password_file else None
@@ -74,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from edge.index_consumer import IndexStore
+    from index_system.consumer import IndexStore
 
     if args.week:
         return week(IndexStore(args.db), args)

@@ -1,6 +1,6 @@
 """The week view of one site: day summaries of its devices folded into weekly figures.
 
-Pure: day summaries in (as `edge.day_summary` makes them), one dict out. A site's visits
+Pure: day summaries in (as `contract.day_summary` makes them), one dict out. A site's visits
 are the sum over its devices (one device per entrance). The week is the seven local days
 ending on a given date, compared with the seven before it (not ISO calendar weeks, so a
 report on any day shows a full week). Definitions: docs/index-figures.md.
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import date as Date, timedelta
 from typing import Any
 
-from edge.ratings import pooled_share
+from contract.ratings import pooled_share
 
 Summaries = Mapping[Date, Mapping[str, dict[str, Any] | None]]  # day -> device -> summary (None: no bins)
 

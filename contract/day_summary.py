@@ -19,9 +19,9 @@ from datetime import date as Date, datetime, time as dtime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from edge.occupancy import OpeningHours, usage_rate
-from edge.ratings import day_block
-from edge.timebins import bins_between, iso_utc
+from contract.occupancy import OpeningHours, usage_rate
+from contract.ratings import day_block
+from contract.timebins import bins_between, iso_utc
 
 SCHEMA = "footfall.summary/1"
 
