@@ -135,6 +135,9 @@ def week(store: Any, args: argparse.Namespace) -> int:
         con.print("peak hours: " + (", ".join(f"{p['hour']:02d}:00 ({p['in']})" for p in v["peak_hours"]) or "-"))
         usage = v["usage_rate"]
         con.print("usage rate (mean over opening hours): " + ("-" if usage is None else f"{usage:.1%}"))
+        gather = v["gathering_rate"]
+        con.print("gathering rate: " + ("- (no `[site] residents` declared)" if gather is None else
+                                        f"{gather:.1f} visits per 1,000 residents ({v['residents']} residents)"))
         share = v["satisfaction_share"]
         con.print("satisfaction share: " + ("- (no counted ratings: no keypad, or nobody rated)" if share is None
                                             else f"{share:.1%} of {v['ratings_counted']} ratings"))

@@ -78,7 +78,8 @@ def test_device_summary_equals_consumer_recomputation_on_simulated_days(tmp_path
     rng = random.Random(7)
     for zone, first, n in ((BERLIN, date(2026, 3, 27), 4), (BERLIN, date(2026, 10, 23), 4),
                            (ZoneInfo("Asia/Kathmandu"), date(2026, 6, 1), 2)):
-        dev = Device(tmp_path / f"{zone.key.replace('/', '_')}-{first}.db", zone, local_midnight(first, zone) + 7 * 3600)
+        dev = Device(tmp_path / f"{zone.key.replace('/', '_')}-{first}.db", zone, local_midnight(first, zone) + 7 * 3600,
+                     residents=8_000 if zone.key == "Asia/Kathmandu" else None)  # one site declares its population
         for d in days(first, n):
             dev.journal.add_crossings(visitors(d, zone, rng, 250))
         # the beam link is down for two hours on the second day: flagged bins
@@ -103,6 +104,11 @@ def test_device_summary_equals_consumer_recomputation_on_simulated_days(tmp_path
             assert figures(s) == recomputed, f"{zone.key} {day_s}: device and consumer disagree"
             assert store.received_summary("dev-a", date.fromisoformat(day_s))["revision"] == s["revision"]
             assert s["visits"]["in"] == truth[day_s]
+            if dev.residents:  # the gathering rate: the simulator's entries per 1,000 residents
+                assert s["gathering_rate"] == {"residents": 8_000, "per_1000": round(truth[day_s] * 1000 / 8_000, 4)}
+                assert s["gathering_rate"]["per_1000"] > 0 and s["profile"]["residents"] == 8_000
+            else:  # additive: a site without residents sends the summary exactly as before
+                assert "gathering_rate" not in s and "residents" not in s["profile"]
             assert s["hours"] == round((day_bounds(date.fromisoformat(day_s), zone)[1] - day_bounds(date.fromisoformat(day_s), zone)[0]) / 3600)
         assert sent[late_day.isoformat()]["revision"] == 1 and sent[first.isoformat()]["revision"] == 0
         flagged = sent[late_day.isoformat()]["completeness"]
