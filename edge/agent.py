@@ -86,7 +86,8 @@ class Agent:
             if first and component == "mqtt":
                 log.info("mqtt: %s to %s:%d", detail or "connecting", self.cfg.mqtt.host, self.cfg.mqtt.port)
             else:
-                self._health_log.log(f"{component}:{ok}", logging.INFO if ok else logging.WARNING, "%s %s: %s",
+                level = logging.INFO if ok or self.stopping.is_set() else logging.WARNING  # a shutdown is no fault
+                self._health_log.log(f"{component}:{ok}", level, "%s %s: %s",
                                      component, "ok" if ok else ("down" if component == "mqtt" else "FAULT"),
                                      detail or "-")
         if component == "mqtt":
