@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 from datetime import date
 from typing import Any
@@ -45,6 +46,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="per site: visits per day and week, week-over-week change, peak hours, usage rate, satisfaction share")
     rep.add_argument("--end", type=local_day, help="with --week: last local day of the week (default: the last day with bins)")
     rep.set_defaults(handler=report)
+    sv = verbs.add_parser("serve", help="the lobby and district page (HTML, no internet needed) from the store",
+                          description="Serve the district's ranking (visits, usage rate, gathering rate, satisfaction "
+                          "this week) and, per site, today's live curve and the week, from the consumer's store. "
+                          "Pages reload themselves; nothing is fetched from the internet.")
+    sv.add_argument("--db", required=True, help="the consumer's SQLite store (as `footfall index run --db`)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a screen elsewhere)")
+    sv.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    sv.add_argument("--district", default="District", help="the heading of the ranking (default District)")
+    sv.add_argument("--refresh", type=int, default=30, metavar="S", help="seconds between page reloads (default 30)")
+    sv.set_defaults(handler=serve)
     sm = verbs.add_parser("summary", help="a device's day summary: as received, and as recomputed from the stored bins")
     sm.add_argument("--db", required=True)
     sm.add_argument("--device", required=True)
@@ -102,6 +113,27 @@ def why_not(received: dict[str, Any] | None, recomputed: dict[str, Any] | None, 
     differ = sorted(k for k in set(received) | set(recomputed) if received.get(k) != recomputed.get(k))
     reasons.append("figures that differ: " + ", ".join(differ))
     return reasons
+
+
+def serve(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from index_system.consumer import IndexStore
+    from index_system.lobby_server import serve as start
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not 1 <= args.refresh <= 3600:
+        print("footfall: --refresh must be 1..3600 seconds", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server = start(IndexStore(args.db), args.host, args.port, args.district, args.refresh)
+    print(f"serving http://{server.server_address[0]}:{server.server_address[1]}/", flush=True)
+    stop.wait()
+    server.shutdown()
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -227,6 +227,13 @@ class IndexStore:
                                     (device, day.isoformat())).fetchone()
         return json.loads(row[0]) if row else None
 
+    def site_bins(self, site: str, day: date) -> list[dict[str, Any]]:
+        """The bins (payloads, highest revisions) of a site's devices on a local date, in time order."""
+        with self.lock:
+            rows = self.conn.execute("SELECT payload FROM bins WHERE site = ? AND local_date = ? ORDER BY start_utc",
+                                     (site, day.isoformat())).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
     def last_date(self) -> date | None:
         with self.lock:
             row = self.conn.execute("SELECT MAX(local_date) FROM bins").fetchone()
