@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--site")
     rep.add_argument("--json", action="store_true")
     rep.add_argument("--week", action="store_true",
-                     help="per site: visits per day and week, week-over-week change, peak hours, usage rate, satisfaction share")
+                     help="per site: visits per day and week, week-over-week change, peak hours, usage rate, gathering rate, satisfaction share")
     rep.add_argument("--end", type=local_day, help="with --week: last local day of the week (default: the last day with bins)")
     rep.set_defaults(handler=report)
     sv = verbs.add_parser("serve", help="the lobby and district page (HTML, no internet needed) from the store",
