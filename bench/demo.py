@@ -7,7 +7,7 @@ The world (`simulator.day`): people arriving over the opening hours (08:00-20:00
 morning and an afternoon peak, some two or three abreast), leavers pressing the exit
 keypad. The door is sensed twice: the agent's beam decoder on the simulated beam edges,
 and the camera path (composed scenes of real walkers through the shipped ONNX detector,
-the tracker and the counting line). The agent (`edge.agent.Agent`: journal thread,
+the tracker and the counting line, at 5 frames a second). The agent (`edge.agent.Agent`: journal thread,
 fusion, binner, day summary, outbox, paho publisher) runs on a `VirtualClock`, so a day
 of 15-minute bins passes in seconds; each hour is fed to it as its virtual time comes.
 Mosquitto and the consumer are real and run in real time. The screen shows the door's
@@ -53,6 +53,8 @@ DAY = date(2026, 6, 1)  # a Monday
 CAPACITY, RESIDENTS, LEVELS = 25, 12_000, 4
 HOURS = "08:00-20:00"
 STEP_S = 60.0  # virtual seconds per agent tick
+CAMERA_FPS = 5.0  # a Pi-class detector rate ([camera] max_fps below); the detector is the demo's slow part
+CAMERA_WINDOW_S = 3.0  # run the detector while a walker in view is within 3 s of the line
 
 
 def agent_config(workdir: Path, broker_port: int) -> Path:
@@ -94,6 +96,7 @@ port = "/dev/null"
 
 [camera]
 enabled = true
+max_fps = {CAMERA_FPS}
 
 [[camera.lines]]
 name = "{DOOR}"
@@ -136,7 +139,8 @@ def sense(seg: Segment, day_start: float, sc, detector, bank, seed: int, seq0: i
     t0 = day_start + seg.offset_s
     tag = f"h{seg.hour}"
     beam = shifted(beam_crossings(seg.crowd, sc), t0, tag)
-    camera = shifted(camera_crossings(seg.crowd, detector, bank, seed=seed), t0, tag)
+    camera = shifted(camera_crossings(seg.crowd, detector, bank, fps=CAMERA_FPS, seed=seed, window_s=CAMERA_WINDOW_S),
+                     t0, tag)
     presses, truth = rate(seg.crowd, RaterSpec(levels=LEVELS, weights=(0.04, 0.08, 0.38, 0.5), share=0.4, seed=seed))
     keyed = [Press(1, seq0 + i, k, lv, int((seg.offset_s + t) * 1e6), t0 + t) for i, (t, k, lv) in enumerate(presses)]
     return beam, camera, keyed, [(day_start + t, d) for t, d in seg.truth()], dict(truth.counts)
