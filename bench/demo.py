@@ -7,9 +7,10 @@ The world (`simulator.day`): people arriving over the opening hours (08:00-20:00
 morning and an afternoon peak, some two or three abreast), leavers pressing the exit
 keypad. The door is sensed twice: the agent's beam decoder on the simulated beam edges,
 and the camera path (composed scenes of real walkers through the shipped ONNX detector,
-the tracker and the counting line, at 5 frames a second). The agent (`edge.agent.Agent`: journal thread,
-fusion, binner, day summary, outbox, paho publisher) runs on a `VirtualClock`, so a day
-of 15-minute bins passes in seconds; each hour is fed to it as its virtual time comes.
+the tracker and the counting line, at 5 frames a second). The agent (`edge.agent.Agent`:
+journal thread, fusion, binner, day summary, outbox, paho publisher) runs on a
+`VirtualClock`, so a day of 15-minute bins passes in seconds; each hour is fed to it as its
+virtual time comes.
 Mosquitto and the consumer are real and run in real time. The screen shows the door's
 truth, each source's count, the fused count and what the consumer holds; at the end the
 day summary's figures, the device and the consumer compared, and the day report PNG.

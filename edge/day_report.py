@@ -76,8 +76,10 @@ def draw(rows: Sequence[Row], zone: ZoneInfo, hours: OpeningHours, title: str, c
     fig.subplots_adjust(left=0.07, right=0.985, top=0.84, bottom=0.08)
     fig.suptitle(title, x=0.07, ha="left", fontsize=12, fontweight="bold")
     if figures:
-        text = "    ".join(f"{k}: {v}" for k, v in figures)
-        fig.text(0.07, 0.905, text, ha="left", va="top", fontsize=8.5, wrap=True)
+        items = [f"{k}: {v}" for k, v in figures]
+        half = (len(items) + 1) // 2
+        text = "    ".join(items[:half]) + "\n" + "    ".join(items[half:])
+        fig.text(0.07, 0.905, text, ha="left", va="top", fontsize=9, linespacing=1.6)
     if not rows:
         return fig
     t0 = rows[0].start_utc
