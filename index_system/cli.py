@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+import time
 from datetime import date
 from typing import Any
 
@@ -37,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--week", action="store_true",
                      help="per site: visits per day and week, week-over-week change, peak hours, usage rate, satisfaction share")
     rep.add_argument("--end", type=local_day, help="with --week: last local day of the week (default: the last day with bins)")
+    rep.add_argument("--devices", action="store_true",
+                     help="per device only: retained status, heard from by its bins, refused messages, duplicate identities")
+    rep.add_argument("--offline-grace-s", type=float, default=300.0,
+                     help="a device is offline after one bin period plus this many seconds without a bin (default 300)")
+    rep.add_argument("--now", type=float, help=argparse.SUPPRESS)  # tests: judge availability at this UTC time
     rep.set_defaults(handler=report)
     sm = verbs.add_parser("summary", help="a device's day summary: as received, and as recomputed from the stored bins")
     sm.add_argument("--db", required=True)
@@ -85,12 +91,23 @@ def report(args: argparse.Namespace) -> int:
 
     if args.week:
         return week(IndexStore(args.db), args)
-    days = IndexStore(args.db).daily(args.site)
-    if args.json:
-        print(json.dumps(days, indent=1))
+    store = IndexStore(args.db)
+    health = store.device_health(time.time() if args.now is None else args.now, args.offline_grace_s)
+    if args.site:
+        health = [d for d in health if d["site"] == args.site]
+    if args.devices and args.json:
+        print(json.dumps(health, indent=1))
         return 0
     from rich.console import Console
     from rich.table import Table
+
+    if args.devices:
+        Console().print(devices_table(health))
+        return 0
+    days = store.daily(args.site)
+    if args.json:
+        print(json.dumps(days, indent=1))
+        return 0
 
     t = Table(title="Daily visits per site")
     for col in ("site", "date", "in", "out", "peak occ.", "peak hour", "bins", "flagged"):
@@ -104,7 +121,23 @@ def report(args: argparse.Namespace) -> int:
     for d in days:
         bar = " ".join(f"{h:02d}:{n}" for h, n in enumerate(d["hourly_in"]) if n)
         print(f"{d['site']} {d['date']} hourly in: {bar or '-'}")
+    Console().print(devices_table(health))
     return 0
+
+
+def devices_table(health: list[dict[str, Any]]) -> Any:
+    """Availability judged by the bins received, next to the retained status it may contradict."""
+    from rich.table import Table
+
+    t = Table(title="Devices (heard: by the bins they send; status: their retained message)")
+    for col in ("site", "device", "heard", "status", "last bin received (UTC)", "refused", "duplicate identity"):
+        t.add_column(col)
+    for d in health:
+        last = d["last_bin_utc"]
+        t.add_row(str(d["site"]), d["device"], d["heard"], str(d["status"] or "-"),
+                  "-" if last is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last)),
+                  str(d["refused"]), str(d["duplicate_identity"]))
+    return t
 
 
 def week(store: Any, args: argparse.Namespace) -> int:
