@@ -22,6 +22,7 @@ from typing import Any
 import sqlite3
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract.messages import parse_topic
 from contract.day_summary import SiteProfile, summarize_day
@@ -388,7 +389,10 @@ class IndexConsumer:
         if rc.is_failure:
             log.error("index consumer: connect refused: %s", rc)
             return
-        client.subscribe(f"$share/{self.s.group}/{self.s.prefix}/#", qos=1)
+        # retainHandling=1: retained messages come with a new subscription only, not again at
+        # each reconnect of our persistent session (a retained message, poison included, is
+        # handled once, not after every restart).
+        client.subscribe(f"$share/{self.s.group}/{self.s.prefix}/#", options=SubscribeOptions(qos=1, retainHandling=1))
         self.connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:

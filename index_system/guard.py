@@ -15,9 +15,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import threading
 import time
 from collections import Counter
+from itertools import accumulate
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -32,20 +34,18 @@ class InputError(ValueError):
         self.reason = reason
 
 
-def json_depth(value: Any) -> int:
-    """How deeply containers nest in a parsed JSON value (a scalar is 0), without recursion."""
-    deepest, todo = 0, [(value, 0)]
-    while todo:
-        item, depth = todo.pop()
-        if isinstance(item, dict):
-            todo.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            todo.extend((v, depth + 1) for v in item)
-        else:
-            deepest = max(deepest, depth)
-            continue
-        deepest = max(deepest, depth + 1)
-    return deepest
+STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+NOT_BRACKETS = re.compile(rb"[^\[\]{}]")
+
+
+def nesting_depth(raw: bytes) -> int:
+    """How deeply brackets nest in JSON text, outside strings, without parsing it. Checked
+    before json.loads: its C parser recurses per level, and near the recursion limit an
+    interpreter callback (a GC hook) can turn RecursionError into a fatal stack overflow."""
+    brackets = NOT_BRACKETS.sub(b"", STRINGS.sub(b"", raw))
+    if not brackets:
+        return 0
+    return max(accumulate(1 if c in b"[{" else -1 for c in brackets))
 
 
 def _refuse_constant(name: str) -> Any:
@@ -61,17 +61,16 @@ def parse_json(raw: bytes, *, max_bytes: int, max_depth: int) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError("not_utf8", str(exc)[:120]) from None
+    if raw.count(b"[") + raw.count(b"{") > max_depth and nesting_depth(raw) > max_depth:
+        raise InputError("too_deep", f"nested deeper than {max_depth}")
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
-    except RecursionError:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:  # not reached after the depth check; kept so it can never escape
         raise InputError("too_deep", "nested too deep to parse") from None
     except ValueError as exc:
         if isinstance(exc, InputError):
             raise
         raise InputError("not_json", str(exc).splitlines()[0][:120] if str(exc) else "") from None
-    if json_depth(value) > max_depth:
-        raise InputError("too_deep", f"nested deeper than {max_depth}")
-    return value
 
 
 class RateLimitedLog:

@@ -139,6 +139,16 @@ def test_retained_poison_does_not_kill_a_fresh_consumer(secure_broker, tmp_path)
                 assert refused(cons) == {"too_deep": 1, "integer_range": 1, "unknown_kind": 1}
             finally:
                 cons.stop()
+        # the first consumer restarted on its store and session: the retained poison was
+        # handled once and does not come back with the reconnect
+        again = secure_consumer(secure_broker, tmp_path / "index-1.db")
+        try:
+            good.publish(topic("site-1", "dev-a", "bins"), bin_at("dev-a", "site-1", 3, minutes_ago=3))
+            wait_for(lambda: stored_bins(again, "dev-a") == 2, timeout=10, what="good bin after restart")
+            time.sleep(0.3)
+            assert refused(again) == {"too_deep": 1, "integer_range": 1, "unknown_kind": 1}
+        finally:
+            again.stop()
     finally:
         good.close()
         bad.close()
