@@ -9,6 +9,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
+
 from index_system.consumer import ConsumerSettings, IndexConsumer, IndexStore
 from simulator.local_broker import SECURE_USERS, Broker
 
@@ -25,6 +27,19 @@ def secure_consumer(broker: Broker, db: Path, **settings: Any) -> IndexConsumer:
     assert cons.connected.wait(10), "consumer did not connect"
     time.sleep(0.2)  # the SUBACK follows the CONNACK
     return cons
+
+
+def forget_session(broker: Broker) -> None:
+    """End the consumer's persistent session at the broker (client id = username `index`),
+    so the next consumer starts as a new one: a new subscription, retained messages first."""
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="index", protocol=mqtt.MQTTv5)
+    c.username_pw_set("index", SECURE_USERS["index"])
+    c.tls_set(ca_certs=str(broker.tls.ca_cert))
+    c.connect("127.0.0.1", broker.port, clean_start=True)  # session expiry 0: gone at disconnect
+    c.loop_start()
+    time.sleep(0.3)
+    c.disconnect()
+    c.loop_stop()
 
 
 def bin_body(device: str, site: str, seq: int, start: datetime, n_in: int = 1, epoch: int = 1, **changes: Any) -> dict:

@@ -30,7 +30,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, seed, settings, strategies as st
 
 from harness import wait_for
-from index_peers import bin_body, topic
+from index_peers import bin_body, forget_session, topic
 from index_system.quarantine import QuarantineLimits
 from simulator.local_broker import REPO_ROOT, SECURE_USERS
 from test_broker_security import Peer
@@ -186,12 +186,14 @@ def test_consumer_keeps_storing_the_good_device_under_generated_hostile_messages
         assert sum(again.refused().values()) == before, "refused messages were redelivered"
     finally:
         again.stop()
-    # A fresh consumer with a new database gets every retained leftover first.
+    # A fresh consumer (new session, new database) gets every retained leftover first.
+    forget_session(secure_broker)
     fresh = ConsumerProcess(secure_broker, tmp_path, tmp_path / "fresh.db")
     try:
         good.publish(topic("site-1", "dev-a", "bins"), good_bin(good_bins + 1))
         wait_for(lambda: fresh.stored_bins("dev-a") == 1, timeout=60, what="good bin behind the retained leftovers")
         assert fresh.proc.poll() is None
+        assert sent["retained"] == 0 or sum(fresh.refused().values()) > 0, "the retained leftovers never came"
     finally:
         fresh.stop()
         good.close()

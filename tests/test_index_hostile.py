@@ -17,7 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.cli import main
-from index_peers import alive, bin_at, bin_body, refused, secure_consumer, stored_bins, topic
+from index_peers import alive, bin_at, bin_body, forget_session, refused, secure_consumer, stored_bins, topic
 from simulator.local_broker import SECURE_USERS
 from test_broker_security import Peer
 from harness import wait_for
@@ -129,7 +129,9 @@ def test_retained_poison_does_not_kill_a_fresh_consumer(secure_broker, tmp_path)
     for kind, payload in poison.items():
         assert not bad.publish(topic("site-2", "dev-b", kind), payload, retain=True).is_failure
     try:
-        for n in (1, 2):  # two fresh consumers, each with a new database
+        for n in (1, 2):  # two fresh consumers, each with a new database and session
+            if n == 2:
+                forget_session(secure_broker)
             cons = secure_consumer(secure_broker, tmp_path / f"index-{n}.db")
             try:
                 good.publish(topic("site-1", "dev-a", "bins"), bin_at("dev-a", "site-1", n))
@@ -139,9 +141,9 @@ def test_retained_poison_does_not_kill_a_fresh_consumer(secure_broker, tmp_path)
                 assert refused(cons) == {"too_deep": 1, "integer_range": 1, "unknown_kind": 1}
             finally:
                 cons.stop()
-        # the first consumer restarted on its store and session: the retained poison was
+        # the second consumer restarted on its store and session: the retained poison was
         # handled once and does not come back with the reconnect
-        again = secure_consumer(secure_broker, tmp_path / "index-1.db")
+        again = secure_consumer(secure_broker, tmp_path / "index-2.db")
         try:
             good.publish(topic("site-1", "dev-a", "bins"), bin_at("dev-a", "site-1", 3, minutes_ago=3))
             wait_for(lambda: stored_bins(again, "dev-a") == 2, timeout=10, what="good bin after restart")
