@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--ca-file", help="CA certificate: enables TLS")
     r.add_argument("--prefix", default="footfall/v1")
     r.add_argument("--group", default="index", help="MQTT 5 shared-subscription group")
+    r.add_argument("--door-per-minute", type=int,
+                   help="most people one device may count per minute and direction; a bin above it is refused"
+                        " (default: IntakeLimits in index_system/intake.py, 120)")
+    r.add_argument("--offline-grace-s", type=float, default=300.0,
+                   help="a device is offline after one bin period plus this many seconds without a bin (default 300)")
     r.set_defaults(handler=run)
     rep = verbs.add_parser("report", help="per-site daily visits, hourly profile and peak occupancy")
     rep.add_argument("--db", required=True)
@@ -74,15 +79,18 @@ def run(args: argparse.Namespace) -> int:
     import signal
 
     from index_system.consumer import ConsumerSettings, IndexConsumer, IndexStore
+    from index_system.intake import IntakeLimits
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     password = open(args.password_file).read().strip() if args.password_file else None
     s = ConsumerSettings(host=args.host, port=args.port, username=args.username, password=password,
-                         ca_file=args.ca_file, tls=bool(args.ca_file), prefix=args.prefix, group=args.group)
+                         ca_file=args.ca_file, tls=bool(args.ca_file), prefix=args.prefix, group=args.group,
+                         offline_grace_s=args.offline_grace_s)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    IndexConsumer(s, IndexStore(args.db)).run_forever(stop)
+    limits = IntakeLimits() if args.door_per_minute is None else IntakeLimits(door_per_minute=args.door_per_minute)
+    IndexConsumer(s, IndexStore(args.db, limits)).run_forever(stop)
     return 0
 
 

@@ -346,3 +346,29 @@ def test_gap_tracking_is_bounded_against_scattered_numbers():
     for seq in range(1, 200_000, 2):
         t2.add("dev-b", 1, seq)
     assert len(t2.holes()) <= 1024 and t2.holes()[-1] == ("dev-b", 1, 199_998, 199_998)
+
+
+def test_door_throughput_bounds_a_bin(tmp_path):
+    """`index run --door-per-minute`: a bin at the limit is stored, one person more is refused."""
+    from index_system.consumer import IndexStore
+    from index_system.intake import IntakeLimits
+
+    store = IndexStore(tmp_path / "index.db", IntakeLimits(door_per_minute=40))
+    t = topic("site-1", "dev-a", "bins")
+    assert store.ingest(t, bin_at("dev-a", "site-1", 1, n_in=40), "footfall/v1", time.time()) == "new"
+    assert store.ingest(t, bin_at("dev-a", "site-1", 2, minutes_ago=1, n_in=41), "footfall/v1", time.time()) == "rejected"
+    assert dict(store.conn.execute("SELECT reason, n FROM reject_counts")) == {"implausible": 1}
+
+
+def test_refusals_are_logged_once_per_reason_and_device_per_minute(caplog):
+    from index_system.guard import RateLimitedLog
+
+    now = [0.0]
+    limited = RateLimitedLog(logging.getLogger("test.limited"), every_s=60, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="test.limited"):
+        for _ in range(100):
+            limited.log(logging.WARNING, "schema:dev-b", "refused %s", "x")
+        limited.log(logging.WARNING, "schema:dev-c", "refused %s", "y")
+        now[0] = 61.0
+        limited.log(logging.WARNING, "schema:dev-b", "refused %s", "x")
+    assert [r.getMessage() for r in caplog.records] == ["refused x", "refused y", "refused x (99 more like this held back)"]
