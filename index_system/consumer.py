@@ -119,6 +119,9 @@ class IndexStore:
         except InputError as exc:
             self.reject(topic_name, device, exc.reason, str(exc), raw, now)
             return "rejected"
+        except Exception as exc:  # noqa: BLE001 - a check that failed unforeseen refuses this message only
+            self.reject(topic_name, device, "intake_error", f"{type(exc).__name__}: {exc}", raw, now)
+            return "rejected"
         try:
             with self.lock:
                 result = self._store(msg, now)
@@ -398,7 +401,14 @@ class IndexConsumer:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         """Returning (whatever happened) lets paho acknowledge the message: a refused one is
         consumed and quarantined, not redelivered after every restart."""
-        result = self.store.ingest(msg.topic, msg.payload, self.s.prefix, time.time())
+        try:
+            result = self.store.ingest(msg.topic, msg.payload, self.s.prefix, time.time())
+        except Exception as exc:  # noqa: BLE001 - a fault in handling: keep the message whole
+            self._callback_failed(exc)
+            where = parse_topic(self.s.prefix, msg.topic)
+            self.store.reject(msg.topic, where[1] if where else "?", "handling_error", f"{type(exc).__name__}: {exc}",
+                              msg.payload, time.time(), whole=True)
+            return
         self.counts[result] += 1
         if result in ("new", "duplicate"):
             site, device, _ = parse_topic(self.s.prefix, msg.topic) or ("", "", "")

@@ -372,3 +372,34 @@ def test_refusals_are_logged_once_per_reason_and_device_per_minute(caplog):
         now[0] = 61.0
         limited.log(logging.WARNING, "schema:dev-b", "refused %s", "x")
     assert [r.getMessage() for r in caplog.records] == ["refused x", "refused y", "refused x (99 more like this held back)"]
+
+
+def test_a_callback_that_fails_does_not_end_the_network_thread(secure_broker, tmp_path, caplog):
+    """A fault inside handling (here: the store raises once, as a bug would) is logged and
+    counted, the message is kept whole in quarantine; paho's thread goes on and the next
+    message is stored."""
+    cons = secure_consumer(secure_broker, tmp_path / "index.db")
+    real_ingest = cons.store.ingest
+    failures = [RuntimeError("injected fault")]
+
+    def ingest_once_failing(*args):
+        if failures:
+            raise failures.pop()
+        return real_ingest(*args)
+
+    cons.store.ingest = ingest_once_failing
+    dev = Peer(secure_broker, "dev-a", SECURE_USERS["dev-a"])
+    assert not dev.connect().is_failure
+    try:
+        first = bin_at("dev-a", "site-1", 1, minutes_ago=1)
+        dev.publish(topic("site-1", "dev-a", "bins"), first)
+        dev.publish(topic("site-1", "dev-a", "bins"), bin_at("dev-a", "site-1", 2))
+        wait_for(lambda: stored_bins(cons, "dev-a") == 1, timeout=10, what="the message after the fault")
+        assert alive(cons) and cons.counts["callback_error"] == 1
+        with cons.store.lock:
+            kept = cons.store.conn.execute("SELECT reason, payload FROM rejects").fetchall()
+        assert kept == [("handling_error", first)]
+        assert any(r.levelno == logging.ERROR and "injected fault" in r.getMessage() for r in caplog.records)
+    finally:
+        cons.stop()
+        dev.close()
