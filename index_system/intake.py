@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
 
@@ -122,7 +123,17 @@ def _within_time(t_utc: float, limits: IntakeLimits, now_utc: float, what: str) 
         raise InputError("implausible", f"{what} {t_utc} outside the device's life")
 
 
+def _zone(key: str) -> None:
+    """The report recomputes day summaries in this zone: it must be a real IANA zone."""
+    try:
+        ZoneInfo(key)
+    except (ValueError, OSError, ZoneInfoNotFoundError):
+        raise InputError("implausible", f"timezone {key[:64]!r} is not an IANA zone") from None
+
+
 def _plausible(kind: str, body: dict[str, Any], limits: IntakeLimits, now_utc: float) -> None:
+    if kind in ("bins", "summary", "birth"):
+        _zone(body["bin"]["timezone"] if kind == "bins" else body["timezone"])
     if kind == "bins":
         _plausible_bin(body, limits, now_utc)
     elif kind == "summary":

@@ -56,6 +56,7 @@ def hostile_cases() -> list[tuple[str, str, bytes, str]]:
         ("body names another site", "bins", bin_with(("site",), "site-1"), "topic_mismatch"),
         ("body names another device", "bins", bin_with(("device",), "dev-a"), "topic_mismatch"),
         ("in = 10**15", "bins", bin_with(("total", "in"), 10**15), "implausible"),
+        ("a timezone that is no zone", "bins", bin_with(("bin", "timezone"), "../../etc/passwd"), "implausible"),
         ("local hour 99", "bins", bin_with(("bin", "start_local"), "2026-11-26T99:00:00+08:00"), "implausible"),
         ("a date before any device", "bins",
          json.dumps(bin_body("dev-b", "site-2", 1, datetime(1999, 1, 1, tzinfo=timezone.utc))).encode(), "implausible"),
