@@ -1,10 +1,13 @@
 """The reference index consumer: what the index system must do with the devices' messages.
 
 It subscribes to every device (an MQTT 5 shared subscription, so several consumers can
-split the load), validates each payload against the contract's schema, drops duplicates
-on (device, epoch, seq), keeps the highest revision of each bin, and asks a device to
-replay any sequence numbers it never received (a message the broker acknowledged and then
-lost in a crash). It is the test oracle for "arrives exactly once".
+split the load), admits each message through `intake` (bounded, validated against the
+contract's schema, plausible, naming its topic's device and site) or quarantines it
+(`quarantine`), drops duplicates on (device, epoch, seq) but raises one identity with two
+contents, keeps the highest revision of each bin, asks a device to replay any sequence
+numbers it never received (a message the broker acknowledged and then lost in a crash;
+bounded and rate limited), and tells when a device's bins stop (`availability`). It is the
+test oracle for "arrives exactly once". No message can end paho's thread (`guard`).
 """
 
 from __future__ import annotations
