@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import threading
+import time
 from datetime import date
 from typing import Any
 
@@ -37,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--group", default="index", help="MQTT 5 shared-subscription group: consumers in one group share the load (default index)")
     r.add_argument("--replay-after", type=float, default=10.0, metavar="S",
                    help="seconds a sequence gap stays open before the device is asked to replay it (default 10)")
+    r.add_argument("--door-per-minute", type=int,
+                   help="most people one device may count per minute and direction; a bin above it is refused"
+                        " (default: IntakeLimits in index_system/intake.py, 120)")
+    r.add_argument("--offline-grace-s", type=float, default=300.0,
+                   help="a device is offline after one bin period plus this many seconds without a bin (default 300)")
     r.set_defaults(handler=run)
     rep = verbs.add_parser("report", help="per-site daily visits, hourly profile and peak occupancy")
     rep.add_argument("--db", required=True)
@@ -45,6 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--week", action="store_true",
                      help="per site: visits per day and week, week-over-week change, peak hours, usage rate, gathering rate, satisfaction share")
     rep.add_argument("--end", type=local_day, help="with --week: last local day of the week (default: the last day with bins)")
+    rep.add_argument("--devices", action="store_true",
+                     help="per device only: retained status, heard from by its bins, refused messages, duplicate identities")
+    rep.add_argument("--offline-grace-s", type=float, default=300.0,
+                     help="a device is offline after one bin period plus this many seconds without a bin (default 300)")
+    rep.add_argument("--now", type=float, help=argparse.SUPPRESS)  # tests: judge availability at this UTC time
     rep.set_defaults(handler=report)
     sv = verbs.add_parser("serve", help="the lobby and district page (HTML, no internet needed) from the store",
                           description="Serve the district's ranking (visits, usage rate, gathering rate, satisfaction "
@@ -141,18 +152,20 @@ def run(args: argparse.Namespace) -> int:
     import signal
 
     from index_system.consumer import ConsumerSettings, IndexConsumer, IndexStore
+    from index_system.intake import IntakeLimits
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     password = open(args.password_file).read().strip() if args.password_file else None
     s = ConsumerSettings(host=args.host, port=args.port, username=args.username, password=password,
                          ca_file=args.ca_file, tls=args.tls, prefix=args.prefix, group=args.group,
-                         replay_after_s=args.replay_after)
+                         replay_after_s=args.replay_after, offline_grace_s=args.offline_grace_s)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     logging.getLogger(__name__).info("index consumer: broker %s:%d%s, store %s", args.host, args.port,
                                      " (TLS)" if args.tls else " (no TLS)", args.db)
-    IndexConsumer(s, IndexStore(args.db)).run_forever(stop)
+    limits = IntakeLimits() if args.door_per_minute is None else IntakeLimits(door_per_minute=args.door_per_minute)
+    IndexConsumer(s, IndexStore(args.db, limits)).run_forever(stop)
     return 0
 
 
@@ -161,12 +174,23 @@ def report(args: argparse.Namespace) -> int:
 
     if args.week:
         return week(IndexStore(args.db), args)
-    days = IndexStore(args.db).daily(args.site)
-    if args.json:
-        print(json.dumps(days, indent=1))
+    store = IndexStore(args.db)
+    health = store.device_health(time.time() if args.now is None else args.now, args.offline_grace_s)
+    if args.site:
+        health = [d for d in health if d["site"] == args.site]
+    if args.devices and args.json:
+        print(json.dumps(health, indent=1))
         return 0
     from rich.console import Console
     from rich.table import Table
+
+    if args.devices:
+        Console().print(devices_table(health))
+        return 0
+    days = store.daily(args.site)
+    if args.json:
+        print(json.dumps(days, indent=1))
+        return 0
 
     t = Table(title="Daily visits per site")
     for col in ("site", "date", "in", "out", "peak occ.", "peak hour", "bins", "flagged"):
@@ -180,6 +204,7 @@ def report(args: argparse.Namespace) -> int:
     for d in days:
         bar = " ".join(f"{h:02d}:{n}" for h, n in enumerate(d["hourly_in"]) if n)
         print(f"{d['site']} {d['date']} hourly in: {bar or '-'}")
+    Console().print(devices_table(health))
     return 0
 
 
@@ -192,6 +217,21 @@ def print_whole(table: Any) -> None:
     con = Console()
     need = Measurement.get(con, con.options.update(width=10_000), table).maximum
     (Console(width=need) if need > con.width else con).print(table)
+
+
+def devices_table(health: list[dict[str, Any]]) -> Any:
+    """Availability judged by the bins received, next to the retained status it may contradict."""
+    from rich.table import Table
+
+    t = Table(title="Devices (heard: by the bins they send; status: their retained message)")
+    for col in ("site", "device", "heard", "status", "last bin received (UTC)", "refused", "duplicate identity"):
+        t.add_column(col)
+    for d in health:
+        last = d["last_bin_utc"]
+        t.add_row(str(d["site"]), d["device"], d["heard"], str(d["status"] or "-"),
+                  "-" if last is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(last)),
+                  str(d["refused"]), str(d["duplicate_identity"]))
+    return t
 
 
 def week(store: Any, args: argparse.Namespace) -> int:
