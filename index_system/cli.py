@@ -181,11 +181,10 @@ def report(args: argparse.Namespace) -> int:
     if args.devices and args.json:
         print(json.dumps(health, indent=1))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     if args.devices:
-        Console().print(devices_table(health))
+        print_whole(devices_table(health))
         return 0
     days = store.daily(args.site)
     if args.json:
@@ -204,7 +203,7 @@ def report(args: argparse.Namespace) -> int:
     for d in days:
         bar = " ".join(f"{h:02d}:{n}" for h, n in enumerate(d["hourly_in"]) if n)
         print(f"{d['site']} {d['date']} hourly in: {bar or '-'}")
-    Console().print(devices_table(health))
+    print_whole(devices_table(health))
     return 0
 
 
@@ -225,7 +224,7 @@ def devices_table(health: list[dict[str, Any]]) -> Any:
 
     t = Table(title="Devices (heard: by the bins they send; status: their retained message)")
     for col in ("site", "device", "heard", "status", "last bin received (UTC)", "refused", "duplicate identity"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=True)
     for d in health:
         last = d["last_bin_utc"]
         t.add_row(str(d["site"]), d["device"], d["heard"], str(d["status"] or "-"),
