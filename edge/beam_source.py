@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge.beam_decoder import BeamDecoder, DecoderConfig, Edge
+from edge.beam_decoder import TIME_UNKNOWN, BeamDecoder, DecoderConfig, Edge
 from edge.clock import Clock, SystemClock
 from edge.crossing import Crossing
 from edge.journal import BeamEventRow
@@ -30,6 +30,11 @@ from firmware_bridge.link import BeamLink
 log = logging.getLogger(__name__)
 
 HealthFn = Callable[[str, bool, str], None]
+
+REPORT_HOLD_S = 60.0  # a loss or gap keeps its part unhealthy this long: the bins around it carry the flag
+MAX_LATE_S = 30 * 86400.0  # events delivered this late are plausible (a board's ring outlives an outage)
+MAX_AHEAD_S = 600.0  # board time this far past the host's clock is a broken stamp, not crystal drift
+QUARANTINE_MAX = 100  # implausible stamps kept (as sent) in journal meta for a person to look at
 
 
 class DoorSettings(BaseModel):
@@ -47,7 +52,9 @@ class DoorSettings(BaseModel):
     min_block_s: float = Field(0.03, ge=0, description="breaks shorter than this are glitches, not people")
     merge_gap_s: float = Field(0.12, ge=0, description="clears shorter than this inside a blockage are flicker, not a gap between people")
     stuck_s: float = Field(60.0, gt=0, description="a beam blocked this long raises a fault; the door counts nothing until it clears")
-    heartbeat_timeout_s: float = Field(3.0, gt=0, description="no valid frame for this long -> link-down health")
+    heartbeat_timeout_s: float = Field(6.0, gt=0, description="no valid frame for this long -> link-down health (six "
+                                       "heartbeats of the reference firmware, with probes in between: 1% corruption "
+                                       "does not lose them all)")
 
     @model_validator(mode="after")
     def _distinct_beams(self) -> "DoorSettings":
@@ -126,6 +133,9 @@ class DoorPipeline:
         self._overflow_reported = 0
         self.crossings_committed = 0
         self.lost_events = int(store.get_meta(self._key("lost_events"), "0") or 0)
+        self.skipped_events = int(store.get_meta(self._key("skipped_events"), "0") or 0)
+        self.implausible_times = int(store.get_meta(self._key("implausible_times"), "0") or 0)
+        self._reports: dict[str, tuple[float, str]] = {}  # part -> (monotonic set, detail) while held down
         hb = store.get_meta(self._key("last_heartbeat"))
         self._last_hb: dict[str, Any] | None = json.loads(hb) if hb else None
         # (epoch, board µs, host UTC) of the last heartbeat: maps board time to UTC
@@ -150,6 +160,7 @@ class DoorPipeline:
     def _decode_new(self) -> int:
         rows = self.store.beam_events_after(self.door.name, self._cursor)
         out: list[Crossing] = []
+        cut = self.decoder.stats["reset_discarded"]
         for row_id, r in rows:
             was_idle = self.decoder.idle
             out += self.decoder.feed(Edge(r.mcu_epoch, r.seq, r.beam, r.edge, r.mcu_us, r.t_utc))
@@ -159,7 +170,24 @@ class DoorPipeline:
                 self._safe_row = row_id
             self._cursor = row_id
         self._commit_crossings(out)
+        if self.decoder.stats["reset_discarded"] > cut:
+            self._report("mcu", f"door {self.door.name}: a pass in progress when the board restarted (a beam still"
+                         " broken) could not be completed and was not counted")
         return len(rows)
+
+    def _report(self, part: str, detail: str) -> None:
+        """A loss or a gap: the part is unhealthy for REPORT_HOLD_S (status shows it, the
+        bins of that time carry its flag), then healthy again with the detail kept."""
+        self._reports[part] = (self.clock.monotonic(), detail)
+        self.health(f"{self.component}:{part}", False, detail)
+        log.warning(detail)
+
+    def _release_reports(self) -> None:
+        now = self.clock.monotonic()
+        for part, (since, detail) in list(self._reports.items()):
+            if now - since >= REPORT_HOLD_S:
+                del self._reports[part]
+                self.health(f"{self.component}:{part}", True, f"last: {detail}")
 
     def _commit_crossings(self, out: list[Crossing]) -> None:
         # the decoder has consumed these edges: crossings a failed commit (full disk)
@@ -202,10 +230,16 @@ class DoorPipeline:
             detail = (f"door {self.door.name}: microcontroller restarted (epoch {old} -> {hello.epoch});"
                       f" {lost} undelivered event(s) lost with its RAM" + (f" ({beams})" if beams else "")
                       + ("" if hb else " (no heartbeat of the old epoch seen: loss unknown)"))
-            self.health(f"{self.component}:mcu", lost == 0 and hb is not None, detail)
-            log.warning(detail)
+            if lost or hb is None:
+                self._report("mcu", detail)
+            else:
+                self.health(f"{self.component}:mcu", True, detail)
+                log.warning(detail)
         if known is None or int(known) != hello.epoch:
             self.store.set_meta(self._key("epoch"), str(hello.epoch))
+        # the old epoch's last pass ends here (classified if both beams had cleared):
+        # heartbeats of the new epoch cannot settle it, their clock starts again at 0
+        self._commit_crossings(self.decoder.end_epoch(hello.epoch))
         beams = {b.role: i for i, b in enumerate(hello.beams) if b.pair == 0}
         if beams and (beams.get(m.ROLE_A), beams.get(m.ROLE_B)) != (self.door.a_beam, self.door.b_beam):
             self.health(f"{self.component}:layout", False,
@@ -218,20 +252,35 @@ class DoorPipeline:
         return {beam: max(0, counted - self.store.count_beam_events(self.door.name, epoch, beam))
                 for beam, counted in enumerate(hb["counters"])}
 
-    def event_utc(self, epoch: int, t_us: int, now_utc: float) -> float:
+    def event_utc(self, epoch: int, t_us: int, now_utc: float) -> float | None:
         """UTC of a board timestamp: anchored on the last heartbeat of that epoch (board
         µs <-> host UTC at its receipt), so events delivered late (after an unplug or an
-        agent restart) keep the time they happened; receipt time without an anchor."""
-        a = self._anchor
-        if a is None or a[0] != epoch:
-            return now_utc
-        return min(now_utc, a[2] + (t_us - a[1]) / 1e6)
+        agent restart) keep the time they happened; receipt time without an anchor.
+        None: the stamp is implausible (no board's uptime, or mapped outside
+        [now - MAX_LATE_S, now + MAX_AHEAD_S]): the caller bins it at receipt, flagged."""
+        return board_utc(self._anchor, epoch, t_us, now_utc)
+
+    def _stamp(self, epoch: int, seq: int, t_us: int, now_utc: float) -> tuple[int, float]:
+        """(mcu_us, t_utc) to journal for a board stamp; an implausible one is journaled as
+        TIME_UNKNOWN at receipt time, and kept as sent in meta `beams.<door>.quarantine`."""
+        utc = self.event_utc(epoch, t_us, now_utc)
+        if utc is not None:
+            return t_us, utc
+        self.implausible_times += 1
+        kept = json.loads(self.store.get_meta(self._key("quarantine"), "[]") or "[]")[-(QUARANTINE_MAX - 1):]
+        kept.append({"epoch": epoch, "seq": seq, "t_us": t_us, "received_utc": now_utc})
+        self.store.set_meta(self._key("quarantine"), json.dumps(kept))
+        self.store.set_meta(self._key("implausible_times"), str(self.implausible_times))
+        self._report("time", f"door {self.door.name}: board time {t_us} µs of event {epoch}:{seq} is implausible"
+                     f" (last heartbeat: {self._anchor[1] if self._anchor else 'none'} µs); binned at receipt"
+                     f" ({self.implausible_times} so far)")
+        return TIME_UNKNOWN, now_utc
 
     def commit(self, epoch: int, events: list[m.BeamEvent | m.Rating]) -> None:
         now = self.clock.wall()
-        rows = [BeamEventRow(epoch, e.seq, e.beam, e.edge, e.t_us, self.event_utc(epoch, e.t_us, now))
+        rows = [BeamEventRow(epoch, e.seq, e.beam, e.edge, *self._stamp(epoch, e.seq, e.t_us, now))
                 for e in events if isinstance(e, m.BeamEvent)]
-        presses = [Press(epoch, e.seq, e.keypad, e.level, e.t_us, self.event_utc(epoch, e.t_us, now))
+        presses = [Press(epoch, e.seq, e.keypad, e.level, *self._stamp(epoch, e.seq, e.t_us, now))
                    for e in events if isinstance(e, m.Rating)]
         if presses:
             # one transaction: edges and presses share the board's sequence (the resume point)
@@ -245,7 +294,15 @@ class DoorPipeline:
             self.store.add_beam_events(self.door.name, rows)
         self._decode_new()
 
+    def on_skipped(self, epoch: int, first: int, last: int, why: str) -> None:
+        n = last - first + 1
+        self.skipped_events += n
+        self.store.set_meta(self._key("skipped_events"), str(self.skipped_events))
+        self._report("gap", f"door {self.door.name}: events {first}..{last} of epoch {epoch} ({n}) were acknowledged"
+                     f" by an earlier host and are not in this journal ({why}); counting resumes at seq {last + 1}")
+
     def on_heartbeat(self, hb: m.Heartbeat, committed_seq: int) -> None:
+        self._release_reports()
         self.last_heartbeat = hb
         self._anchor = (hb.epoch, hb.t_us, self.clock.wall())
         self._last_hb = {"epoch": hb.epoch, "last_seq": hb.last_seq, "overflow": hb.overflow,
@@ -258,7 +315,7 @@ class DoorPipeline:
             self._overflow_reported = hb.overflow
             self.health(f"{self.component}:mcu", False,
                         f"door {self.door.name}: board ring overflowed, {hb.overflow} event(s) lost on the board")
-        if hb.last_seq == committed_seq:
+        if hb.last_seq == committed_seq and self.decoder.epoch in (None, hb.epoch):
             # everything the board saw is decoded: time may end a settled pass
             self._commit_crossings(self.decoder.advance(hb.t_us - 100_000))
             if self.decoder.idle:
@@ -292,3 +349,15 @@ class BeamSource:
     def stop(self) -> None:
         for door in self.doors:
             door.link.stop()
+
+
+def board_utc(anchor: tuple[int, int, float] | None, epoch: int, t_us: int, now_utc: float) -> float | None:
+    """Board µs -> UTC through an (epoch, board µs, host UTC) anchor; None if implausible."""
+    if not 0 <= t_us < m.MAX_BOARD_US:
+        return None
+    if anchor is None or anchor[0] != epoch:
+        return now_utc
+    utc = anchor[2] + (t_us - anchor[1]) / 1e6
+    if not now_utc - MAX_LATE_S <= utc <= now_utc + MAX_AHEAD_S:
+        return None
+    return min(now_utc, utc)

@@ -28,7 +28,7 @@ from pathlib import Path
 from firmware_bridge import messages as m
 from simulator.faults import WireFaults
 
-FW_VERSION = (1, 0, 0)
+FW_VERSION = (1, 1, 0)  # protocol 1.1: RETAINED
 
 
 @dataclass
@@ -50,7 +50,8 @@ class VirtualMcu:
     def __init__(self, link_path: str | Path, edges: list[tuple[float, int, int]], *,
                  speedup: float = 200.0, ring_capacity: int = 1024, faults: WireFaults | None = None,
                  heartbeat_s: float = 0.1, retransmit_s: float = 0.05, first_epoch: int = 1,
-                 window: int = 16, presses: list[tuple[float, int, int]] | None = None) -> None:
+                 window: int = 16, presses: list[tuple[float, int, int]] | None = None,
+                 fw_minor: int = FW_VERSION[1]) -> None:
         self.link_path = Path(link_path)
         # one timeline: beam edges (virtual t s, beam, edge), debounced, and keypad presses
         # (virtual t s, keypad, level), debounced, tagged by kind; sorted by time
@@ -59,6 +60,7 @@ class VirtualMcu:
         self.speedup = speedup
         self.capacity = ring_capacity
         self.window = window  # frames in flight beyond the last ack (door.c: FF_WINDOW)
+        self.fw_minor = fw_minor  # 0: a 1.0 board (no RETAINED), as boards in the field may be
         self.faults = faults or WireFaults()
         self.heartbeat_s = heartbeat_s
         self.retransmit_s = retransmit_s
@@ -225,7 +227,7 @@ class VirtualMcu:
         self._receive(now)
 
     def _hello(self) -> m.Hello:
-        return m.Hello(*FW_VERSION, self.state.epoch, self.capacity,
+        return m.Hello(FW_VERSION[0], self.fw_minor, FW_VERSION[2], self.state.epoch, self.capacity,
                        (m.Beam(0, m.ROLE_A), m.Beam(0, m.ROLE_B)))
 
     def _send(self, msg: m.Message) -> None:
@@ -268,6 +270,8 @@ class VirtualMcu:
                 if isinstance(msg, m.Resume):
                     s.next_tx = s.acked_seq + 1
                     self._out.clear()
+                    if msg.from_seq < s.acked_seq + 1 and self.fw_minor >= 1:
+                        self._send(m.Retained(s.epoch, s.acked_seq + 1))  # freed: say where the ring starts
                 elif s.next_tx <= s.acked_seq:
                     s.next_tx = s.acked_seq + 1
             elif isinstance(msg, m.HelloRequest):
