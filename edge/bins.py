@@ -252,8 +252,8 @@ class Binner:
 
     def _quiet_before(self, t_utc: float) -> float:
         """Minutes from the end of the bin of the last primary-source crossing before t_utc."""
-        row = self.conn.execute("SELECT MAX(t_utc) FROM crossings WHERE +source = ? AND t_utc < ?",
-                                (self.policy.primary_source, t_utc)).fetchone()
+        row = self.conn.execute("SELECT MAX(t_utc) FROM crossings WHERE +source = ? AND t_utc < ? AND t_utc >= ?",
+                                (self.policy.primary_source, t_utc, PLAUSIBLE_FROM_UTC)).fetchone()
         if row[0] is None:
             return float("inf")
         last = bin_of(row[0], self.policy.minutes, self.policy.zone)

@@ -86,6 +86,7 @@ class LinkStats:
     commit_failures: int = 0
     skipped: int = 0  # events the board had freed before this journal had them
     probes: int = 0  # CONFIG_GET sent to a silent board
+    hello_requests: int = 0
     out_of_range: int = 0  # CRC-valid events whose beam the board's HELLO does not have
     stale_heartbeats: int = 0  # heartbeats whose board time runs backwards in one epoch
 
@@ -208,6 +209,7 @@ class BeamLink:
         self._held.clear()
         self._last_valid = self.now()
         self._send(m.HelloRequest())
+        self.stats.hello_requests += 1
         self._last_hello_req = self.now()
 
     def _close(self) -> None:
@@ -388,6 +390,7 @@ class BeamLink:
     def _want_hello(self, now: float) -> None:
         if now - self._last_hello_req >= self.resume_retry_s:
             self._send(m.HelloRequest())
+            self.stats.hello_requests += 1
             self._last_hello_req = now
 
     def _health(self, ok: bool, detail: str) -> None:
