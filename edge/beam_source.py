@@ -33,7 +33,6 @@ HealthFn = Callable[[str, bool, str], None]
 
 REPORT_HOLD_S = 60.0  # a loss or gap keeps its part unhealthy this long: the bins around it carry the flag
 MAX_LATE_S = 30 * 86400.0  # events delivered this late are plausible (a board's ring outlives an outage)
-MAX_AHEAD_S = 600.0  # board time this far past the host's clock is a broken stamp, not crystal drift
 QUARANTINE_MAX = 100  # implausible stamps kept (as sent) in journal meta for a person to look at
 
 
@@ -52,6 +51,9 @@ class DoorSettings(BaseModel):
     min_block_s: float = Field(0.03, ge=0, description="breaks shorter than this are glitches, not people")
     merge_gap_s: float = Field(0.12, ge=0, description="clears shorter than this inside a blockage are flicker, not a gap between people")
     stuck_s: float = Field(60.0, gt=0, description="a beam blocked this long raises a fault; the door counts nothing until it clears")
+    board_time_ahead_s: float = Field(3600.0, gt=0, description="a board stamp that maps this far past the host's clock is "
+                                      "implausible (a crystal drifts seconds a day): binned at receipt, flagged; a "
+                                      "simulated board whose clock runs faster than real time needs more")
     heartbeat_timeout_s: float = Field(6.0, gt=0, description="no valid frame for this long -> link-down health (six "
                                        "heartbeats of the reference firmware, with probes in between: 1% corruption "
                                        "does not lose them all)")
@@ -223,13 +225,15 @@ class DoorPipeline:
             per_beam = self._reconcile(old, hb) if hb else {}
             # the board's cumulative per-beam counters also cover edges its ring overflowed;
             # the sequence gap covers edges since the counters were read: take the larger
-            lost = max(max(0, hb["last_seq"] - committed) + hb["overflow"], sum(per_beam.values())) if hb else 0
+            seen = self.link.highest_seen(old)  # events seen in flight after that heartbeat
+            lost = max(max(0, max(hb["last_seq"], seen) - committed) + hb["overflow"], sum(per_beam.values())) if hb \
+                else max(0, seen - committed)
             self.lost_events += lost
             self.store.set_meta(self._key("lost_events"), str(self.lost_events))
             beams = ", ".join(f"beam {b}: {n}" for b, n in sorted(per_beam.items()) if n)
             detail = (f"door {self.door.name}: microcontroller restarted (epoch {old} -> {hello.epoch});"
                       f" {lost} undelivered event(s) lost with its RAM" + (f" ({beams})" if beams else "")
-                      + ("" if hb else " (no heartbeat of the old epoch seen: loss unknown)"))
+                      + ("" if hb else " (no heartbeat of the old epoch seen: a lower bound)"))
             if lost or hb is None:
                 self._report("mcu", detail)
             else:
@@ -258,7 +262,7 @@ class DoorPipeline:
         agent restart) keep the time they happened; receipt time without an anchor.
         None: the stamp is implausible (no board's uptime, or mapped outside
         [now - MAX_LATE_S, now + MAX_AHEAD_S]): the caller bins it at receipt, flagged."""
-        return board_utc(self._anchor, epoch, t_us, now_utc)
+        return board_utc(self._anchor, epoch, t_us, now_utc, self.door.board_time_ahead_s)
 
     def _stamp(self, epoch: int, seq: int, t_us: int, now_utc: float) -> tuple[int, float]:
         """(mcu_us, t_utc) to journal for a board stamp; an implausible one is journaled as
@@ -351,13 +355,15 @@ class BeamSource:
             door.link.stop()
 
 
-def board_utc(anchor: tuple[int, int, float] | None, epoch: int, t_us: int, now_utc: float) -> float | None:
-    """Board µs -> UTC through an (epoch, board µs, host UTC) anchor; None if implausible."""
+def board_utc(anchor: tuple[int, int, float] | None, epoch: int, t_us: int, now_utc: float,
+              ahead_s: float) -> float | None:
+    """Board µs -> UTC through an (epoch, board µs, host UTC) anchor; None if implausible
+    (no board's uptime, older than MAX_LATE_S, more than `ahead_s` past `now_utc`)."""
     if not 0 <= t_us < m.MAX_BOARD_US:
         return None
     if anchor is None or anchor[0] != epoch:
         return now_utc
     utc = anchor[2] + (t_us - anchor[1]) / 1e6
-    if not now_utc - MAX_LATE_S <= utc <= now_utc + MAX_AHEAD_S:
+    if not now_utc - MAX_LATE_S <= utc <= now_utc + ahead_s:
         return None
     return min(now_utc, utc)

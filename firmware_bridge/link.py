@@ -148,6 +148,7 @@ class BeamLink:
         self._health_detail = ""
         self._health_at = -1e9
         self._frames_base = (0, 0, 0, 0, 0)  # counts of readers of earlier connections
+        self._seen: tuple[int, int] = (-1, 0)  # (epoch, highest seq seen in its events or heartbeats)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -248,6 +249,7 @@ class BeamLink:
                     # out of range, but in the sequence: journaled all the same (the decoder
                     # ignores beams outside its pair), so one bad event never stalls the door
                     self.stats.out_of_range += 1
+                self._saw(msg.epoch, msg.seq)
                 if msg.epoch != self.epoch:
                     self.stats.foreign_epoch += 1
                     self._want_hello(now)
@@ -287,6 +289,7 @@ class BeamLink:
                     continue
                 self.stats.heartbeats += 1
                 self.last_heartbeat = msg
+                self._saw(msg.epoch, msg.last_seq)
                 if msg.epoch != self.epoch:
                     self._want_hello(now)
                 else:
@@ -332,6 +335,17 @@ class BeamLink:
             return
         self.stats.events_committed += len(batch)
         self._ack()
+
+    def _saw(self, epoch: int, seq: int) -> None:
+        if epoch == self._seen[0]:
+            self._seen = (epoch, max(seq, self._seen[1]))
+        elif epoch == self.epoch or self._seen[0] == -1:
+            self._seen = (epoch, seq)
+
+    def highest_seen(self, epoch: int) -> int:
+        """The highest seq of `epoch` this link has seen the board queue (0: unknown): what a
+        reset of that epoch can be known to have lost, beyond the last heartbeat."""
+        return self._seen[1] if self._seen[0] == epoch else 0
 
     def summary(self) -> str:
         """One line for `status` and `ir monitor`: where the link is and what it saw."""

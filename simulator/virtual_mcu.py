@@ -99,8 +99,17 @@ class VirtualMcu:
             os.symlink(os.ttyname(slave), tmp)
             os.replace(tmp, self.link_path)
 
-    def unplug(self) -> None:
+    def unplug(self, mid_frame: bool = False) -> None:
+        """Pull the cable; `mid_frame`: after the first half of a frame has gone out (what
+        the UART had queued goes with it), as a real unplug strikes."""
         with self._lock:
+            if mid_frame and self._master is not None:
+                s = self.state
+                frame = m.to_frame(s.ring[s.next_tx] if s.next_tx in s.ring else self._heartbeat())
+                try:
+                    os.write(self._master, bytes(self._out) + frame[: len(frame) // 2])
+                except OSError:
+                    pass
             self.unplugs += 1
             self.link_path.unlink(missing_ok=True)
             self.synced = False
@@ -221,10 +230,14 @@ class VirtualMcu:
             s.next_tx += 1
         if now - self._last_hb >= self.heartbeat_s:
             self._last_hb = now
-            self._send(m.Heartbeat(s.epoch, int((self.vt - s.boot_vt) * 1e6), s.last_seq, s.acked_seq,
-                                   s.overflow, s.states[0] | s.states[1] << 1, tuple(s.counters)))
+            self._send(self._heartbeat())
         self._flush()
         self._receive(now)
+
+    def _heartbeat(self) -> m.Heartbeat:
+        s = self.state
+        return m.Heartbeat(s.epoch, int((self.vt - s.boot_vt) * 1e6), s.last_seq, s.acked_seq,
+                           s.overflow, s.states[0] | s.states[1] << 1, tuple(s.counters))
 
     def _hello(self) -> m.Hello:
         return m.Hello(FW_VERSION[0], self.fw_minor, FW_VERSION[2], self.state.epoch, self.capacity,
