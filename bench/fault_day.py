@@ -63,6 +63,8 @@ class DayResult:
     bins_agent: int = 0  # bins the agent made
     bins_at_consumer_latest: int = 0  # of those, at the consumer at the agent's last revision
     consumer_totals_match: bool = False  # consumer in/out totals == the journal's beam crossings
+    messages_missing_mid: int = 0  # published (PUBACKed), missing at the consumer, before a later one it has
+    messages_missing_tail: int = 0  # same, after the last one it has of that outbox epoch (undetectable there)
     faults_done: dict[str, int] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)  # faults that struck with events unacked on the board
     wire: dict[str, int] = field(default_factory=dict)
@@ -157,7 +159,7 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: in
                 raise RuntimeError(f"agent exited with {agent.returncode}; see {workdir / 'agent.log'}")
             time.sleep(0.01)
         time.sleep(2.0)  # heartbeats let the decoder settle the last pass
-        bins = _wait_for_consumer(journal, consumer, timeout_s=90.0)
+        bins = _wait_for_consumer(journal, workdir / "index.db", consumer, timeout_s=90.0)
     finally:
         terminate(agent, 10)
         mcu.stop()
@@ -168,7 +170,35 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: in
     res.seed = seed
     res.in_flight = in_flight
     res.bins_agent, res.bins_at_consumer_latest, res.consumer_totals_match = bins
+    res.messages_missing_mid, res.messages_missing_tail = _missing_at_consumer(journal, workdir / "index.db")
     return res
+
+
+def _unsent(journal: Path) -> int:
+    conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM outbox WHERE sent_utc IS NULL").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _missing_at_consumer(journal: Path, index_db: Path) -> tuple[int, int]:
+    """Messages the agent published (broker PUBACKed) that the consumer lacks: (in the
+    middle of an outbox epoch, at its tail). A tail loss (the broker SIGKILLed after its
+    PUBACK, before delivering or saving) shows as no gap at the consumer: it cannot ask
+    for a replay of what it does not know exists."""
+    conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    sent = set(conn.execute("SELECT epoch, seq FROM outbox WHERE sent_utc IS NOT NULL"))
+    conn.close()
+    conn = sqlite3.connect(f"file:{index_db}?mode=ro", uri=True)
+    got = set(conn.execute("SELECT epoch, seq FROM messages"))
+    conn.close()
+    top: dict[int, int] = {}
+    for e, q in got:
+        top[e] = max(q, top.get(e, 0))
+    missing = sent - got
+    tail = sum(q > top.get(e, 0) for e, q in missing)
+    return len(missing) - tail, tail
 
 
 def _until_in_flight(mcu: VirtualMcu) -> bool:
@@ -188,12 +218,15 @@ def _agent_bins(journal: Path) -> dict[float, int]:
         conn.close()
 
 
-def _wait_for_consumer(journal: Path, consumer: IndexConsumer, timeout_s: float) -> tuple[int, int, bool]:
-    """Until every bin the agent made is at the consumer at its last revision (or timeout):
+def _wait_for_consumer(journal: Path, index_db: Path, consumer: IndexConsumer,
+                       timeout_s: float) -> tuple[int, int, bool]:
+    """Until every bin the agent made is at the consumer at its last revision, or only
+    tail losses (which no replay request can mend) are left for 5 s, or timeout:
     (bins made, bins at the consumer at their last revision, consumer totals == journal)."""
     from contract.timebins import iso_utc
 
     deadline = time.monotonic() + timeout_s
+    stuck_since = None
     while True:
         consumer.request_replays()
         agent = _agent_bins(journal)
@@ -209,6 +242,13 @@ def _wait_for_consumer(journal: Path, consumer: IndexConsumer, timeout_s: float)
         match = (totals["in"], totals["out"]) == (truth.get("in", 0), truth.get("out", 0))
         if (latest == len(agent) and match) or time.monotonic() > deadline:
             return len(agent), latest, match
+        mid, tail = _missing_at_consumer(journal, index_db)
+        if mid == 0 and tail and _unsent(journal) == 0:
+            stuck_since = stuck_since or time.monotonic()
+            if time.monotonic() - stuck_since > 5.0:
+                return len(agent), latest, match
+        else:
+            stuck_since = None
         time.sleep(0.5)
 
 

@@ -312,7 +312,7 @@ class DoorPipeline:
         self._last_hb = {"epoch": hb.epoch, "last_seq": hb.last_seq, "overflow": hb.overflow,
                          "counters": list(hb.counters), "t_us": hb.t_us, "utc": self._anchor[2]}
         now = self.clock.monotonic()
-        if now - self._last_hb_saved > 5.0:
+        if now - self._last_hb_saved >= 1.0:  # what a reset can be known to lose: keep it fresh
             self.store.set_meta(self._key("last_heartbeat"), json.dumps(self._last_hb))
             self._last_hb_saved = now
         if hb.overflow and hb.overflow != self._overflow_reported:

@@ -228,3 +228,32 @@ def test_a_journal_with_a_crossing_in_year_minus_582528_still_bins(tmp_path):
         with j.transaction():
             assert b.tick(now + 900 * k) >= 0
     assert j.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] >= 4
+
+
+def test_footfall_status_shows_the_links_frame_statistics_current(tmp_path, capsys):
+    """The real agent process on a corrupted link: `footfall status` carries the frame
+    statistics and the committed sequence as they are now, not as at the last up/down."""
+    import subprocess
+
+    from bench.fault_day import _agent_cmd
+    from edge.cli import main
+    from simulator.processes import terminate
+
+    _, edges = crowd_edges(60, seed=8)
+    mcu = VirtualMcu(tmp_path / "ttyDoor", edges, speedup=100, faults=WireFaults(0.01, seed=5))
+    state = tmp_path / "state"
+    state.mkdir()
+    cmd = _agent_cmd(mcu.link_path, state, "door1", 1)  # no broker: publishing is not under test
+    mcu.start()
+    agent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait(lambda: mcu.done, 60)
+        time.sleep(3)  # the agent rewrites its status file every second
+        assert main(["--config", str(state / "agent.toml"), "status", "--json"]) == 0
+    finally:
+        terminate(agent, 10)
+        mcu.stop()
+    status = json.loads(capsys.readouterr().out)
+    detail = status["health"]["beams:door1:link"]["detail"]
+    assert f"committed up to seq {mcu.state.last_seq};" in detail, detail
+    assert "CRC failures" in detail and "malformed" in detail and "unknown type" in detail
