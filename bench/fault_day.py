@@ -7,6 +7,8 @@ at random instants of the door's timeline, whatever is in flight:
 - board resets that lose the unacknowledged events in the board's RAM,
 - SIGKILLs of the agent process (a new process is started at once),
 - SIGKILLs of the broker (restarted on the same port after `broker_down_s`),
+- a full disk: the agent's state directory is a small tmpfs (mounting one needs root),
+  filled to the last byte with a ballast file for `disk_full_s`, then freed,
 - byte corruption both ways, dropped and truncated frames, all day.
 
 The seed of a run is drawn at start and printed; `--seed` replays it. Then the journal is
@@ -14,8 +16,8 @@ checked, by sequence, against the board's own record of what it emitted, the cro
 against a clean decode of the journaled edges, and the consumer's bins against the
 agent's last revision of each bin.
 
-Not struck here (yet): disk full and clock steps of the agent process (tests/test_faults.py
-covers a full disk in process).
+Not struck here (yet): clock steps of the agent process (it has no clock a second
+process can step; libfaketime breaks Python's sleep on this system).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from simulator.scenario import Scenario
 from simulator.scoring import DirectionScore
 from simulator.virtual_mcu import VirtualMcu
 
-KINDS = ("unplug", "reset", "kill", "broker")
+KINDS = ("unplug", "reset", "kill", "broker", "disk_full")
+STATE_FS_MB = 64  # the agent's state directory: a day's journal fits with room to spare
 RING = 96
 BOARD_AHEAD_S = 30 * 86400  # the virtual board's clock runs `speedup` times real time
 IN_FLIGHT_WAIT_S = 1.0  # after its instant, a fault waits at most this long for events in flight
@@ -105,12 +108,17 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: in
     edges = people.debounce(people.beam_edges(crowd, sc.door), sc.debounce_us / 1e6)
     f = sc.faults
     wire = WireFaults(f.byte_corruption, f.drop_frame, f.truncate_frame, seed=rng.randrange(2**31))
-    counts = {"unplug": f.unplugs, "reset": f.mcu_resets, "kill": f.agent_kills, "broker": f.broker_kills}
+    counts = {"unplug": f.unplugs, "reset": f.mcu_resets, "kill": f.agent_kills, "broker": f.broker_kills,
+              "disk_full": f.disk_fulls}
     if per_kind is not None:
         counts = dict.fromkeys(KINDS, per_kind)
     port = workdir / "ttyDoor"
     state = workdir / "state"
     state.mkdir(exist_ok=True)
+    mounted = _mount_tmpfs(state, STATE_FS_MB)
+    if not mounted:
+        counts["disk_full"] = 0
+        log("fault day: NO disk-full faults (mounting a tmpfs for the state directory needs root)")
     journal = state / "journal.db"
     broker = Broker(workdir / "broker")
     broker.start()
@@ -149,10 +157,14 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: in
                     agent.send_signal(signal.SIGKILL)
                     agent.wait()
                     agent = spawn()
-                else:
+                elif kind == "broker":
                     broker.stop(kill=True)
                     time.sleep(f.broker_down_s)
                     broker.start()
+                else:
+                    _fill(state / "ballast")
+                    time.sleep(f.disk_full_s)
+                    (state / "ballast").unlink()
             if not plan and mcu.done:
                 break
             if agent.poll() is not None:
@@ -166,6 +178,8 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: in
         consumer.stop()
         broker.stop()
         agent_log.close()
+        if mounted:
+            _copy_out_and_unmount(state)
     res = check(mcu, journal, door, crowd, done, time.monotonic() - t_start)
     res.seed = seed
     res.in_flight = in_flight
@@ -199,6 +213,35 @@ def _missing_at_consumer(journal: Path, index_db: Path) -> tuple[int, int]:
     missing = sent - got
     tail = sum(q > top.get(e, 0) for e, q in missing)
     return len(missing) - tail, tail
+
+
+def _mount_tmpfs(path: Path, mb: int) -> bool:
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={mb}m", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def _copy_out_and_unmount(state: Path) -> None:
+    """Keep the journal for the checks (and a person), give the tmpfs back."""
+    import shutil
+
+    keep = state.with_name("state.tmp")
+    shutil.copytree(state, keep, ignore=shutil.ignore_patterns("ballast"), dirs_exist_ok=True)
+    subprocess.run(["umount", "-l", str(state)], check=False)
+    shutil.copytree(keep, state, dirs_exist_ok=True)
+    shutil.rmtree(keep)
+
+
+def _fill(path: Path) -> None:
+    """Write until the filesystem has no byte left (ENOSPC)."""
+    with open(path, "wb", buffering=0) as f:  # unbuffered: nothing left to flush at close
+        for size in (1 << 20, 4096, 512, 1):
+            try:
+                while f.write(b"\0" * size):
+                    pass
+            except OSError:
+                pass
 
 
 def _until_in_flight(mcu: VirtualMcu) -> bool:

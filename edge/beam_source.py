@@ -138,6 +138,10 @@ class DoorPipeline:
         self.skipped_events = int(store.get_meta(self._key("skipped_events"), "0") or 0)
         self.implausible_times = int(store.get_meta(self._key("implausible_times"), "0") or 0)
         self._reports: dict[str, tuple[float, str]] = {}  # part -> (monotonic set, detail) while held down
+        known = store.get_meta(self._key("epoch"))
+        self._known_epoch: int | None = int(known) if known is not None else None
+        self._quarantine: list[dict[str, Any]] = json.loads(store.get_meta(self._key("quarantine"), "[]") or "[]")
+        self._pending_meta: dict[str, str] = {}  # meta a full disk refused: written at the next chance
         hb = store.get_meta(self._key("last_heartbeat"))
         self._last_hb: dict[str, Any] | None = json.loads(hb) if hb else None
         # (epoch, board µs, host UTC) of the last heartbeat: maps board time to UTC
@@ -176,6 +180,31 @@ class DoorPipeline:
             self._report("mcu", f"door {self.door.name}: a pass in progress when the board restarted (a beam still"
                          " broken) could not be completed and was not counted")
         return len(rows)
+
+    def _commit_soon(self, crossings: list[Crossing]) -> None:
+        """Crossings made outside a commit (a heartbeat, a HELLO): a full disk keeps them
+        in memory for the next commit instead of ending the link's read."""
+        try:
+            self._commit_crossings(crossings)
+        except Exception as exc:  # noqa: BLE001 - kept in self._unsaved by _commit_crossings
+            log.debug("door %s: %d crossing(s) wait for the journal (%s)", self.door.name, len(self._unsaved), exc)
+
+    def _persist(self, name: str, value: str) -> None:
+        """Meta that must survive a restart, written at once if the disk lets it, else at
+        the next heartbeat; the figure in memory is the one in use meanwhile (a full disk
+        must neither end the link nor make a reset be reported twice)."""
+        self._pending_meta[self._key(name)] = value
+        self._flush_meta()
+
+    def _flush_meta(self) -> None:
+        for key, value in list(self._pending_meta.items()):
+            try:
+                self.store.set_meta(key, value)
+            except Exception as exc:  # noqa: BLE001 - the disk's problem, reported by the journal's health
+                log.debug("door %s: meta %s not written yet (%s)", self.door.name, key, exc)
+                return
+            if self._pending_meta.get(key) == value:
+                del self._pending_meta[key]
 
     def _report(self, part: str, detail: str) -> None:
         """A loss or a gap: the part is unhealthy for REPORT_HOLD_S (status shows it, the
@@ -217,9 +246,9 @@ class DoorPipeline:
         return self.store.last_event_seq(self.door.name, epoch) or 0
 
     def on_hello(self, hello: m.Hello) -> None:
-        known = self.store.get_meta(self._key("epoch"))
-        if known is not None and int(known) != hello.epoch:
-            old = int(known)
+        known = self._known_epoch
+        if known is not None and known != hello.epoch:
+            old = known
             committed = self.store.last_event_seq(self.door.name, old) or 0
             hb = self._last_hb if self._last_hb and self._last_hb["epoch"] == old else None
             per_beam = self._reconcile(old, hb) if hb else {}
@@ -229,7 +258,7 @@ class DoorPipeline:
             lost = max(max(0, max(hb["last_seq"], seen) - committed) + hb["overflow"], sum(per_beam.values())) if hb \
                 else max(0, seen - committed)
             self.lost_events += lost
-            self.store.set_meta(self._key("lost_events"), str(self.lost_events))
+            self._persist("lost_events", str(self.lost_events))
             beams = ", ".join(f"beam {b}: {n}" for b, n in sorted(per_beam.items()) if n)
             detail = (f"door {self.door.name}: microcontroller restarted (epoch {old} -> {hello.epoch});"
                       f" {lost} undelivered event(s) lost with its RAM" + (f" ({beams})" if beams else "")
@@ -239,11 +268,12 @@ class DoorPipeline:
             else:
                 self.health(f"{self.component}:mcu", True, detail)
                 log.warning(detail)
-        if known is None or int(known) != hello.epoch:
-            self.store.set_meta(self._key("epoch"), str(hello.epoch))
+        if known != hello.epoch:
+            self._known_epoch = hello.epoch
+            self._persist("epoch", str(hello.epoch))
         # the old epoch's last pass ends here (classified if both beams had cleared):
         # heartbeats of the new epoch cannot settle it, their clock starts again at 0
-        self._commit_crossings(self.decoder.end_epoch(hello.epoch))
+        self._commit_soon(self.decoder.end_epoch(hello.epoch))
         beams = {b.role: i for i, b in enumerate(hello.beams) if b.pair == 0}
         if beams and (beams.get(m.ROLE_A), beams.get(m.ROLE_B)) != (self.door.a_beam, self.door.b_beam):
             self.health(f"{self.component}:layout", False,
@@ -271,10 +301,10 @@ class DoorPipeline:
         if utc is not None:
             return t_us, utc
         self.implausible_times += 1
-        kept = json.loads(self.store.get_meta(self._key("quarantine"), "[]") or "[]")[-(QUARANTINE_MAX - 1):]
-        kept.append({"epoch": epoch, "seq": seq, "t_us": t_us, "received_utc": now_utc})
-        self.store.set_meta(self._key("quarantine"), json.dumps(kept))
-        self.store.set_meta(self._key("implausible_times"), str(self.implausible_times))
+        self._quarantine = self._quarantine[-(QUARANTINE_MAX - 1):] + [
+            {"epoch": epoch, "seq": seq, "t_us": t_us, "received_utc": now_utc}]
+        self._persist("quarantine", json.dumps(self._quarantine))
+        self._persist("implausible_times", str(self.implausible_times))
         self._report("time", f"door {self.door.name}: board time {t_us} µs of event {epoch}:{seq} is implausible"
                      f" (last heartbeat: {self._anchor[1] if self._anchor else 'none'} µs); binned at receipt"
                      f" ({self.implausible_times} so far)")
@@ -301,19 +331,20 @@ class DoorPipeline:
     def on_skipped(self, epoch: int, first: int, last: int, why: str) -> None:
         n = last - first + 1
         self.skipped_events += n
-        self.store.set_meta(self._key("skipped_events"), str(self.skipped_events))
+        self._persist("skipped_events", str(self.skipped_events))
         self._report("gap", f"door {self.door.name}: events {first}..{last} of epoch {epoch} ({n}) were acknowledged"
                      f" by an earlier host and are not in this journal ({why}); counting resumes at seq {last + 1}")
 
     def on_heartbeat(self, hb: m.Heartbeat, committed_seq: int) -> None:
         self._release_reports()
+        self._flush_meta()
         self.last_heartbeat = hb
         self._anchor = (hb.epoch, hb.t_us, self.clock.wall())
         self._last_hb = {"epoch": hb.epoch, "last_seq": hb.last_seq, "overflow": hb.overflow,
                          "counters": list(hb.counters), "t_us": hb.t_us, "utc": self._anchor[2]}
         now = self.clock.monotonic()
         if now - self._last_hb_saved >= 1.0:  # what a reset can be known to lose: keep it fresh
-            self.store.set_meta(self._key("last_heartbeat"), json.dumps(self._last_hb))
+            self._persist("last_heartbeat", json.dumps(self._last_hb))
             self._last_hb_saved = now
         if hb.overflow and hb.overflow != self._overflow_reported:
             self._overflow_reported = hb.overflow
@@ -321,7 +352,7 @@ class DoorPipeline:
                         f"door {self.door.name}: board ring overflowed, {hb.overflow} event(s) lost on the board")
         if hb.last_seq == committed_seq and self.decoder.epoch in (None, hb.epoch):
             # everything the board saw is decoded: time may end a settled pass
-            self._commit_crossings(self.decoder.advance(hb.t_us - 100_000))
+            self._commit_soon(self.decoder.advance(hb.t_us - 100_000))
             if self.decoder.idle:
                 self._safe_row = self._cursor
 

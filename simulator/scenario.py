@@ -27,6 +27,8 @@ class FaultSpec:
     agent_kills: int = 0  # SIGKILLs of the agent process
     broker_kills: int = 0  # SIGKILLs of the MQTT broker (restarted after broker_down_s)
     broker_down_s: float = 1.0
+    disk_fulls: int = 0  # the agent's disk filled to the last byte (for disk_full_s, then freed)
+    disk_full_s: float = 1.5
     seed: int = 3
 
 
