@@ -95,9 +95,10 @@ def plan_faults(rng: random.Random, end_vt: float, counts: dict[str, int]) -> li
 
 
 def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: int | None = None,
-        seed: int | None = None, door: str = "door1", timeout_s: float = 900.0,
+        kinds: tuple[str, ...] = KINDS, seed: int | None = None, door: str = "door1", timeout_s: float = 900.0,
         log: Callable[[str], None] = print) -> DayResult:
-    """One fault day; `per_kind` overrides the scenario's count of each fault."""
+    """One fault day; `per_kind` overrides the scenario's count of each fault; only
+    `kinds` strike (wire faults always do)."""
     t_start = time.monotonic()
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     log(f"fault day seed {seed} (replay: python -m bench.fault_day --seed {seed})")
@@ -112,11 +113,12 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: in
               "disk_full": f.disk_fulls}
     if per_kind is not None:
         counts = dict.fromkeys(KINDS, per_kind)
+    counts = {k: (n if k in kinds else 0) for k, n in counts.items()}
     port = workdir / "ttyDoor"
     state = workdir / "state"
     state.mkdir(exist_ok=True)
-    mounted = _mount_tmpfs(state, STATE_FS_MB)
-    if not mounted:
+    mounted = counts["disk_full"] > 0 and _mount_tmpfs(state, STATE_FS_MB)
+    if counts["disk_full"] and not mounted:
         counts["disk_full"] = 0
         log("fault day: NO disk-full faults (mounting a tmpfs for the state directory needs root)")
     journal = state / "journal.db"
@@ -347,10 +349,12 @@ def main() -> None:
     ap.add_argument("--passers", type=int, default=None)
     ap.add_argument("--per-kind", type=int, default=None, help="faults of each kind (default: the scenario's)")
     ap.add_argument("--seed", type=int, default=None, help="replay a run (default: drawn and printed)")
+    ap.add_argument("--kinds", default=",".join(KINDS), help=f"faults that strike (default: all of {','.join(KINDS)})")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     wd = Path(args.workdir or tempfile.mkdtemp(prefix="fault_day-"))
-    res = run(load(args.scenario), wd, passers=args.passers, per_kind=args.per_kind, seed=args.seed)
+    res = run(load(args.scenario), wd, passers=args.passers, per_kind=args.per_kind, seed=args.seed,
+              kinds=tuple(args.kinds.split(",")))
     out = {k: v for k, v in vars(res).items() if k not in ("accuracy", "lost")}
     out["lost_count"] = len(res.lost)
     out["counted"] = {d: s.counted for d, s in res.accuracy.items()}

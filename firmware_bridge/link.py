@@ -263,6 +263,10 @@ class BeamLink:
                     self.stats.duplicates += 1
                     ack_due = True
                 else:
+                    # RESUME(f) tells the board everything below f is committed: commit what
+                    # this read holds first (a full disk or a SIGKILL in between lost it)
+                    self._flush(batch)
+                    batch = []
                     self.stats.gaps += 1
                     if len(self._held) < self.HOLD_MAX:
                         self._held[msg.seq] = msg  # in memory only: not acked until committed

@@ -257,3 +257,42 @@ def test_footfall_status_shows_the_links_frame_statistics_current(tmp_path, caps
     detail = status["health"]["beams:door1:link"]["detail"]
     assert f"committed up to seq {mcu.state.last_seq};" in detail, detail
     assert "CRC failures" in detail and "malformed" in detail and "unknown type" in detail
+
+
+class RefusingStore:
+    """A real journal whose disk is full for every third of the first 45 beam-event commits
+    (as the journal says it: JournalFullError), while corruption makes gaps: a RESUME must never tell the board
+    that events are committed which a refused commit did not store."""
+
+    def __init__(self, path):
+        self.inner = JournalWriter.open(path)
+        self.calls = 0
+
+    def add_beam_events(self, door, rows):
+        from edge.journal import JournalFullError
+
+        self.calls += 1
+        if self.calls % 3 == 0 and self.calls < 45:
+            raise JournalFullError("database or disk is full")
+        return self.inner.add_beam_events(door, rows)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def close(self):
+        self.inner.close()
+
+
+def test_a_refused_commit_is_never_resumed_past(tmp_path):
+    from test_link import record
+
+    _, edges = crowd_edges(80, seed=12)
+    store = RefusingStore(tmp_path / "journal.db")
+    rig = Rig(tmp_path, edges, store=store, faults=WireFaults(0.03, seed=int(time.time())), speedup=300).start()
+    try:
+        assert wait(lambda: rig.mcu.done, 90)
+    finally:
+        rig.stop()
+        store.close()
+    assert rig.link.stats.commit_failures > 3 and rig.link.stats.gaps > 3
+    assert journal_rows(tmp_path / "journal.db") == record(rig.mcu)
