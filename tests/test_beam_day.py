@@ -59,10 +59,10 @@ def test_fault_day_loses_and_doubles_nothing(tmp_path):
     assert res.consumer_totals_match, f"seed {res.seed}"
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
+@pytest.mark.xfail(strict=False, raises=RuntimeError, reason=(
     "a full disk ends the agent process: edge/publisher.py pump() lets JournalFullError out of "
     "Agent.run_forever (marking PUBACKs is a journal write), then Agent.stop() raises again; "
-    "the publisher's side (issue 11). Strict: passes once that is fixed, then drop this mark."))
+    "the publisher's side (issue 11); it strikes in most runs, not all. Any other failure fails."))
 def test_fault_day_with_full_disks(tmp_path):
     if os.geteuid() != 0:
         pytest.fail("a full disk needs a tmpfs mount (root); CI runs as root")

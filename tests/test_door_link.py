@@ -30,7 +30,7 @@ from firmware_bridge.framing import encode_frame
 from simulator import people
 from simulator.faults import WireFaults
 from simulator.virtual_mcu import VirtualMcu
-from test_link import Rig, crowd_edges, journal_rows, wait
+from test_link import GatedStore, Rig, crowd_edges, journal_rows, wait
 
 
 def _source(tmp_path, port, name):
@@ -259,14 +259,10 @@ def test_footfall_status_shows_the_links_frame_statistics_current(tmp_path, caps
     assert "CRC failures" in detail and "malformed" in detail and "unknown type" in detail
 
 
-class RefusingStore:
+class RefusingStore(GatedStore):
     """A real journal whose disk is full for every third of the first 45 beam-event commits
-    (as the journal says it: JournalFullError), while corruption makes gaps: a RESUME must never tell the board
-    that events are committed which a refused commit did not store."""
-
-    def __init__(self, path):
-        self.inner = JournalWriter.open(path)
-        self.calls = 0
+    (as the journal says it: JournalFullError), while corruption makes gaps: a RESUME must
+    never tell the board that events are committed which a refused commit did not store."""
 
     def add_beam_events(self, door, rows):
         from edge.journal import JournalFullError
@@ -275,12 +271,6 @@ class RefusingStore:
         if self.calls % 3 == 0 and self.calls < 45:
             raise JournalFullError("database or disk is full")
         return self.inner.add_beam_events(door, rows)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def close(self):
-        self.inner.close()
 
 
 def test_a_refused_commit_is_never_resumed_past(tmp_path):
