@@ -259,6 +259,32 @@ def test_footfall_status_shows_the_links_frame_statistics_current(tmp_path, caps
     assert "CRC failures" in detail and "malformed" in detail and "unknown type" in detail
 
 
+
+def test_door_reports_flag_the_bins_of_their_time_and_pass_the_contract(tmp_path):
+    """A reset's loss, a skipped gap and an implausible stamp are reports (unhealthy for a
+    while, then healthy again): the bins of that time carry their flag, later bins do not,
+    and the flags pass the bins schema the consumer validates against."""
+    from contract.messages import validate
+
+    j = Journal(tmp_path / "j.db")
+    outbox = Outbox(j.conn, epoch=1, max_messages=10_000)
+    b = Binner(j.conn, outbox, BinPolicy(15, ZoneInfo("UTC"), "beam", "04:00", ("d1",)), "t/bins",
+               {"device": "d", "site": "s"})
+    t0 = datetime(2026, 11, 26, 12, tzinfo=timezone.utc).timestamp()
+    with j.transaction():
+        b.start_at(t0)
+    for part in ("mcu", "gap", "time"):
+        j.log_health(t0 + 100, f"beams:d1:{part}", False, "report")
+        j.log_health(t0 + 160, f"beams:d1:{part}", True, "last: report")
+    with j.transaction():
+        b.tick(t0 + 1800)
+    bodies = [json.loads(p) for (p,) in j.conn.execute("SELECT payload FROM outbox ORDER BY seq")]
+    first, second = bodies[0], bodies[1]
+    assert set(first["flags"]) >= {"events_lost:beams:d1", "events_skipped:beams:d1", "board_time_implausible:beams:d1"}
+    assert not [f for f in second["flags"] if "beams:d1" in f]
+    validate("bins", first)
+
+
 class RefusingStore(GatedStore):
     """A real journal whose disk is full for every third of the first 45 beam-event commits
     (as the journal says it: JournalFullError), while corruption makes gaps: a RESUME must
