@@ -217,6 +217,16 @@ def _missing_at_consumer(journal: Path, index_db: Path) -> tuple[int, int]:
     return len(missing) - tail, tail
 
 
+def can_fill_a_disk(scratch: Path) -> bool:
+    """Whether this machine lets the fault day mount a tmpfs (root, and a kernel that
+    lets this container mount): the full-disk fault needs it."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    if not _mount_tmpfs(scratch, 1):
+        return False
+    subprocess.run(["umount", str(scratch)], check=False)
+    return True
+
+
 def _mount_tmpfs(path: Path, mb: int) -> bool:
     if os.geteuid() != 0:
         return False
