@@ -212,15 +212,20 @@ def test_board_time_near_2_64_is_binned_at_receipt_and_never_blocks_binning(tmp_
     assert any(comp == "beams:d1:time" and not ok for comp, ok, _ in rig.health)
 
 
+def _binner(tmp_path, start_utc: float) -> tuple[Journal, Binner]:
+    """A journal with 15-minute UTC bins for door d1, starting at `start_utc`."""
+    j = Journal(tmp_path / "j.db")
+    b = Binner(j.conn, Outbox(j.conn, epoch=1, max_messages=10_000), BinPolicy(15, ZoneInfo("UTC"), "beam", "04:00", ("d1",)),
+               "t/bins", {"device": "d", "site": "s"})
+    with j.transaction():
+        b.start_at(start_utc)
+    return j, b
+
+
 def test_a_journal_with_a_crossing_in_year_minus_582528_still_bins(tmp_path):
     """A journal written before the fix holds such a crossing: binning goes on."""
-    j = Journal(tmp_path / "j.db")
-    outbox = Outbox(j.conn, epoch=1, max_messages=10_000)
-    b = Binner(j.conn, outbox, BinPolicy(15, ZoneInfo("UTC"), "beam", "04:00", ("d1",)), "t/bins",
-               {"device": "d", "site": "s"})
     now = datetime(2026, 11, 26, 12, tzinfo=timezone.utc).timestamp()
-    with j.transaction():
-        b.start_at(now - 3600)
+    j, b = _binner(tmp_path, now - 3600)
     j.conn.execute("INSERT INTO crossings (t_utc, line, direction, source, confidence, source_ref, recorded_utc)"
                    " VALUES (?, 'd1', 'in', 'beam', 1.0, 'mcu:d1:1:4', ?)", (-1.8e13, now))
     j.conn.commit()
@@ -266,13 +271,8 @@ def test_door_reports_flag_the_bins_of_their_time_and_pass_the_contract(tmp_path
     and the flags pass the bins schema the consumer validates against."""
     from contract.messages import validate
 
-    j = Journal(tmp_path / "j.db")
-    outbox = Outbox(j.conn, epoch=1, max_messages=10_000)
-    b = Binner(j.conn, outbox, BinPolicy(15, ZoneInfo("UTC"), "beam", "04:00", ("d1",)), "t/bins",
-               {"device": "d", "site": "s"})
     t0 = datetime(2026, 11, 26, 12, tzinfo=timezone.utc).timestamp()
-    with j.transaction():
-        b.start_at(t0)
+    j, b = _binner(tmp_path, t0)
     for part in ("mcu", "gap", "time"):
         j.log_health(t0 + 100, f"beams:d1:{part}", False, "report")
         j.log_health(t0 + 160, f"beams:d1:{part}", True, "last: report")
