@@ -73,7 +73,7 @@ def test_fresh_journal_after_an_earlier_host_counts_at_once(tmp_path, fw_minor):
         mcu.stop()
     rows = journal_rows(tmp_path / "b.db")
     assert {s for _, s, *_ in rows} == set(range(freed + 1, mcu.state.last_seq + 1))
-    assert took < 5 and resumes <= 5 * took + 10  # old: 27,197 RESUMEs in 11 s, nothing committed
+    assert resumes <= 5 * took + 10  # old: 27,197 RESUMEs in 11 s, nothing committed (the wait above: 15 s)
     c = sqlite3.connect(tmp_path / "b.db")
     assert int(c.execute("SELECT value FROM meta WHERE key='beams.d1.skipped_events'").fetchone()[0]) == freed
     assert c.execute("SELECT COUNT(*) FROM crossings").fetchone()[0] > 0
