@@ -252,8 +252,11 @@ class Agent:
         status = build_status(self, backlog)
         path = self.cfg.storage.status_path
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(status, indent=1))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(status, indent=1))
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk must not end the agent: the status file is only a view
+            log.warning("cannot write %s: %s", path, exc)
 
     def run_forever(self, period_s: float = 1.0) -> None:
         def _stop(*_: object) -> None:

@@ -14,6 +14,11 @@ beams' interval counts, flagged with a lower confidence. A pass whose blockage o
 or a dense group: beams alone cannot tell; the camera can). A beam blocked for `stuck_s`
 is a fault: that pass counts nothing, and nothing counts until the beam clears.
 
+A board reset (a new epoch) ends the pass in progress: if both beams had cleared it is
+complete and is classified (its edges were journaled; only the settling wait was left),
+otherwise it is cut and counted in `reset_discarded`. An edge journaled with
+`TIME_UNKNOWN` (an implausible board stamp) takes the time of the edge before it.
+
 Every crossing's `source_ref` derives from the door and the (epoch, seq) of the edge
 that ended its pass, so replaying the same journaled edges after a restart yields the
 same refs and the journal's uniqueness makes the replay harmless.
@@ -33,6 +38,7 @@ CONF_CLEAN = 1.0
 CONF_CLOSE_GROUP = 0.7
 CONF_ONE_ORDER = 0.6
 CONF_LONG_BLOCKAGE = 0.4
+TIME_UNKNOWN = -1  # journaled instead of a board stamp that maps to no plausible time
 
 
 class Edge(NamedTuple):
@@ -75,6 +81,7 @@ class BeamDecoder:
         self._blocked: dict[int, float | None] = {cfg.a_beam: None, cfg.b_beam: None}
         self._pass: _Pass | None = None
         self._stuck_beam: int | None = None
+        self._last_t = 0.0
         self.fault: str | None = None
         self.stats = {"passes": 0, "aborted": 0, "turned_back": 0, "ambiguous": 0,
                       "glitches": 0, "estimated": 0, "stuck_discarded": 0, "reset_discarded": 0}
@@ -84,19 +91,36 @@ class BeamDecoder:
         """No pass in progress: replay may safely restart after the last fed edge."""
         return self._pass is None
 
-    def feed(self, e: Edge) -> list[Crossing]:
+    @property
+    def epoch(self) -> int | None:
+        """The board epoch of the edges fed so far (None before the first)."""
+        return self._epoch
+
+    def end_epoch(self, epoch: int) -> list[Crossing]:
+        """The board restarted into `epoch`: a pass whose beams have all cleared is complete
+        and counts now; one with a beam still broken is cut (`reset_discarded`)."""
         out: list[Crossing] = []
-        if e.beam not in self._blocked:
-            return out  # another pair's beam
-        if self._epoch is not None and e.epoch != self._epoch:
-            # the microcontroller restarted: its half-seen pass cannot be completed
-            if self._pass is not None:
+        if self._epoch is not None and epoch != self._epoch:
+            p = self._pass
+            if p is not None and all(v is None for v in self._blocked.values()) and self._stuck_beam is None:
+                self._pass = None
+                out = self._classify(p)
+            elif p is not None:
                 self.stats["reset_discarded"] += 1
             self._pass = None
             self._blocked = dict.fromkeys(self._blocked)
             self._stuck_beam, self.fault = None, None
-        self._epoch = e.epoch
-        t = e.t_us / 1e6
+            self._last_t = 0.0
+        self._epoch = epoch
+        return out
+
+    def feed(self, e: Edge) -> list[Crossing]:
+        out: list[Crossing] = []
+        if e.beam not in self._blocked:
+            return out  # another pair's beam
+        out += self.end_epoch(e.epoch)
+        t = self._last_t if e.t_us == TIME_UNKNOWN else e.t_us / 1e6
+        self._last_t = t
         out += self._settle(t)
         if e.edge == EDGE_BREAK:
             if self._blocked[e.beam] is not None:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge.beam_decoder import BeamDecoder, DecoderConfig, Edge
+from edge.beam_decoder import TIME_UNKNOWN, BeamDecoder, DecoderConfig, Edge
 from edge.clock import Clock, SystemClock
 from edge.crossing import Crossing
 from edge.journal import BeamEventRow
@@ -30,6 +30,10 @@ from firmware_bridge.link import BeamLink
 log = logging.getLogger(__name__)
 
 HealthFn = Callable[[str, bool, str], None]
+
+REPORT_HOLD_S = 60.0  # a loss or gap keeps its part unhealthy this long: the bins around it carry the flag
+MAX_LATE_S = 30 * 86400.0  # events delivered this late are plausible (a board's ring outlives an outage)
+QUARANTINE_MAX = 100  # implausible stamps kept (as sent) in journal meta for a person to look at
 
 
 class DoorSettings(BaseModel):
@@ -47,7 +51,12 @@ class DoorSettings(BaseModel):
     min_block_s: float = Field(0.03, ge=0, description="breaks shorter than this are glitches, not people")
     merge_gap_s: float = Field(0.12, ge=0, description="clears shorter than this inside a blockage are flicker, not a gap between people")
     stuck_s: float = Field(60.0, gt=0, description="a beam blocked this long raises a fault; the door counts nothing until it clears")
-    heartbeat_timeout_s: float = Field(3.0, gt=0, description="no valid frame for this long -> link-down health")
+    board_time_ahead_s: float = Field(3600.0, gt=0, description="a board stamp that maps this far past the host's clock is "
+                                      "implausible (a crystal drifts seconds a day): binned at receipt, flagged; a "
+                                      "simulated board whose clock runs faster than real time needs more")
+    heartbeat_timeout_s: float = Field(6.0, gt=0, description="no valid frame for this long -> link-down health (six "
+                                       "heartbeats of the reference firmware, with probes in between: 1% corruption "
+                                       "does not lose them all)")
 
     @model_validator(mode="after")
     def _distinct_beams(self) -> "DoorSettings":
@@ -126,6 +135,13 @@ class DoorPipeline:
         self._overflow_reported = 0
         self.crossings_committed = 0
         self.lost_events = int(store.get_meta(self._key("lost_events"), "0") or 0)
+        self.skipped_events = int(store.get_meta(self._key("skipped_events"), "0") or 0)
+        self.implausible_times = int(store.get_meta(self._key("implausible_times"), "0") or 0)
+        self._reports: dict[str, tuple[float, str]] = {}  # part -> (monotonic set, detail) while held down
+        known = store.get_meta(self._key("epoch"))
+        self._known_epoch: int | None = int(known) if known is not None else None
+        self._quarantine: list[dict[str, Any]] = json.loads(store.get_meta(self._key("quarantine"), "[]") or "[]")
+        self._pending_meta: dict[str, str] = {}  # meta a full disk refused: written at the next chance
         hb = store.get_meta(self._key("last_heartbeat"))
         self._last_hb: dict[str, Any] | None = json.loads(hb) if hb else None
         # (epoch, board µs, host UTC) of the last heartbeat: maps board time to UTC
@@ -150,6 +166,7 @@ class DoorPipeline:
     def _decode_new(self) -> int:
         rows = self.store.beam_events_after(self.door.name, self._cursor)
         out: list[Crossing] = []
+        cut = self.decoder.stats["reset_discarded"]
         for row_id, r in rows:
             was_idle = self.decoder.idle
             out += self.decoder.feed(Edge(r.mcu_epoch, r.seq, r.beam, r.edge, r.mcu_us, r.t_utc))
@@ -159,7 +176,49 @@ class DoorPipeline:
                 self._safe_row = row_id
             self._cursor = row_id
         self._commit_crossings(out)
+        if self.decoder.stats["reset_discarded"] > cut:
+            self._report("mcu", f"door {self.door.name}: a pass in progress when the board restarted (a beam still"
+                         " broken) could not be completed and was not counted")
         return len(rows)
+
+    def _commit_soon(self, crossings: list[Crossing]) -> None:
+        """Crossings made outside a commit (a heartbeat, a HELLO): a full disk keeps them
+        in memory for the next commit instead of ending the link's read."""
+        try:
+            self._commit_crossings(crossings)
+        except Exception as exc:  # noqa: BLE001 - kept in self._unsaved by _commit_crossings
+            log.debug("door %s: %d crossing(s) wait for the journal (%s)", self.door.name, len(self._unsaved), exc)
+
+    def _persist(self, name: str, value: str) -> None:
+        """Meta that must survive a restart, written at once if the disk lets it, else at
+        the next heartbeat; the figure in memory is the one in use meanwhile (a full disk
+        must neither end the link nor make a reset be reported twice)."""
+        self._pending_meta[self._key(name)] = value
+        self._flush_meta()
+
+    def _flush_meta(self) -> None:
+        for key, value in list(self._pending_meta.items()):
+            try:
+                self.store.set_meta(key, value)
+            except Exception as exc:  # noqa: BLE001 - the disk's problem, reported by the journal's health
+                log.debug("door %s: meta %s not written yet (%s)", self.door.name, key, exc)
+                return
+            if self._pending_meta.get(key) == value:
+                del self._pending_meta[key]
+
+    def _report(self, part: str, detail: str) -> None:
+        """A loss or a gap: the part is unhealthy for REPORT_HOLD_S (status shows it, the
+        bins of that time carry its flag), then healthy again with the detail kept."""
+        self._reports[part] = (self.clock.monotonic(), detail)
+        self.health(f"{self.component}:{part}", False, detail)
+        log.warning(detail)
+
+    def _release_reports(self) -> None:
+        now = self.clock.monotonic()
+        for part, (since, detail) in list(self._reports.items()):
+            if now - since >= REPORT_HOLD_S:
+                del self._reports[part]
+                self.health(f"{self.component}:{part}", True, f"last: {detail}")
 
     def _commit_crossings(self, out: list[Crossing]) -> None:
         # the decoder has consumed these edges: crossings a failed commit (full disk)
@@ -187,25 +246,34 @@ class DoorPipeline:
         return self.store.last_event_seq(self.door.name, epoch) or 0
 
     def on_hello(self, hello: m.Hello) -> None:
-        known = self.store.get_meta(self._key("epoch"))
-        if known is not None and int(known) != hello.epoch:
-            old = int(known)
+        known = self._known_epoch
+        if known is not None and known != hello.epoch:
+            old = known
             committed = self.store.last_event_seq(self.door.name, old) or 0
             hb = self._last_hb if self._last_hb and self._last_hb["epoch"] == old else None
             per_beam = self._reconcile(old, hb) if hb else {}
             # the board's cumulative per-beam counters also cover edges its ring overflowed;
             # the sequence gap covers edges since the counters were read: take the larger
-            lost = max(max(0, hb["last_seq"] - committed) + hb["overflow"], sum(per_beam.values())) if hb else 0
+            seen = self.link.highest_seen(old)  # events seen in flight after that heartbeat
+            lost = max(max(0, max(hb["last_seq"], seen) - committed) + hb["overflow"], sum(per_beam.values())) if hb \
+                else max(0, seen - committed)
             self.lost_events += lost
-            self.store.set_meta(self._key("lost_events"), str(self.lost_events))
+            self._persist("lost_events", str(self.lost_events))
             beams = ", ".join(f"beam {b}: {n}" for b, n in sorted(per_beam.items()) if n)
             detail = (f"door {self.door.name}: microcontroller restarted (epoch {old} -> {hello.epoch});"
                       f" {lost} undelivered event(s) lost with its RAM" + (f" ({beams})" if beams else "")
-                      + ("" if hb else " (no heartbeat of the old epoch seen: loss unknown)"))
-            self.health(f"{self.component}:mcu", lost == 0 and hb is not None, detail)
-            log.warning(detail)
-        if known is None or int(known) != hello.epoch:
-            self.store.set_meta(self._key("epoch"), str(hello.epoch))
+                      + ("" if hb else " (no heartbeat of the old epoch seen: a lower bound)"))
+            if lost or hb is None:
+                self._report("mcu", detail)
+            else:
+                self.health(f"{self.component}:mcu", True, detail)
+                log.warning(detail)
+        if known != hello.epoch:
+            self._known_epoch = hello.epoch
+            self._persist("epoch", str(hello.epoch))
+        # the old epoch's last pass ends here (classified if both beams had cleared):
+        # heartbeats of the new epoch cannot settle it, their clock starts again at 0
+        self._commit_soon(self.decoder.end_epoch(hello.epoch))
         beams = {b.role: i for i, b in enumerate(hello.beams) if b.pair == 0}
         if beams and (beams.get(m.ROLE_A), beams.get(m.ROLE_B)) != (self.door.a_beam, self.door.b_beam):
             self.health(f"{self.component}:layout", False,
@@ -218,20 +286,35 @@ class DoorPipeline:
         return {beam: max(0, counted - self.store.count_beam_events(self.door.name, epoch, beam))
                 for beam, counted in enumerate(hb["counters"])}
 
-    def event_utc(self, epoch: int, t_us: int, now_utc: float) -> float:
+    def event_utc(self, epoch: int, t_us: int, now_utc: float) -> float | None:
         """UTC of a board timestamp: anchored on the last heartbeat of that epoch (board
         µs <-> host UTC at its receipt), so events delivered late (after an unplug or an
-        agent restart) keep the time they happened; receipt time without an anchor."""
-        a = self._anchor
-        if a is None or a[0] != epoch:
-            return now_utc
-        return min(now_utc, a[2] + (t_us - a[1]) / 1e6)
+        agent restart) keep the time they happened; receipt time without an anchor.
+        None: the stamp is implausible (no board's uptime, or mapped outside
+        [now - MAX_LATE_S, now + MAX_AHEAD_S]): the caller bins it at receipt, flagged."""
+        return board_utc(self._anchor, epoch, t_us, now_utc, self.door.board_time_ahead_s)
+
+    def _stamp(self, epoch: int, seq: int, t_us: int, now_utc: float) -> tuple[int, float]:
+        """(mcu_us, t_utc) to journal for a board stamp; an implausible one is journaled as
+        TIME_UNKNOWN at receipt time, and kept as sent in meta `beams.<door>.quarantine`."""
+        utc = self.event_utc(epoch, t_us, now_utc)
+        if utc is not None:
+            return t_us, utc
+        self.implausible_times += 1
+        self._quarantine = self._quarantine[-(QUARANTINE_MAX - 1):] + [
+            {"epoch": epoch, "seq": seq, "t_us": t_us, "received_utc": now_utc}]
+        self._persist("quarantine", json.dumps(self._quarantine))
+        self._persist("implausible_times", str(self.implausible_times))
+        self._report("time", f"door {self.door.name}: board time {t_us} µs of event {epoch}:{seq} is implausible"
+                     f" (last heartbeat: {self._anchor[1] if self._anchor else 'none'} µs); binned at receipt"
+                     f" ({self.implausible_times} so far)")
+        return TIME_UNKNOWN, now_utc
 
     def commit(self, epoch: int, events: list[m.BeamEvent | m.Rating]) -> None:
         now = self.clock.wall()
-        rows = [BeamEventRow(epoch, e.seq, e.beam, e.edge, e.t_us, self.event_utc(epoch, e.t_us, now))
+        rows = [BeamEventRow(epoch, e.seq, e.beam, e.edge, *self._stamp(epoch, e.seq, e.t_us, now))
                 for e in events if isinstance(e, m.BeamEvent)]
-        presses = [Press(epoch, e.seq, e.keypad, e.level, e.t_us, self.event_utc(epoch, e.t_us, now))
+        presses = [Press(epoch, e.seq, e.keypad, e.level, *self._stamp(epoch, e.seq, e.t_us, now))
                    for e in events if isinstance(e, m.Rating)]
         if presses:
             # one transaction: edges and presses share the board's sequence (the resume point)
@@ -245,22 +328,31 @@ class DoorPipeline:
             self.store.add_beam_events(self.door.name, rows)
         self._decode_new()
 
+    def on_skipped(self, epoch: int, first: int, last: int, why: str) -> None:
+        n = last - first + 1
+        self.skipped_events += n
+        self._persist("skipped_events", str(self.skipped_events))
+        self._report("gap", f"door {self.door.name}: events {first}..{last} of epoch {epoch} ({n}) were acknowledged"
+                     f" by an earlier host and are not in this journal ({why}); counting resumes at seq {last + 1}")
+
     def on_heartbeat(self, hb: m.Heartbeat, committed_seq: int) -> None:
+        self._release_reports()
+        self._flush_meta()
         self.last_heartbeat = hb
         self._anchor = (hb.epoch, hb.t_us, self.clock.wall())
         self._last_hb = {"epoch": hb.epoch, "last_seq": hb.last_seq, "overflow": hb.overflow,
                          "counters": list(hb.counters), "t_us": hb.t_us, "utc": self._anchor[2]}
         now = self.clock.monotonic()
-        if now - self._last_hb_saved > 5.0:
-            self.store.set_meta(self._key("last_heartbeat"), json.dumps(self._last_hb))
+        if now - self._last_hb_saved >= 1.0:  # what a reset can be known to lose: keep it fresh
+            self._persist("last_heartbeat", json.dumps(self._last_hb))
             self._last_hb_saved = now
         if hb.overflow and hb.overflow != self._overflow_reported:
             self._overflow_reported = hb.overflow
             self.health(f"{self.component}:mcu", False,
                         f"door {self.door.name}: board ring overflowed, {hb.overflow} event(s) lost on the board")
-        if hb.last_seq == committed_seq:
+        if hb.last_seq == committed_seq and self.decoder.epoch in (None, hb.epoch):
             # everything the board saw is decoded: time may end a settled pass
-            self._commit_crossings(self.decoder.advance(hb.t_us - 100_000))
+            self._commit_soon(self.decoder.advance(hb.t_us - 100_000))
             if self.decoder.idle:
                 self._safe_row = self._cursor
 
@@ -292,3 +384,17 @@ class BeamSource:
     def stop(self) -> None:
         for door in self.doors:
             door.link.stop()
+
+
+def board_utc(anchor: tuple[int, int, float] | None, epoch: int, t_us: int, now_utc: float,
+              ahead_s: float) -> float | None:
+    """Board µs -> UTC through an (epoch, board µs, host UTC) anchor; None if implausible
+    (no board's uptime, older than MAX_LATE_S, more than `ahead_s` past `now_utc`)."""
+    if not 0 <= t_us < m.MAX_BOARD_US:
+        return None
+    if anchor is None or anchor[0] != epoch:
+        return now_utc
+    utc = anchor[2] + (t_us - anchor[1]) / 1e6
+    if not now_utc - MAX_LATE_S <= utc <= now_utc + ahead_s:
+        return None
+    return min(now_utc, utc)

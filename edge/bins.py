@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS bin_state (
 META_NEXT = "bins_next_start_utc"
 META_LAST_ID = "bins_last_crossing_id"
 META_LAST_RATING_ID = "bins_last_rating_id"
+# crossings before this (2000-01-01) are broken stamps (a journal written before board
+# times were checked, edge/beam_source.py): never binned, so they cannot stop binning
+PLAUSIBLE_FROM_UTC = 946684800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,8 @@ class Binner:
         dirty_starts = {
             bin_of(t, self.policy.minutes, self.policy.zone).start_utc
             for (t,) in self.conn.execute(
-                "SELECT t_utc FROM crossings WHERE id > ? AND id <= ? AND t_utc < ?", (last_id, max_id, next_start)
+                "SELECT t_utc FROM crossings WHERE id > ? AND id <= ? AND t_utc < ? AND t_utc >= ?",
+                (last_id, max_id, next_start, PLAUSIBLE_FROM_UTC)
             )
         }
         # a keypad press delivered late (after an unplug) revises its bin as a crossing does
@@ -107,7 +111,8 @@ class Binner:
             dirty_starts |= {
                 bin_of(t, self.policy.minutes, self.policy.zone).start_utc
                 for (t,) in self.conn.execute(
-                    "SELECT t_utc FROM ratings WHERE id > ? AND id <= ? AND t_utc < ?", (last_rating, max_rating, next_start))
+                    "SELECT t_utc FROM ratings WHERE id > ? AND id <= ? AND t_utc < ? AND t_utc >= ?",
+                    (last_rating, max_rating, next_start, PLAUSIBLE_FROM_UTC))
             }
         todo: list[Bin] = []
         for start in sorted(dirty_starts):
@@ -247,8 +252,8 @@ class Binner:
 
     def _quiet_before(self, t_utc: float) -> float:
         """Minutes from the end of the bin of the last primary-source crossing before t_utc."""
-        row = self.conn.execute("SELECT MAX(t_utc) FROM crossings WHERE +source = ? AND t_utc < ?",
-                                (self.policy.primary_source, t_utc)).fetchone()
+        row = self.conn.execute("SELECT MAX(t_utc) FROM crossings WHERE +source = ? AND t_utc < ? AND t_utc >= ?",
+                                (self.policy.primary_source, t_utc, PLAUSIBLE_FROM_UTC)).fetchone()
         if row[0] is None:
             return float("inf")
         last = bin_of(row[0], self.policy.minutes, self.policy.zone)
@@ -282,8 +287,17 @@ class Binner:
         return sorted(flags)
 
 
+# a door's reports that are not outages (edge/beam_source.py): events lost in a board
+# reset or its ring, events freed by the board before this journal had them, a board
+# time that maps to no plausible UTC (binned at receipt)
+_BEAM_REPORTS = {"mcu": "events_lost", "gap": "events_skipped", "time": "board_time_implausible"}
+
+
 def _flag_of(component: str) -> str:
     """The bin flag for a component that was unhealthy during the bin."""
     if component.startswith("fusion:"):  # both sources up but their counts drifted apart
         return "sources_disagree:" + component.removeprefix("fusion:")
+    door, _, part = component.rpartition(":")
+    if component.startswith("beams:") and part in _BEAM_REPORTS:
+        return f"{_BEAM_REPORTS[part]}:{door}"
     return {"agent": "agent_down", "clock": "clock_unsynced"}.get(component, f"source_down:{component}")

@@ -14,8 +14,10 @@ from typing import ClassVar, Union
 
 from firmware_bridge.framing import MAX_PAYLOAD, FrameSplitter, decode_frame, encode_frame
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 1  # the layout version in every payload (PROTOCOL.md, "Versioning")
+PROTOCOL_MINOR = 1  # 1.1 added RETAINED; a 1.0 board never sends it (the host copes, PROTOCOL.md)
 MAX_BEAMS = 16
+MAX_BOARD_US = 2**53  # a board stamp at or above this (285 years of uptime) is out of range
 
 # message type codes: 0x0_ from the microcontroller, 0x8_ from the host
 HELLO = 0x01
@@ -24,6 +26,7 @@ HEARTBEAT = 0x03
 RATING = 0x04
 CONFIG_VALUE = 0x05
 ERROR = 0x06
+RETAINED = 0x07  # 1.1: "I freed what you ask for; my oldest retained seq is ..."
 ACK = 0x81
 RESUME = 0x82
 HELLO_REQUEST = 0x83
@@ -55,6 +58,10 @@ _HEAD = struct.Struct("<BB")
 
 class MessageError(ValueError):
     """A CRC-valid payload that is not a well-formed message of this protocol version."""
+
+
+class VersionMismatch(MessageError):
+    """A CRC-valid payload of another protocol version (counted apart: a firmware mix-up)."""
 
 
 class UnknownMessage(MessageError):
@@ -134,6 +141,17 @@ class Error:
 
 
 @dataclass(frozen=True, slots=True)
+class Retained:
+    """Board (1.1): answer to a RESUME below what it has freed. Events of `epoch` below
+    `oldest_seq` were acknowledged (by an earlier host) and are gone from its ring; it
+    sends from `oldest_seq` on. The host starts there and reports the gap."""
+
+    epoch: int
+    oldest_seq: int  # >= 1: the board's acked_seq + 1
+    TYPE: ClassVar[int] = RETAINED
+
+
+@dataclass(frozen=True, slots=True)
 class Ack:
     """Host: every event of `epoch` up to and including `seq` is committed."""
 
@@ -170,7 +188,7 @@ class ConfigSet:
 
 
 Message = Union[
-    Hello, BeamEvent, Heartbeat, Rating, ConfigValue, Error,
+    Hello, BeamEvent, Heartbeat, Rating, ConfigValue, Error, Retained,
     Ack, Resume, HelloRequest, ConfigGet, ConfigSet,
 ]
 
@@ -179,6 +197,7 @@ _FIXED: dict[int, tuple[struct.Struct, type]] = {
     RATING: (struct.Struct("<IIBBQ"), Rating),
     CONFIG_VALUE: (struct.Struct("<BIB"), ConfigValue),
     ERROR: (struct.Struct("<BI"), Error),
+    RETAINED: (struct.Struct("<II"), Retained),
     ACK: (struct.Struct("<II"), Ack),
     RESUME: (struct.Struct("<II"), Resume),
     HELLO_REQUEST: (struct.Struct("<"), HelloRequest),
@@ -219,7 +238,7 @@ def decode(payload: bytes) -> Message:
         raise MessageError("payload shorter than its header")
     version, mtype = payload[0], payload[1]
     if version != PROTOCOL_VERSION:
-        raise MessageError(f"protocol version {version}, this host speaks {PROTOCOL_VERSION}")
+        raise VersionMismatch(f"protocol version {version}, this host speaks {PROTOCOL_VERSION}")
     body = payload[2:]
     if mtype == HELLO:
         if len(body) < _HELLO.size:
@@ -248,6 +267,8 @@ def decode(payload: bytes) -> Message:
 
 
 def _validate(msg: Message) -> None:
+    """The ranges of PROTOCOL.md that one message shows on its own (those that need the
+    board's HELLO or previous heartbeat are the link's: firmware_bridge/link.py)."""
     if isinstance(msg, BeamEvent):
         if msg.edge not in (EDGE_CLEAR, EDGE_BREAK):
             raise MessageError(f"edge must be 0 or 1, not {msg.edge}")
@@ -262,6 +283,13 @@ def _validate(msg: Message) -> None:
     elif isinstance(msg, Heartbeat):
         if msg.states >> len(msg.counters):
             raise MessageError("heartbeat states name a beam it has no counter for")
+        if msg.acked_seq > msg.last_seq:
+            raise MessageError("heartbeat acked_seq above last_seq")
+        if msg.t_us >= MAX_BOARD_US:
+            raise MessageError(f"heartbeat t_us {msg.t_us} is no board's uptime")
+    elif isinstance(msg, (Retained, Resume)):
+        if (msg.oldest_seq if isinstance(msg, Retained) else msg.from_seq) == 0:
+            raise MessageError("sequences start at 1")
 
 
 def to_frame(msg: Message) -> bytes:
@@ -285,6 +313,7 @@ class MessageReader:
         self.splitter = FrameSplitter()
         self.malformed = 0
         self.unknown = 0
+        self.version = 0  # CRC-valid frames of another protocol version
 
     def feed(self, data: bytes) -> list[Message]:
         out: list[Message] = []
@@ -293,6 +322,8 @@ class MessageReader:
                 out.append(decode(payload))
             except UnknownMessage:
                 self.unknown += 1
+            except VersionMismatch:
+                self.version += 1
             except MessageError:
                 self.malformed += 1
         return out

@@ -21,7 +21,7 @@ PATH = Path(__file__).with_name("vectors.json")
 
 _CLASSES: dict[str, type] = {
     cls.__name__: cls
-    for cls in (m.Hello, m.BeamEvent, m.Heartbeat, m.Rating, m.ConfigValue, m.Error,
+    for cls in (m.Hello, m.BeamEvent, m.Heartbeat, m.Rating, m.ConfigValue, m.Error, m.Retained,
                 m.Ack, m.Resume, m.HelloRequest, m.ConfigGet, m.ConfigSet)
 }
 
@@ -43,6 +43,8 @@ _CASES: list[tuple[str, m.Message]] = [
     ("config_value_ok", m.ConfigValue(m.CFG_DEBOUNCE_US, 3000, m.CFG_STATUS_OK)),
     ("config_value_unknown", m.ConfigValue(200, 0, m.CFG_STATUS_UNKNOWN_KEY)),
     ("error_overflow", m.Error(m.ERR_RING_OVERFLOW, 12)),
+    ("retained", m.Retained(7, 1601)),
+    ("retained_max", m.Retained(0xFFFFFFFF, 0xFFFFFFFF)),
     ("ack", m.Ack(7, 41)),
     ("ack_max", m.Ack(0xFFFFFFFF, 0xFFFFFFFF)),
     ("resume", m.Resume(7, 42)),
@@ -78,11 +80,16 @@ def message_from(kind: str, fields: dict[str, Any]) -> m.Message:
     return cls(**kw)
 
 
-def _rating_patched(offset: int, raw: bytes) -> str:
-    """A RATING frame with payload bytes at `offset` replaced (fields the codec refuses to
-    encode: level at 11, seq at 6..9), CRC valid."""
-    payload = m.encode(m.Rating(7, 5, 0, 1, 1_000_000))
+def _patched(msg: m.Message, offset: int, raw: bytes) -> str:
+    """`msg`'s frame with payload bytes at `offset` replaced by `raw` (a field value the
+    codec refuses to encode), CRC valid, without the delimiter."""
+    payload = m.encode(msg)
     return m.encode_frame(payload[:offset] + raw + payload[offset + len(raw):]).hex()[:-2]
+
+
+def _rating_patched(offset: int, raw: bytes) -> str:
+    """A RATING frame with a field patched: level at 11, seq at 6..9."""
+    return _patched(m.Rating(7, 5, 0, 1, 1_000_000), offset, raw)
 
 
 def build() -> dict[str, Any]:
@@ -113,6 +120,12 @@ def build() -> dict[str, Any]:
         {"name": "rating_level_zero", "frame": _rating_patched(11, b"\x00"), "why": "rating level 0 (levels are 1..5)"},
         {"name": "rating_level_six", "frame": _rating_patched(11, b"\x06"), "why": "rating level 6 (levels are 1..5)"},
         {"name": "rating_seq_zero", "frame": _rating_patched(6, bytes(4)), "why": "rating seq 0 (sequences start at 1)"},
+        {"name": "heartbeat_t_us_out_of_range", "frame": _patched(m.Heartbeat(7, 1, 0, 0, 0, 0, (0, 0)), 6, (2**64 - 2).to_bytes(8, "little")),
+         "why": "heartbeat t_us near 2**64 (no board's uptime; range: below 2**53)"},
+        {"name": "heartbeat_acked_above_last", "frame": _patched(m.Heartbeat(7, 1, 5, 5, 0, 0, (0, 0)), 18, (6).to_bytes(4, "little")),
+         "why": "heartbeat acked_seq 6 above last_seq 5"},
+        {"name": "resume_from_zero", "frame": _patched(m.Resume(7, 1), 6, bytes(4)), "why": "RESUME from seq 0 (sequences start at 1)"},
+        {"name": "retained_zero", "frame": _patched(m.Retained(7, 1), 6, bytes(4)), "why": "RETAINED oldest seq 0"},
         {"name": "unknown_type", "frame": m.encode_frame(b"\x01\x7f").hex()[:-2], "why": "type 0x7f"},
     ]
     return {

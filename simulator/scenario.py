@@ -25,6 +25,10 @@ class FaultSpec:
     unplug_s: float = 1.0  # how long (real seconds) the cable stays out
     mcu_resets: int = 0  # board resets with RAM lost (new epoch)
     agent_kills: int = 0  # SIGKILLs of the agent process
+    broker_kills: int = 0  # SIGKILLs of the MQTT broker (restarted after broker_down_s)
+    broker_down_s: float = 1.0
+    disk_fulls: int = 0  # the agent's disk filled to the last byte (for disk_full_s, then freed)
+    disk_full_s: float = 1.5
     seed: int = 3
 
 

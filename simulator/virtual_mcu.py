@@ -28,7 +28,7 @@ from pathlib import Path
 from firmware_bridge import messages as m
 from simulator.faults import WireFaults
 
-FW_VERSION = (1, 0, 0)
+FW_VERSION = (1, 1, 0)  # protocol 1.1: RETAINED
 
 
 @dataclass
@@ -50,7 +50,8 @@ class VirtualMcu:
     def __init__(self, link_path: str | Path, edges: list[tuple[float, int, int]], *,
                  speedup: float = 200.0, ring_capacity: int = 1024, faults: WireFaults | None = None,
                  heartbeat_s: float = 0.1, retransmit_s: float = 0.05, first_epoch: int = 1,
-                 window: int = 16, presses: list[tuple[float, int, int]] | None = None) -> None:
+                 window: int = 16, presses: list[tuple[float, int, int]] | None = None,
+                 fw_minor: int = FW_VERSION[1]) -> None:
         self.link_path = Path(link_path)
         # one timeline: beam edges (virtual t s, beam, edge), debounced, and keypad presses
         # (virtual t s, keypad, level), debounced, tagged by kind; sorted by time
@@ -59,6 +60,7 @@ class VirtualMcu:
         self.speedup = speedup
         self.capacity = ring_capacity
         self.window = window  # frames in flight beyond the last ack (door.c: FF_WINDOW)
+        self.fw_minor = fw_minor  # 0: a 1.0 board (no RETAINED), as boards in the field may be
         self.faults = faults or WireFaults()
         self.heartbeat_s = heartbeat_s
         self.retransmit_s = retransmit_s
@@ -97,8 +99,17 @@ class VirtualMcu:
             os.symlink(os.ttyname(slave), tmp)
             os.replace(tmp, self.link_path)
 
-    def unplug(self) -> None:
+    def unplug(self, mid_frame: bool = False) -> None:
+        """Pull the cable; `mid_frame`: after the first half of a frame has gone out (what
+        the UART had queued goes with it), as a real unplug strikes."""
         with self._lock:
+            if mid_frame and self._master is not None:
+                s = self.state
+                frame = m.to_frame(s.ring[s.next_tx] if s.next_tx in s.ring else self._heartbeat())
+                try:
+                    os.write(self._master, bytes(self._out) + frame[: len(frame) // 2])
+                except OSError:
+                    pass
             self.unplugs += 1
             self.link_path.unlink(missing_ok=True)
             self.synced = False
@@ -219,13 +230,17 @@ class VirtualMcu:
             s.next_tx += 1
         if now - self._last_hb >= self.heartbeat_s:
             self._last_hb = now
-            self._send(m.Heartbeat(s.epoch, int((self.vt - s.boot_vt) * 1e6), s.last_seq, s.acked_seq,
-                                   s.overflow, s.states[0] | s.states[1] << 1, tuple(s.counters)))
+            self._send(self._heartbeat())
         self._flush()
         self._receive(now)
 
+    def _heartbeat(self) -> m.Heartbeat:
+        s = self.state
+        return m.Heartbeat(s.epoch, int((self.vt - s.boot_vt) * 1e6), s.last_seq, s.acked_seq,
+                           s.overflow, s.states[0] | s.states[1] << 1, tuple(s.counters))
+
     def _hello(self) -> m.Hello:
-        return m.Hello(*FW_VERSION, self.state.epoch, self.capacity,
+        return m.Hello(FW_VERSION[0], self.fw_minor, FW_VERSION[2], self.state.epoch, self.capacity,
                        (m.Beam(0, m.ROLE_A), m.Beam(0, m.ROLE_B)))
 
     def _send(self, msg: m.Message) -> None:
@@ -268,6 +283,8 @@ class VirtualMcu:
                 if isinstance(msg, m.Resume):
                     s.next_tx = s.acked_seq + 1
                     self._out.clear()
+                    if msg.from_seq < s.acked_seq + 1 and self.fw_minor >= 1:
+                        self._send(m.Retained(s.epoch, s.acked_seq + 1))  # freed: say where the ring starts
                 elif s.next_tx <= s.acked_seq:
                     s.next_tx = s.acked_seq + 1
             elif isinstance(msg, m.HelloRequest):

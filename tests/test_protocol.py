@@ -18,7 +18,7 @@ def test_vectors_file_is_what_the_codec_writes():
 
 def test_every_message_type_has_a_vector():
     kinds = {v["kind"] for v in GOOD}
-    assert kinds == {"Hello", "BeamEvent", "Heartbeat", "Rating", "ConfigValue", "Error",
+    assert kinds == {"Hello", "BeamEvent", "Heartbeat", "Rating", "ConfigValue", "Error", "Retained",
                      "Ack", "Resume", "HelloRequest", "ConfigGet", "ConfigSet"}
 
 

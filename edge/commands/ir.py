@@ -13,6 +13,7 @@ and direction are flags here; the report prints the `[beams]` lines to keep them
 from __future__ import annotations
 
 import argparse
+import collections
 import sqlite3
 import tempfile
 import time
@@ -71,7 +72,7 @@ class _Session:
         self.scratch = args.journal is None
         self.journal_path = Path(args.journal or Path(tempfile.mkdtemp(prefix="footfall-ir-")) / "journal.db")
         self.store = JournalWriter.open(self.journal_path)
-        self.health: list[tuple[float, str, bool, str]] = []
+        self.health: collections.deque[tuple[float, str, bool, str]] = collections.deque(maxlen=50)  # refreshed each second
         self.source = BeamSource(BeamSettings(doors=[self.door]), self.store,
                                  lambda c, ok, d: self.health.append((time.time(), c, ok, d)))
         self.started_utc = time.time()
@@ -109,15 +110,16 @@ def _status_table(s: _Session):
         t.add_row("beams", states)
         t.add_row("edges since boot", " ".join(str(c) for c in hb.counters))
         t.add_row("board seq / acked / overflow", f"{hb.last_seq} / {hb.acked_seq} / {hb.overflow}")
-    st, fr = link.stats, link.reader.splitter.stats
-    t.add_row("link", f"committed {st.events_committed}, bad frames {fr.bad_frames}, gaps {st.gaps}, "
-              f"resumes {st.resumes_sent}, reopen {st.opens - 1 if st.opens else 0}, resets seen {st.resets_seen}")
+    st = link.stats
+    t.add_row("link", f"committed {st.events_committed}, gaps {st.gaps}, resumes {st.resumes_sent}, "
+              f"skipped {st.skipped}, reopen {st.opens - 1 if st.opens else 0}, resets seen {st.resets_seen}")
+    t.add_row("frames", link.frame_counts().text())
     rows = s.crossings()
     t.add_row("crossings", f"in {sum(d == 'in' for _, d, _ in rows)}  out {sum(d == 'out' for _, d, _ in rows)}"
               f"  (low confidence {sum(c < 1 for *_, c in rows)})")
     if s.pipe.decoder.fault:
         t.add_row("fault", f"[red]{s.pipe.decoder.fault}[/]")
-    for when, comp, ok, detail in s.health[-3:]:
+    for when, comp, ok, detail in list(s.health)[-3:]:
         t.add_row(time.strftime("%H:%M:%S", time.localtime(when)), f"{'[green]ok[/]' if ok else '[red]DOWN[/]'} {detail}")
     return t
 
@@ -173,8 +175,10 @@ def walk_test(args: argparse.Namespace) -> int:
                   f"max_transit_s={s.door.max_transit_s} stuck_s={s.door.stuck_s}")
     console.print(f"  told            in {args.n_in}  out {args.n_out}")
     console.print(f"  counted         in {c_in}  out {c_out}  (low confidence: {low})")
-    console.print(f"  link            committed {link.stats.events_committed} edges, "
-                  f"bad frames {link.reader.splitter.stats.bad_frames}")
+    console.print(f"  link            committed {link.stats.events_committed} edges"
+                  + (f", {link.stats.skipped} earlier edges skipped (acknowledged before this test)"
+                     if link.stats.skipped else ""))
+    console.print(f"  frames          {link.frame_counts().text()}")
     console.print(f"  journal         {'scratch (test walks kept out of the site counts)' if s.scratch else s.journal_path}")
     verdict = "[bold green]PASS[/]" if ok else "[bold red]FAIL[/]"
     console.print(f"  result          {verdict}")

@@ -11,7 +11,7 @@ static void send_payload(ff_door_t *d, const uint8_t *p, size_t n) {
 static void send_hello(ff_door_t *d) {
     static const ff_beam_t beams[FF_N_BEAMS] = {{0, 0}, {0, 1}};
     uint8_t p[FF_MAX_PAYLOAD];
-    send_payload(d, p, ff_enc_hello(p, 1, 0, 0, d->epoch, FF_RING_CAPACITY, beams, FF_N_BEAMS));
+    send_payload(d, p, ff_enc_hello(p, 1, FF_PROTOCOL_MINOR, 0, d->epoch, FF_RING_CAPACITY, beams, FF_N_BEAMS));
 }
 
 static void send_heartbeat(ff_door_t *d, uint64_t now_us) {
@@ -136,12 +136,20 @@ static void on_frame(ff_door_t *d, uint64_t now_us) {
     uint8_t p[FF_MAX_PAYLOAD];
     int rc = ff_decode_host(d->rx, d->rx_len, &m);
     if (rc == -1) return; /* garbage: the host retries what it needs */
-    if (rc < 0) { send_payload(d, p, ff_enc_error(p, (uint8_t)(rc == -2 ? 3 : 2), (uint32_t)-rc)); return; }
+    if (rc < 0) {
+        send_payload(d, p, ff_enc_error(p, (uint8_t)(rc == -2 ? 3 : rc == -3 ? 2 : 1), (uint32_t)-rc));
+        return;
+    }
     switch (m.type) {
     case FF_ACK: on_ack(d, m.epoch, m.seq, now_us); break;
     case FF_RESUME:
         on_ack(d, m.epoch, m.seq - 1, now_us);
-        if (m.epoch == d->epoch) d->next_tx = d->acked_seq + 1;
+        if (m.epoch != d->epoch) break;
+        d->next_tx = d->acked_seq + 1;
+        /* 1.1: the host asks for events this board has freed (another host acknowledged
+         * them): say where the ring starts, so the host starts there, not RESUME forever */
+        if (m.seq < d->acked_seq + 1)
+            send_payload(d, p, ff_enc_retained(p, d->epoch, d->acked_seq + 1));
         break;
     case FF_HELLO_REQUEST: send_hello(d); break;
     case FF_CONFIG_GET:

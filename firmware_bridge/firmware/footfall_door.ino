@@ -1,6 +1,6 @@
 // footfall door firmware (Arduino Uno/Nano/Mega class): two IR break-beams on pins 2
 // and 3 (external interrupts), a service-rating keypad of FF_N_KEYS push buttons on pins
-// 4.. (to GND, internal pull-ups; pin 4 = level 1 "bad" ... the last = best), protocol v1
+// 4.. (to GND, internal pull-ups; pin 4 = level 1 "bad" ... the last = best), protocol 1.1
 // over the USB serial port at 115200 baud.
 // Copy protocol.[ch] and door.[ch] next to this file (Arduino IDE builds them).
 // The logic lives in door.c so the host's gcc can unit-test it; this file only wires

@@ -1,4 +1,4 @@
-/* footfall door protocol v1; see protocol.h and ../PROTOCOL.md. */
+/* footfall door protocol 1.1; see protocol.h and ../PROTOCOL.md. */
 #include "protocol.h"
 
 uint32_t ff_crc32(const uint8_t *data, size_t len) {
@@ -119,6 +119,11 @@ size_t ff_enc_error(uint8_t *p, uint8_t code, uint32_t detail) {
     at = put8(p, at, code); return put32(p, at, detail);
 }
 
+size_t ff_enc_retained(uint8_t *p, uint32_t epoch, uint32_t oldest_seq) {
+    size_t at = head(p, FF_RETAINED);
+    at = put32(p, at, epoch); return put32(p, at, oldest_seq);
+}
+
 size_t ff_enc_ack(uint8_t *p, uint32_t epoch, uint32_t seq) {
     size_t at = head(p, FF_ACK);
     at = put32(p, at, epoch); return put32(p, at, seq);
@@ -152,7 +157,8 @@ int ff_decode_host(const uint8_t *frame, size_t len, ff_host_msg_t *msg) {
     case FF_ACK:
     case FF_RESUME:
         if (blen != 8) return -4;
-        msg->epoch = get32(b); msg->seq = get32(b + 4); return 0;
+        msg->epoch = get32(b); msg->seq = get32(b + 4);
+        return raw[1] == FF_RESUME && msg->seq == 0 ? -5 : 0;
     case FF_HELLO_REQUEST:
         return blen == 0 ? 0 : -4;
     case FF_CONFIG_GET:

@@ -59,6 +59,8 @@ static int vectors(void) {
             n = ff_enc_config_value(p, v[0], v[1], v[2]);
         } else if (!strcmp(kind, "Error")) {
             n = ff_enc_error(p, v[0], v[1]);
+        } else if (!strcmp(kind, "Retained")) {
+            n = ff_enc_retained(p, v[0], v[1]);
         } else if (!strcmp(kind, "Ack")) {
             n = ff_enc_ack(p, v[0], v[1]);
         } else if (!strcmp(kind, "Resume")) {
@@ -144,6 +146,14 @@ static int door(void) {
     ff_door_poll(&d, 200001);
     int k = events_in(&s, seqs, 512);
     CHECK(k == 6 && seqs[0] == 6 && seqs[5] == 11);
+    /* 1.1: a RESUME below what the board freed (a fresh journal) is answered with
+     * RETAINED(epoch, acked + 1), and transmission starts there */
+    s.len = 0;
+    host_send(&d, p, ff_enc_resume(p, 42, 1), 200001);
+    CHECK(d.acked_seq == 5 && d.next_tx == 6);
+    CHECK(frames_in(&s, FF_RETAINED, seqs, 0, 512) == 1 && seqs[0] == 6);
+    host_send(&d, p, ff_enc_resume(p, 42, 6), 200001);  /* a RESUME at the ring: no RETAINED */
+    CHECK(frames_in(&s, FF_RETAINED, seqs, 0, 512) == 0);
     /* an ack from another epoch is refused and answered with HELLO */
     host_send(&d, p, ff_enc_ack(p, 41, 11), 200002);
     CHECK(d.acked_seq == 5 && s.len > 0);
