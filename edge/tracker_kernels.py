@@ -1,24 +1,20 @@
-"""The tracker's per-frame hot path as compiled loops (numba), over its state matrix.
+"""The tracker's per-frame hot path as compiled loops (numba): the optional accelerator.
 
-Why compiled: a frame with 20 to 50 people is a few thousand floating-point operations,
-but as numpy it was 60 to 70 calls on tiny arrays, each costing 1.5 to 5 us of call
-overhead on a Pi-class CPU. As loops compiled by numba the whole frame is one call.
+Why: ``edge.tracker_numpy`` (what every install runs) spends most of a frame in the call
+overhead of a few dozen whole-array numpy calls; compiled by numba the whole frame is
+one call, a few times faster (docs/PERFORMANCE.md). These loops do the same arithmetic
+in the same order, so both give the same tracks (tests/test_tracker.py).
 
-Compiling is optional (the `jit` extra installs numba). Without numba, or with
-``FOOTFALL_JIT=0``, the same functions run as plain Python: about 0.16 ms per frame at 5
-people in view and 1.6 ms at 20 on the dev machine (`FOOTFALL_JIT=0 python -m
-bench.tracker_bench --quick --trackers footfall --no-mot`), nothing next to a door
-camera's 20-100 ms inference, and the process stays about 130 MiB smaller (numba's
-LLVM; docs/PERFORMANCE.md, "Resident memory"). Busy wide views and the benchmarks
-want it compiled.
+Compiling is optional: the `jit` extra installs numba, and ``FOOTFALL_JIT=0`` turns it
+off. ``edge.tracker`` imports this module only when it uses it: numba adds about 130 MiB
+of resident memory (its LLVM; docs/PERFORMANCE.md, "Resident memory"), which a door
+camera does not need. Without numba the functions here are plain Python (slow; kept
+only so the module imports).
 
 The kernels are pure: arrays in, arrays out, no I/O. They are compiled on first use and
 cached on disk (``cache=True``: next to this file in ``__pycache__``, or where
 ``NUMBA_CACHE_DIR`` points when that is not writable); ``edge.tracker.Tracker`` warms
 them in its constructor so that no frame pays for compilation.
-
-The state layout (one row per track, first ``n`` rows live) is ``edge.tracker``'s; the
-column numbers are repeated here because numba needs them as compile-time constants.
 """
 
 from __future__ import annotations
@@ -67,16 +63,14 @@ def _kernel(fn: Callable[..., Any]) -> Any:
         return njit(cache=False, nogil=True)(fn)
 
 
-X1, Y1, X2, Y2, VX1, VY1, VX2, VY2, P00, P01, P11, ONE = range(12)
-TBIRTH, TLAST, CONF, EXPIRE, ID = range(12, 17)
-NCOL = 17
-BIG = 1e9  # cost of a forbidden pair; anything >= REJECT is never matched
-REJECT = 100.0
-
-# Indices into the float64 parameter vector ``prm`` (built by Tracker from its params).
-(PRM_HIGH, PRM_NEW, PRM_IOU, PRM_CHI2, PRM_R2, PRM_Q, PRM_CONFIRM, PRM_TLOST, PRM_MAXLOST,
- PRM_VINIT, PRM_DENSE) = range(11)
-NPRM = 11
+# The state layout and parameter vector are edge.tracker_numpy's (numba freezes these
+# globals at compile time; the on-disk cache is keyed on this file, so a layout change
+# there must come with a touch here).
+from edge.tracker_numpy import (  # noqa: E402
+    BIG, CONF, EXPIRE, ID, NCOL, ONE, P00, P01, P11, PRM_CHI2, PRM_CONFIRM, PRM_DENSE,
+    PRM_HIGH, PRM_IOU, PRM_MAXLOST, PRM_NEW, PRM_Q, PRM_R2, PRM_TLOST, PRM_VINIT, REJECT,
+    TBIRTH, TLAST, X1, X2, Y1, Y2,
+)
 
 
 @_kernel
