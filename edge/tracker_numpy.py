@@ -21,6 +21,8 @@ every live row. Pure: arrays in, arrays out, no I/O.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 X1, Y1, X2, Y2, VX1, VY1, VX2, VY2, P00, P01, P11, ONE = range(12)
@@ -42,7 +44,7 @@ DET_COLS = 9
 # Per-track association table, one row per live track: x1 y1 x2 y2 cx cy w h as for a
 # detection, then area, gate (box height squared x chi-square x predicted variance: a
 # centre distance squared under it passes), and the two stage penalties.
-_AREA, _GATE, _WEAK_PEN, _TENT_PEN = 8, 9, 10, 11
+_AREA, _GATE, _BOTH_PEN, _TENT_PEN = 8, 9, 10, 11
 _TRK_COLS = 12
 # xyxy -> x1 y1 x2 y2 cx cy w h, one product.
 XYXY_TO_DET = np.array([
@@ -57,16 +59,25 @@ _DET_FROM_XYXY = np.ascontiguousarray(XYXY_TO_DET.T)
 def predict(st: np.ndarray, n: int, dt: float, q: float) -> None:
     """Constant-velocity prediction of every live track over ``dt`` seconds, in place:
     each edge moves by its velocity, the shared covariance grows by F P F^T plus
-    white-acceleration noise."""
+    white-acceleration noise; one matrix product for all of it."""
     s = st[:n]
-    s[:, 0:4] += dt * s[:, 4:8]
+    s[:, 0:ONE] = s[:, 0:ONE + 1] @ _transition(dt, q)
+
+
+@functools.lru_cache(maxsize=8)
+def _transition(dt: float, q: float) -> np.ndarray:
+    """The ``(12, 11)`` matrix taking a state row's first 12 columns (edges, velocities,
+    covariance, one) to its predicted first 11 (a frame rate has one or two dt)."""
+    f = np.zeros((ONE + 1, ONE))
+    f[0:8, 0:8] = np.eye(8)
+    f[4:8, 0:4] = dt * np.eye(4)
     dt2 = dt * dt
-    # [p00 p01 p11 one] @ this = the new [p00 p01 p11]: one product for all tracks.
-    f = np.array([[1.0, 0.0, 0.0],
-                  [2.0 * dt, 1.0, 0.0],
-                  [dt2, dt, 1.0],
-                  [q * dt2 * dt / 3.0, q * dt2 / 2.0, q * dt]])
-    s[:, P00:ONE] = s[:, P00:ONE + 1] @ f
+    f[P00:ONE + 1, P00:ONE] = [[1.0, 0.0, 0.0],
+                                [2.0 * dt, 1.0, 0.0],
+                                [dt2, dt, 1.0],
+                                [q * dt2 * dt / 3.0, q * dt2 / 2.0, q * dt]]
+    f.flags.writeable = False
+    return f
 
 
 def track_table(st: np.ndarray, n: int, t: float, prm: np.ndarray) -> np.ndarray:
@@ -78,55 +89,48 @@ def track_table(st: np.ndarray, n: int, t: float, prm: np.ndarray) -> np.ndarray
     np.maximum(k[6:8], 1.0, out=k[6:8])  # a coasting box may have shrunk
     np.multiply(k[6], k[7], out=k[_AREA])
     np.multiply(k[7] * k[7], prm[PRM_CHI2] * (s[:, P00] + prm[PRM_R2]), out=k[_GATE])
-    conf = s[:, CONF]
-    # Weak detections only continue confirmed tracks (+2; forbidding on tentative ones);
-    # tentative tracks come after confirmed ones (+1); a track past its expiry pairs with
-    # nothing (it is dropped at the end of this frame, and its stale prediction must
-    # not take a stranger).
-    np.multiply(conf, -BIG, out=k[_WEAK_PEN])
-    k[_WEAK_PEN] += 2.0 + BIG
-    np.subtract(1.0, conf, out=k[_TENT_PEN])
+    # Tentative tracks come after confirmed ones (+1); weak detections only continue
+    # confirmed tracks (+2, and BIG on tentative ones); a track past its expiry pairs
+    # with nothing (it is dropped at the end of this frame, and its stale prediction
+    # must not take a stranger).
+    np.subtract(1.0, s[:, CONF], out=k[_TENT_PEN])
     k[_TENT_PEN, s[:, EXPIRE] < t] = BIG
+    np.multiply(k[_TENT_PEN], BIG, out=k[_BOTH_PEN])
+    k[_BOTH_PEN] += 2.0
     return k
 
 
 def costs(d: np.ndarray, k: np.ndarray, weak: np.ndarray, iou_min: float) -> np.ndarray:
     """Cost of detections ``d`` (rows: DET_COLS quantities) against tracks ``k`` (rows:
-    track_table's), for any shapes that broadcast (every pair, or a list of pairs); +inf
-    where the gate forbids the pair.
+    track_table's), for any shapes that broadcast (every pair, or a list of pairs);
+    REJECT or more where the gate forbids the pair.
 
     -IoU when IoU >= iou_min, else the squared centre distance over the gate, which must
     be < 1; plus +2 for a weak detection (forbidding on a tentative track) and the
-    track's stage penalty.
+    track's stage penalty. x and y go through each operation together.
     """
-    iw = np.minimum(d[2], k[2])
-    iw -= np.maximum(d[0], k[0])
-    np.maximum(iw, 0.0, out=iw)
-    ih = np.minimum(d[3], k[3])
-    ih -= np.maximum(d[1], k[1])
-    np.maximum(ih, 0.0, out=ih)
-    iw *= ih  # intersection
+    wh = np.minimum(d[2:4], k[2:4])
+    wh -= np.maximum(d[0:2], k[0:2])
+    np.maximum(wh, 0.0, out=wh)
+    inter = wh[0] * wh[1]
     union = d[_AREA] + k[_AREA]
-    union -= iw
-    iw /= union  # IoU
-    ex = d[4] - k[4]
-    ex *= ex
-    ey = d[5] - k[5]
-    ey *= ey
-    ex += ey
-    ex /= k[_GATE]  # squared centre distance over the gate
-    ex[ex >= 1.0] = np.inf
-    c = np.where(iw >= iou_min, np.negative(iw, out=iw), ex)
-    c += weak * k[_WEAK_PEN]
-    c += k[_TENT_PEN]
-    c[c >= REJECT] = np.inf
+    union -= inter
+    inter /= union  # IoU
+    e = d[4:6] - k[4:6]
+    e *= e
+    dist = e[0] + e[1]
+    dist /= k[_GATE]  # squared centre distance over the gate
+    dist[dist >= 1.0] = np.inf
+    c = np.where(inter >= iou_min, np.negative(inter, out=inter), dist)
+    c += np.where(weak, k[_BOTH_PEN], k[_TENT_PEN])
     return c
 
 
-def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
-          prm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Candidate (detection, track) pairs that the gate accepts, with their costs.
-    ``det`` is ``(m, DET_COLS)``.
+def scored(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
+           prm: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pair costs (REJECT or more: the gate forbids the pair): the ``(m, n)`` matrix of
+    every detection on every track, or, for big frames, the gated pairs as (detection,
+    track, cost) arrays. ``det`` is ``(m, DET_COLS)``.
 
     Up to ``prm[PRM_DENSE]`` tracks x detections every pair is scored in one broadcast.
     Beyond, detections are sorted along x, each track takes the window of detections its
@@ -136,40 +140,87 @@ def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
     """
     m = det.shape[0]
     k = track_table(st, n, t, prm)
-    weak = (scores < prm[PRM_HIGH]).astype(np.float64)
-    d = det.T
+    weak = scores < prm[PRM_HIGH]
+    d = np.ascontiguousarray(det.T)
     if m * n <= prm[PRM_DENSE]:
-        c = costs(d[:, :, None], k[:, None, :], weak[:, None], prm[PRM_IOU])
-        pd, pt = (c < REJECT).nonzero()
-        return pd, pt, c[pd, pt]
+        return costs(d[:, :, None], k[:, None, :], weak[:, None], prm[PRM_IOU])
     gate_r = np.sqrt(k[_GATE])
     hw = 0.5 * det[:, 6:8].max(axis=0)
     rx = (np.maximum(0.5 * k[6], gate_r) + hw[0]) * (1.0 + 1e-9)  # slack: rounding
     ry = (np.maximum(0.5 * k[7], gate_r) + hw[1]) * (1.0 + 1e-9)  # never drops a pair
-    order = det[:, 4].argsort(kind="stable")
-    keys = det[order, 4]
+    order = d[4].argsort(kind="stable")
+    keys = d[4, order]
     lo = keys.searchsorted(k[4] - rx, "left")
     cnt = keys.searchsorted(k[4] + rx, "right") - lo
     total = int(cnt.sum())
     pt = np.arange(n).repeat(cnt)
     pd = order[np.arange(total) + (lo - (cnt.cumsum() - cnt)).repeat(cnt)]
-    near = np.abs(det[pd, 5] - k[5, pt]) <= ry[pt]
+    near = np.abs(d[5, pd] - k[5, pt]) <= ry[pt]
     pd, pt = pd[near], pt[near]
     c = costs(d[:, pd], k[:, pt], weak[pd], prm[PRM_IOU])
     ok = c < REJECT
     return pd[ok], pt[ok], c[ok]
 
 
-def greedy(pd: np.ndarray, pt: np.ndarray, pc: np.ndarray, m: int, n: int
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one matching of gated pairs, cheapest first, ties to the lower detection
-    then the lower track; in rounds.
+def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
+          prm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate (detection, track) pairs that the gate accepts, with their costs (for
+    the optimal assignment)."""
+    c = scored(st, n, det, scores, t, prm)
+    if isinstance(c, tuple):
+        return c
+    pd, pt = (c < REJECT).nonzero()
+    return pd, pt, c[pd, pt]
+
+
+def greedy_dense(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one matching on an ``(m, n)`` cost matrix (REJECT or more: forbidden),
+    cheapest pair first, ties to the lower detection, then the lower track; in rounds.
 
     Greedy over the sorted pairs takes a pair iff no earlier pair it conflicts with was
-    taken. A pair that is the first left for both its detection and its track is
-    therefore taken, and every other pair of that detection or track is not; dropping
-    both and repeating gives exactly the greedy matching, one round per link of the
-    longest chain of conflicts (one or two in a crowd, never one per track).
+    taken. A pair that is the first left in both its row and its column (each row's and
+    column's argmin) is therefore taken, and every other pair in its row and column is
+    not; dropping both and repeating gives exactly the greedy matching, one round per
+    link of the longest chain of conflicts (one or two in a crowd, never one per
+    track). Rounds after the first work on the rows and columns left, a small matrix.
+    """
+    rows = np.arange(c.shape[0])
+    cols = None  # the identity until the first round drops some
+    md: list[np.ndarray] = []
+    mt: list[np.ndarray] = []
+    while True:
+        r = np.arange(c.shape[0])
+        col = c.argmin(axis=1)
+        open_ = c[r, col] < REJECT
+        take = (c.argmin(axis=0)[col] == r) & open_
+        td = take.nonzero()[0]
+        tk = col[td]
+        md.append(rows[td])
+        mt.append(tk if cols is None else cols[tk])
+        open_ &= ~take
+        if not open_.any():
+            break
+        keep_c = np.ones(c.shape[1], bool)
+        keep_c[tk] = False
+        keep_c = keep_c.nonzero()[0]
+        if keep_c.shape[0] == 0:
+            break
+        keep_r = open_.nonzero()[0]
+        c = c[keep_r[:, None], keep_c]
+        rows = rows[keep_r]
+        cols = keep_c if cols is None else cols[keep_c]
+    if len(md) == 1:
+        return md[0], mt[0]
+    return np.concatenate(md), np.concatenate(mt)
+
+
+def greedy_pairs(pd: np.ndarray, pt: np.ndarray, pc: np.ndarray, m: int, n: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """greedy_dense's matching from a list of gated pairs (a big frame's: few pairs
+    for its tracks x detections, where argmins over the whole matrix would cost more).
+
+    Same rounds: in (cost, detection, track) order, a pair that is the first left for
+    both its detection and its track is taken, and the other pairs of either go.
     """
     o = np.lexsort((pt, pd, pc))
     d, k = pd[o], pt[o]
@@ -177,9 +228,11 @@ def greedy(pd: np.ndarray, pt: np.ndarray, pc: np.ndarray, m: int, n: int
     mt: list[np.ndarray] = []
     while d.shape[0]:
         pos = np.arange(d.shape[0])
-        first_d = np.full(m, d.shape[0])
+        first_d = np.empty(m, np.int64)
+        first_d.fill(d.shape[0])
         np.minimum.at(first_d, d, pos)
-        first_t = np.full(n, d.shape[0])
+        first_t = np.empty(n, np.int64)
+        first_t.fill(d.shape[0])
         np.minimum.at(first_t, k, pos)
         fd, ft = first_d[d], first_t[k]
         take = (fd == pos) & (ft == pos)
@@ -203,56 +256,49 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
     live count and next id, and per reported track (matched ones in detection order,
     then births): detection index, id, confirmed, filtered xyxy.
     """
-    m = det.shape[0]
     r2 = prm[PRM_R2]
-    track_of = np.full(m, -1, np.int64)
-    track_of[md] = mt
-    dm = (track_of >= 0).nonzero()[0]
-    rows = track_of[dm]
+    o = md.argsort()
+    dm, rows = md[o], mt[o]
     s = st[rows]  # a copy: corrected here, written back once
     # Kalman gain of each edge's position and velocity (shared by the four edges).
     g = s[:, P00:P11] / (s[:, P00:P01] + r2)
-    innov = det[dm, 0:4] - s[:, 0:4]
+    innov = det[dm, 0:4]
+    innov -= s[:, 0:4]
     s[:, 0:8] += (g[:, :, None] * innov[:, None, :]).reshape(-1, 8)
     s[:, P11] -= g[:, 1] * s[:, P01]
     s[:, P00:P11] = r2 * g
     # Confirmed once matched confirm_s after birth; stays so.
-    conf = (s[:, CONF] > 0.0) | (s[:, TBIRTH] < t - prm[PRM_CONFIRM])
+    conf = np.maximum(s[:, CONF], s[:, TBIRTH] < t - prm[PRM_CONFIRM])
     s[:, TLAST] = t
     s[:, CONF] = conf
-    s[:, EXPIRE] = np.where(conf, t + prm[PRM_MAXLOST], t + prm[PRM_TLOST])
+    s[:, EXPIRE] = conf * (prm[PRM_MAXLOST] - prm[PRM_TLOST]) + (t + prm[PRM_TLOST])
     st[rows] = s
+    conf = conf.astype(bool)
+    out_det, out_id, out_box = dm, s[:, ID].astype(np.int64), s[:, 0:4]
 
-    born = ((track_of < 0) & (scores >= prm[PRM_NEW])).nonzero()[0]
+    free = scores >= prm[PRM_NEW]
+    free[md] = False
+    born = free.nonzero()[0]
     b = born.shape[0]
-    new_ids = np.arange(next_id, next_id + b, dtype=np.int64)
     if b:
+        new_ids = np.arange(next_id, next_id + b, dtype=np.int64)
         nb = st[n:n + b]
-        nb[:] = _newborn(t, prm)
+        nb[:] = 0.0
+        nb[:, [P00, P11, ONE, TBIRTH, TLAST, EXPIRE]] = (
+            r2, prm[PRM_VINIT] * prm[PRM_VINIT], 1.0, t, t, t + prm[PRM_TLOST])
         nb[:, 0:4] = det[born, 0:4]
         nb[:, ID] = new_ids
-    out_det = np.concatenate((dm, born))
-    out_id = np.concatenate((s[:, ID].astype(np.int64), new_ids))
-    out_conf = np.concatenate((conf, np.zeros(b, bool)))
-    out_box = np.concatenate((s[:, 0:4], det[born, 0:4]))
+        out_det = np.concatenate((dm, born))
+        out_id = np.concatenate((out_id, new_ids))
+        conf = np.concatenate((conf, np.zeros(b, bool)))
+        out_box = np.concatenate((out_box, nb[:, 0:4]))
     # Drop tracks unmatched for too long (matched and new ones never are), in order.
     n += b
     live = st[:n, EXPIRE] >= t
     w = int(np.count_nonzero(live))
     if w < n:
         st[:w] = st[:n][live]
-    return w, next_id + b, out_det, out_id, out_conf, out_box
-
-
-def _newborn(t: float, prm: np.ndarray) -> np.ndarray:
-    """The state row of a track born at ``t``, before its box and id."""
-    row = np.zeros(NCOL)
-    row[P00] = prm[PRM_R2]
-    row[P11] = prm[PRM_VINIT] * prm[PRM_VINIT]
-    row[ONE] = 1.0
-    row[TBIRTH] = row[TLAST] = t
-    row[EXPIRE] = t + prm[PRM_TLOST]
-    return row
+    return w, next_id + b, out_det, out_id, conf, out_box
 
 
 def step(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndarray,
@@ -264,8 +310,8 @@ def step(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndarr
     if n > 0 and dt > 0.0:
         predict(st, n, dt, prm[PRM_Q])
     if n > 0 and m > 0:
-        pd, pt, pc = pairs(st, n, det, scores, t, prm)
-        md, mt = greedy(pd, pt, pc, m, n)
+        c = scored(st, n, det, scores, t, prm)
+        md, mt = greedy_pairs(*c, m, n) if isinstance(c, tuple) else greedy_dense(c)
     else:
         md = mt = _NO_INT
     return apply(st, n, next_id, det, scores, md, mt, t, prm)
