@@ -184,34 +184,44 @@ def greedy_dense(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     link of the longest chain of conflicts (one or two in a crowd, never one per
     track). Rounds after the first work on the rows and columns left, a small matrix.
     """
-    rows = np.arange(c.shape[0])
-    cols = None  # the identity until the first round drops some
+    rows = cols = None  # the identity until a round drops some
     md: list[np.ndarray] = []
     mt: list[np.ndarray] = []
     while True:
         r = np.arange(c.shape[0])
         col = c.argmin(axis=1)
         open_ = c[r, col] < REJECT
-        take = (c.argmin(axis=0)[col] == r) & open_
+        take = c.argmin(axis=0)[col] == r
+        take &= open_
         td = take.nonzero()[0]
         tk = col[td]
-        md.append(rows[td])
+        md.append(td if rows is None else rows[td])
         mt.append(tk if cols is None else cols[tk])
-        open_ &= ~take
-        if not open_.any():
+        if np.count_nonzero(open_) == td.shape[0]:
             break
         keep_c = np.ones(c.shape[1], bool)
         keep_c[tk] = False
         keep_c = keep_c.nonzero()[0]
         if keep_c.shape[0] == 0:
             break
-        keep_r = open_.nonzero()[0]
+        keep_r = (open_ & ~take).nonzero()[0]
         c = c[keep_r[:, None], keep_c]
-        rows = rows[keep_r]
+        rows = keep_r if rows is None else rows[keep_r]
         cols = keep_c if cols is None else cols[keep_c]
-    if len(md) == 1:
+    return _by_detection(md, mt, ordered=True)
+
+
+def _by_detection(md: list[np.ndarray], mt: list[np.ndarray], ordered: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The rounds' matches as one (detection, track) list in detection order (each
+    round's own list is in that order where ``ordered``)."""
+    if len(md) == 1 and ordered:
         return md[0], mt[0]
-    return np.concatenate(md), np.concatenate(mt)
+    if not md:
+        return _NO_INT, _NO_INT
+    d, k = np.concatenate(md), np.concatenate(mt)
+    o = d.argsort()
+    return d[o], k[o]
 
 
 def greedy_pairs(pd: np.ndarray, pt: np.ndarray, pc: np.ndarray, m: int, n: int
@@ -241,9 +251,7 @@ def greedy_pairs(pd: np.ndarray, pt: np.ndarray, pc: np.ndarray, m: int, n: int
         # A detection or track is taken iff its first pair is.
         left = ~(take[fd] | take[ft])
         d, k = d[left], k[left]
-    if not md:
-        return _NO_INT, _NO_INT
-    return np.concatenate(md), np.concatenate(mt)
+    return _by_detection(md, mt)
 
 
 def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndarray,
@@ -252,13 +260,13 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
     """Kalman correction of the matched tracks, births from unmatched confident
     detections, then removal of tracks unmatched for too long.
 
-    ``st`` must have room for ``n`` + the number of detections rows. Returns the new
-    live count and next id, and per reported track (matched ones in detection order,
-    then births): detection index, id, confirmed, filtered xyxy.
+    ``md`` (ascending) and ``mt`` are the matched detections and their tracks. ``st``
+    must have room for ``n`` + the number of detections rows. Returns the new live
+    count and next id, and per reported track (matched ones in detection order, then
+    births): detection index, id, confirmed, filtered xyxy.
     """
     r2 = prm[PRM_R2]
-    o = md.argsort()
-    dm, rows = md[o], mt[o]
+    dm, rows = md, mt
     s = st[rows]  # a copy: corrected here, written back once
     # Kalman gain of each edge's position and velocity (shared by the four edges).
     g = s[:, P00:P11] / (s[:, P00:P01] + r2)
@@ -269,9 +277,10 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
     s[:, P00:P11] = r2 * g
     # Confirmed once matched confirm_s after birth; stays so.
     conf = np.maximum(s[:, CONF], s[:, TBIRTH] < t - prm[PRM_CONFIRM])
-    s[:, TLAST] = t
-    s[:, CONF] = conf
-    s[:, EXPIRE] = conf * (prm[PRM_MAXLOST] - prm[PRM_TLOST]) + (t + prm[PRM_TLOST])
+    # Last match, confirmed, expiry (max_lost_s after now if confirmed, else
+    # tentative_lost_s) in one product.
+    s[:, TLAST:EXPIRE + 1] = conf[:, None] * [0.0, 1.0, prm[PRM_MAXLOST] - prm[PRM_TLOST]]
+    s[:, TLAST:EXPIRE + 1] += [t, 0.0, t + prm[PRM_TLOST]]
     st[rows] = s
     conf = conf.astype(bool)
     out_det, out_id, out_box = dm, s[:, ID].astype(np.int64), s[:, 0:4]
