@@ -25,12 +25,13 @@ import platform
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge.camera_pipeline import CAMERA_COUNTING
 from edge.counting import CountingLine, CountingParams, LineCounter
 from edge.tracker import Tracker, TrackerParams
 from simulator.detections import DetectionStream, StreamSpec, generate
@@ -45,7 +46,8 @@ Prepare = Callable[[np.ndarray, np.ndarray, float], tuple[Call, Finish]]
 
 
 TRACKER_PARAMS = TrackerParams()
-COUNTING_PARAMS = CountingParams()
+# Every tracker's tracks are counted the way the camera agent counts (settling included).
+COUNTING_PARAMS = CAMERA_COUNTING
 
 
 def _ours(compiled: bool) -> Callable[[float], Prepare]:
@@ -203,38 +205,58 @@ def _iou_distance(a: np.ndarray, b: np.ndarray, max_d: float = 0.5) -> np.ndarra
     return d
 
 
-def run_stream(stream: DetectionStream, names: list[str], with_mot: bool = True
-               ) -> dict[str, dict[str, object]]:
+def schedule(names: list[str], n_frames: int, interleave: bool, shift: int
+             ) -> Iterator[tuple[int, str]]:
+    """(frame, tracker) steps. Blocked (default): each tracker runs the whole stream in
+    turn, as a device runs one tracker, the order rotated by ``shift`` (the seed's
+    index) so that no tracker always goes first. Interleaved: every frame goes through
+    all trackers, in an order rotated each frame, so that each call finds its data
+    evicted by the others (the cold case)."""
+    k = shift % len(names)
+    order = names[k:] + names[:k]
+    if not interleave:
+        for n in order:
+            for fi in range(n_frames):
+                yield fi, n
+        return
+    for fi in range(n_frames):
+        k = fi % len(order)
+        for n in order[k:] + order[:k]:
+            yield fi, n
+
+
+def run_stream(stream: DetectionStream, names: list[str], with_mot: bool = True,
+               interleave: bool = False, shift: int = 0) -> dict[str, dict[str, object]]:
     fps = stream.spec.fps
     preps = {n: TRACKERS[n](fps) for n in names}
     line = CountingLine("door", stream.line[0], stream.line[1], stream.inside, hysteresis_px=8.0)
     counters = {n: LineCounter([line], anchor="centre", params=COUNTING_PARAMS,
                                frame_size=(stream.spec.width, stream.spec.height)) for n in names}
     results = {n: Result() for n in names}
+    # Where each track was along the line at each frame: a settled crossing is reported
+    # after the frame it happened in.
+    where: dict[str, dict[int, dict[float, float]]] = {n: {} for n in names}
     if with_mot:
         import motmetrics as mm
     accs = {n: mm.MOTAccumulator(auto_id=True) for n in names} if with_mot else {}
-    order = list(names)
-    for fi, fr in enumerate(stream.frames):
-        steps = {n: preps[n](fr.boxes, fr.scores, fr.t) for n in names}
-        rot = order[fi % len(order):] + order[: fi % len(order)]
-        outs = {}
-        for n in rot:
-            call, finish = steps[n]
-            t0 = time.perf_counter()
-            raw = call()
-            results[n].times_us.append((time.perf_counter() - t0) * 1e6)
-            outs[n] = finish(raw)
-        for n in names:
-            ids, boxes = outs[n]
-            boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-            evs = counters[n].update(ids, boxes, np.ones(len(ids), bool), fr.t)
-            if evs:
-                pos = {int(i): (b[0] + b[2]) / 2 for i, b in zip(ids, boxes)}
-                results[n].events += [(e.t, e.direction, pos[e.track_id]) for e in evs]
-            if with_mot:
-                dist = _iou_distance(fr.gt_boxes.astype(np.float64), boxes)
-                accs[n].update(fr.gt_ids.tolist(), ids.tolist(), dist)
+    for fi, n in schedule(names, len(stream.frames), interleave, shift):
+        fr = stream.frames[fi]
+        call, finish = preps[n](fr.boxes, fr.scores, fr.t)
+        t0 = time.perf_counter()
+        raw = call()
+        results[n].times_us.append((time.perf_counter() - t0) * 1e6)
+        ids, boxes = finish(raw)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        for i, x in zip(ids.tolist(), ((boxes[:, 0] + boxes[:, 2]) / 2).tolist()):
+            where[n].setdefault(i, {})[fr.t] = x
+        evs = counters[n].update(ids, boxes, np.ones(len(ids), bool), fr.t)
+        results[n].events += [(e.t, e.direction, where[n][e.track_id][e.t]) for e in evs]
+        if with_mot:
+            dist = _iou_distance(fr.gt_boxes.astype(np.float64), boxes)
+            accs[n].update(fr.gt_ids.tolist(), ids.tolist(), dist)
+    for n in names:  # crossings still settling at the end
+        results[n].events += [(e.t, e.direction, where[n][e.track_id][e.t])
+                              for e in counters[n].flush()]
     table: dict[str, dict[str, object]] = {}
     mh = mm.metrics.create() if with_mot else None
     for n in names:
@@ -347,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
                        help=f"the tuning seeds {DEV_SEEDS} (in-sample figures)")
     ap.add_argument("--duration", type=float, help="seconds per stream (default per density)")
     ap.add_argument("--mot", action="store_true", help="also MOTA/IDF1 (motmetrics; slower)")
+    ap.add_argument("--interleave", action="store_true",
+                    help="step every frame through all trackers (cold caches) instead of "
+                         "one whole stream per tracker in turn")
     ap.add_argument("--all-peers", action="store_true",
                     help=f"run slow peers on every density too ({SLOW_PEERS})")
     ap.add_argument("--json", metavar="FILE", help="also write all figures as JSON")
@@ -357,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     global TRACKER_PARAMS, COUNTING_PARAMS
     TRACKER_PARAMS = _with(TrackerParams(), args.param, ap)
-    COUNTING_PARAMS = _with(CountingParams(), args.counting, ap)
+    COUNTING_PARAMS = _with(CAMERA_COUNTING, args.counting, ap)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     everything: dict[str, object] = {
@@ -368,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     kind = "dev (in-sample)" if args.dev else "replayed" if args.replay else "fresh (held-out)"
     print(f"# tracker bench: fps={args.fps} quick={args.quick} numpy={np.__version__} "
           f"numba={_numba_version()} {platform.machine()} load={os.getloadavg()[0]:.1f} "
-          f"seeds={kind} params={args.param or 'default'} counting={args.counting or 'default'}")
+          f"seeds={kind} timing={'interleaved' if args.interleave else 'blocked'} "
+          f"params={args.param or 'default'} counting={args.counting or 'camera agent'}")
     for n_view in args.in_view:
         names = [n for n in args.trackers
                  if args.all_peers or n_view <= SLOW_PEERS.get(n, n_view)]
@@ -387,9 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         per_seed = []
         truth = [0, 0]
         mean_view = []
-        for seed in seed_list:
+        for i, seed in enumerate(seed_list):
             stream = generate(StreamSpec(in_view=n_view, fps=args.fps, duration_s=dur, seed=seed))
-            per_seed.append(run_stream(stream, names, with_mot=args.mot))
+            per_seed.append(run_stream(stream, names, with_mot=args.mot,
+                                       interleave=args.interleave, shift=i))
             gi = sum(c.direction == "in" for c in stream.crossings)
             truth[0] += gi
             truth[1] += len(stream.crossings) - gi

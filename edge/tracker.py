@@ -60,6 +60,9 @@ class TrackerParams:
     gate_chi2: float = 9.21
     """Below ``iou_min`` a pair may still match if its squared centre distance over the
     predicted variance is below this (chi-square, 2 dof, 99%)."""
+    gate_max: float = 0.85
+    """...and its centre distance is below this many box heights: a young track's
+    velocity is a guess, and coasting on it must not reach across the picture."""
     confirm_s: float = 0.15
     """A track is confirmed when a detection is matched to it at least this long after
     its birth (so at least twice, whatever the frame rate)."""
@@ -86,7 +89,7 @@ class TrackerParams:
             raise ValueError("need 0 <= low_score <= high_score <= 1")
         if not 0.0 < self.iou_min < 1.0:
             raise ValueError("iou_min must be within (0, 1)")
-        for name in ("gate_chi2", "meas_std", "accel_std", "vel_init_std"):
+        for name in ("gate_chi2", "gate_max", "meas_std", "accel_std", "vel_init_std"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.assignment not in ("greedy", "optimal"):
@@ -165,6 +168,7 @@ class Tracker:
         prm[_k.PRM_NEW] = p.new_track_score
         prm[_k.PRM_IOU] = p.iou_min
         prm[_k.PRM_CHI2] = p.gate_chi2
+        prm[_k.PRM_GATE_MAX2] = p.gate_max * p.gate_max
         prm[_k.PRM_R2] = p.meas_std * p.meas_std
         prm[_k.PRM_Q] = p.accel_std * p.accel_std
         prm[_k.PRM_CONFIRM] = p.confirm_s
@@ -276,7 +280,8 @@ def _warm_up(kernels: ModuleType) -> None:
     prm = np.zeros(_k.NPRM)
     prm[[_k.PRM_HIGH, _k.PRM_NEW, _k.PRM_IOU, _k.PRM_CHI2, _k.PRM_R2, _k.PRM_Q]] = (
         0.5, 0.6, 0.3, 9.21, 0.0025, 0.04)
-    prm[[_k.PRM_TLOST, _k.PRM_MAXLOST, _k.PRM_VINIT, _k.PRM_DENSE]] = 0.3, 1.0, 1.0, 1.0
+    prm[[_k.PRM_TLOST, _k.PRM_MAXLOST, _k.PRM_VINIT, _k.PRM_DENSE, _k.PRM_GATE_MAX2]] = (
+        0.3, 1.0, 1.0, 1.0, 1.0)
     det = np.array([[0.0, 0.0, 10.0, 20.0, 5.0, 10.0, 10.0, 20.0]] * 2)
     sc = np.array([0.9, 0.9])
     n, nid = kernels.step(st, 0, 1, det, sc, 0.0, 0.0, prm)[:2]

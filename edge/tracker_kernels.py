@@ -68,7 +68,7 @@ def _kernel(fn: Callable[..., Any]) -> Any:
 # there must come with a touch here).
 from edge.tracker_numpy import (  # noqa: E402
     BIG, CONF, EXPIRE, ID, NCOL, ONE, P00, P01, P11, PRM_CHI2, PRM_CONFIRM, PRM_DENSE,
-    PRM_HIGH, PRM_IOU, PRM_MAXLOST, PRM_NEW, PRM_Q, PRM_R2, PRM_TLOST, PRM_VINIT, REJECT,
+    PRM_GATE_MAX2, PRM_HIGH, PRM_IOU, PRM_MAXLOST, PRM_NEW, PRM_Q, PRM_R2, PRM_TLOST, PRM_VINIT, REJECT,
     TBIRTH, TLAST, X1, X2, Y1, Y2,
 )
 
@@ -99,8 +99,9 @@ def predict(st: np.ndarray, n: int, dt: float, q: float) -> None:
 @_kernel
 def _pair_cost(det: np.ndarray, d: int, trk: np.ndarray, k: int, weak: bool,
                iou_min: float) -> float:
-    """Cost of detection d on track k: -IoU when they overlap enough, else the squared
-    centre distance over the gate (< 1 inside it); then the two-stage penalties."""
+    """Cost of detection d on track k: -IoU when they overlap enough, else (confident
+    detections only) the squared centre distance over the gate (< 1 inside it); then
+    the two-stage penalties."""
     tw = trk[k, 6]
     th = trk[k, 7]
     iw = min(det[d, 2], trk[k, 2]) - max(det[d, 0], trk[k, 0])
@@ -113,6 +114,9 @@ def _pair_cost(det: np.ndarray, d: int, trk: np.ndarray, k: int, weak: bool,
     iou = inter / (det[d, 6] * det[d, 7] + tw * th - inter)
     if iou >= iou_min:
         c = -iou
+    elif weak or trk[k, 10] > 0.5:
+        # Only a confident detection and a confirmed track may pair by distance.
+        return BIG
     else:
         ex = det[d, 4] - trk[k, 4]
         ey = det[d, 5] - trk[k, 5]
@@ -144,6 +148,7 @@ def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
     """
     m = det.shape[0]
     chi2 = prm[PRM_CHI2]
+    gate_max2 = prm[PRM_GATE_MAX2]
     r2 = prm[PRM_R2]
     high = prm[PRM_HIGH]
     iou_min = prm[PRM_IOU]
@@ -157,7 +162,7 @@ def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
         trk[k, 5] = 0.5 * (st[k, Y1] + st[k, Y2])
         trk[k, 6] = max(st[k, X2] - st[k, X1], 1.0)  # a coasting box may have shrunk
         trk[k, 7] = max(st[k, Y2] - st[k, Y1], 1.0)
-        trk[k, 8] = chi2 * (st[k, P00] + r2 * st[k, ONE])
+        trk[k, 8] = min(chi2 * (st[k, P00] + r2 * st[k, ONE]), gate_max2)
         conf = st[k, CONF]
         trk[k, 9] = (2.0 + BIG) * st[k, ONE] - BIG * conf
         trk[k, 10] = st[k, ONE] - conf

@@ -33,8 +33,8 @@ REJECT = 100.0
 
 # Indices into the float64 parameter vector ``prm`` (built by Tracker from its params).
 (PRM_HIGH, PRM_NEW, PRM_IOU, PRM_CHI2, PRM_R2, PRM_Q, PRM_CONFIRM, PRM_TLOST, PRM_MAXLOST,
- PRM_VINIT, PRM_DENSE) = range(11)
-NPRM = 11
+ PRM_VINIT, PRM_DENSE, PRM_GATE_MAX2) = range(12)
+NPRM = 12
 
 _NO_INT = np.zeros(0, np.int64)
 _NO_INT.flags.writeable = False
@@ -88,7 +88,10 @@ def track_table(st: np.ndarray, n: int, t: float, prm: np.ndarray) -> np.ndarray
     np.matmul(_DET_FROM_XYXY, s[:, 0:4].T, out=k[0:8])
     np.maximum(k[6:8], 1.0, out=k[6:8])  # a coasting box may have shrunk
     np.multiply(k[6], k[7], out=k[_AREA])
-    np.multiply(k[7] * k[7], prm[PRM_CHI2] * (s[:, P00] + prm[PRM_R2]), out=k[_GATE])
+    # chi-square x predicted variance, capped: a young track's velocity is a guess, and
+    # coasting on it must not let it reach across the picture.
+    gate = prm[PRM_CHI2] * (s[:, P00] + prm[PRM_R2])
+    np.multiply(k[7] * k[7], np.minimum(gate, prm[PRM_GATE_MAX2], out=gate), out=k[_GATE])
     # Tentative tracks come after confirmed ones (+1); weak detections only continue
     # confirmed tracks (+2, and BIG on tentative ones); a track past its expiry pairs
     # with nothing (it is dropped at the end of this frame, and its stale prediction
@@ -105,9 +108,10 @@ def costs(d: np.ndarray, k: np.ndarray, weak: np.ndarray, iou_min: float) -> np.
     track_table's), for any shapes that broadcast (every pair, or a list of pairs);
     REJECT or more where the gate forbids the pair.
 
-    -IoU when IoU >= iou_min, else the squared centre distance over the gate, which must
-    be < 1; plus +2 for a weak detection (forbidding on a tentative track) and the
-    track's stage penalty. x and y go through each operation together.
+    -IoU when IoU >= iou_min, else (confident detections on confirmed tracks only) the
+    squared centre distance over the gate, which must be < 1; plus +2 for a weak detection (forbidding
+    on a tentative track) and the track's stage penalty. x and y go through each
+    operation together.
     """
     wh = np.minimum(d[2:4], k[2:4])
     wh -= np.maximum(d[0:2], k[0:2])
@@ -120,7 +124,14 @@ def costs(d: np.ndarray, k: np.ndarray, weak: np.ndarray, iou_min: float) -> np.
     e *= e
     dist = e[0] + e[1]
     dist /= k[_GATE]  # squared centre distance over the gate
-    dist[dist >= 1.0] = np.inf
+    # Only a confident detection and a confirmed track may pair by distance: weak
+    # detections continue a track where they overlap it (ByteTrack's second stage), and
+    # a new track must overlap its next detection. On the dev streams, tracks born of
+    # false positives were confirmed by another one nearby, then coasted on that made-up
+    # velocity and took someone across the line.
+    far = weak | (k[_TENT_PEN] > 0.5)  # tentative (or expired)
+    far |= dist >= 1.0
+    dist[far] = np.inf
     c = np.where(inter >= iou_min, np.negative(inter, out=inter), dist)
     c += np.where(weak, k[_BOTH_PEN], k[_TENT_PEN])
     return c
