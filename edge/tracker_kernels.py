@@ -136,11 +136,11 @@ def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
           prm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidate (detection, track) pairs that the gate accepts, with their costs.
 
-    Up to ``prm[PRM_DENSE]`` tracks x detections every pair is scored. Beyond, tracks
-    are sorted along the axis where they spread most and each detection only looks at
-    those whose centre lies within a conservative window (half of both box sizes, or
-    the gate radius, whichever is wider) on both axes, so the work grows with the
-    number of plausible pairs, not tracks x detections.
+    Up to ``prm[PRM_DENSE]`` tracks x detections every pair is scored. Beyond,
+    detections are sorted along x and each track only looks at those whose centre its
+    own reach (half its size, or its gate radius, plus half the biggest detection) allows
+    on both axes, so the work grows with the number of plausible pairs, not tracks x
+    detections (``edge.tracker_numpy.scored`` does the same).
 
     A track past its expiry time (unmatched for longer than it may be) pairs with
     nothing: it is dropped at the end of this frame, and matching it first would let a
@@ -179,76 +179,53 @@ def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
             for k in range(n):
                 c = _pair_cost(det, d, trk, k, weak, iou_min)
                 if c < REJECT:
-                    pd, pt, pc = _push(pd, pt, pc, npairs, d, k, c)
+                    if npairs == pd.shape[0]:
+                        pd, pt, pc = _grown(pd), _grown(pt), _grown(pc)
+                    pd[npairs] = d
+                    pt[npairs] = k
+                    pc[npairs] = c
                     npairs += 1
         return pd[:npairs], pt[:npairs], pc[:npairs]
-    # Sorted window.
-    lo0 = hi0 = trk[0, 4]
-    lo1 = hi1 = trk[0, 5]
-    gate = 0.0
-    tmax0 = tmax1 = 0.0
-    for k in range(n):
-        lo0 = min(lo0, trk[k, 4])
-        hi0 = max(hi0, trk[k, 4])
-        lo1 = min(lo1, trk[k, 5])
-        hi1 = max(hi1, trk[k, 5])
-        gate = max(gate, trk[k, 8] * trk[k, 7] * trk[k, 7])
-        tmax0 = max(tmax0, trk[k, 6])
-        tmax1 = max(tmax1, trk[k, 7])
-    gate = np.sqrt(gate)
+    # Sorted window: detections sorted along x; each track takes those its own reach
+    # (half its width, or its gate radius, plus half the widest detection) allows on x,
+    # then on y. Pairs then go back to detection-major order, so that ties in cost
+    # break as in the dense case.
     dmax0 = dmax1 = 0.0
     for d in range(m):
         dmax0 = max(dmax0, det[d, 6])
         dmax1 = max(dmax1, det[d, 7])
-    ax = 0 if hi0 - lo0 >= hi1 - lo1 else 1
-    other = 1 - ax
-    tmax_ax, tmax_o = (tmax0, tmax1) if ax == 0 else (tmax1, tmax0)
-    dmax_ax, dmax_o = (dmax0, dmax1) if ax == 0 else (dmax1, dmax0)
-    g = max(gate, 0.5 * tmax_ax) + 0.5 * dmax_ax
-    g_other = max(gate, 0.5 * tmax_o) + 0.5 * dmax_o
-    keys = trk[:, 4 + ax].copy()
+    keys = det[:, 4].copy()
     order = np.argsort(keys, kind="mergesort")
     ks = keys[order]
-    for d in range(m):
-        weak = scores[d] < high
-        dk = det[d, 4 + ax]
-        do = det[d, 4 + other]
-        j = np.searchsorted(ks, dk - g, "left")
-        while j < n and ks[j] <= dk + g:
-            k = order[j]
+    for k in range(n):
+        gate_r = np.sqrt(trk[k, 8]) * trk[k, 7]
+        rx = (max(0.5 * trk[k, 6], gate_r) + 0.5 * dmax0) * (1.0 + 1e-9)
+        ry = (max(0.5 * trk[k, 7], gate_r) + 0.5 * dmax1) * (1.0 + 1e-9)
+        tx = trk[k, 4]
+        ty = trk[k, 5]
+        j = np.searchsorted(ks, tx - rx, "left")
+        while j < m and ks[j] <= tx + rx:
+            d = order[j]
             j += 1
-            if abs(do - trk[k, 4 + other]) > g_other:
+            if abs(det[d, 5] - ty) > ry:
                 continue
-            c = _pair_cost(det, d, trk, k, weak, iou_min)
+            c = _pair_cost(det, d, trk, k, scores[d] < high, iou_min)
             if c < REJECT:
-                pd, pt, pc = _push(pd, pt, pc, npairs, d, k, c)
+                if npairs == pd.shape[0]:
+                    pd, pt, pc = _grown(pd), _grown(pt), _grown(pc)
+                pd[npairs] = d
+                pt[npairs] = k
+                pc[npairs] = c
                 npairs += 1
-    return pd[:npairs], pt[:npairs], pc[:npairs]
+    pd, pt, pc = pd[:npairs], pt[:npairs], pc[:npairs]
+    o = np.argsort(pd * n + pt, kind="mergesort")
+    return pd[o], pt[o], pc[o]
 
 
 @_kernel
-def _push(pd: np.ndarray, pt: np.ndarray, pc: np.ndarray, npairs: int, d: int, k: int, c: float
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Append one gated pair, doubling the arrays when they are full."""
-    if npairs == pd.shape[0]:
-        cap = 2 * npairs
-        pd, pt, pc = _grow_i(pd, cap), _grow_i(pt, cap), _grow_f(pc, cap)
-    pd[npairs] = d
-    pt[npairs] = k
-    pc[npairs] = c
-    return pd, pt, pc
-
-
-@_kernel
-def _grow_i(a: np.ndarray, cap: int) -> np.ndarray:
-    b = np.empty(cap, np.int64)
-    b[: a.shape[0]] = a
-    return b
-
-
-@_kernel
-def _grow_f(a: np.ndarray, cap: int) -> np.ndarray:
-    b = np.empty(cap)
+def _grown(a: np.ndarray) -> np.ndarray:
+    """``a`` in a buffer twice as long (candidate pairs outgrew theirs)."""
+    b = np.empty(2 * a.shape[0], a.dtype)
     b[: a.shape[0]] = a
     return b
 
