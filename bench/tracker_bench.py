@@ -1,19 +1,32 @@
-"""Tracker and counting-line benchmark: footfall's tracker against the best Python peers.
+"""Tracker and counting-line benchmark: footfall's tracker, both paths, against the peers.
 
-    python -m bench.tracker_bench            # full run (several minutes)
-    python -m bench.tracker_bench --quick    # short streams, for a smoke check
+    python -m bench.tracker_bench                 # 5 fresh seeds per density (many minutes)
+    python -m bench.tracker_bench --quick         # a quarter of the frames, a smoke check
+    python -m bench.tracker_bench --replay S1 S2  # replay a run's seeds
+    python -m bench.tracker_bench --dev           # the tuning seeds (in-sample figures)
 
-Every tracker sees the same seeded synthetic streams (simulator.detections) at 5, 20,
-50 and 200 people in view. Trackers are stepped side by side, frame by frame, in a
-rotating order, so the shared machine's noise falls on all of them alike. Reported per
-tracker and stream: per-frame update time (median, p99; input conversion to each peer's
-own types is done outside the timer), counting gross accuracy per direction (the same
-LineCounter applied to every tracker's output), MOTA and IDF1 (motmetrics).
+Every tracker sees the same synthetic detection streams (simulator.detections, 640x480,
+30 fps by default) at 5, 20, 50 and 200 people in view. The seeds are drawn at run time
+(printed; ``--replay`` runs them again), at least five per density, never one of the dev
+seeds footfall's parameters were tuned on (DEV_SEEDS): the accuracy figures are held-out.
 
-Compilation is not timed: footfall's tracker compiles its numba kernels (or loads them
-from numba's on-disk cache) in its constructor, which runs before the first timed frame,
-and every frame then reuses them (tests/test_tracker.py checks that no frame adds a
-compiled variant). Each peer is likewise built before its first timed call.
+"footfall" is the numpy path, what the plain install runs, and the headline; "footfall
+numba" the same tracker with the `jit` extra's compiled kernels (same tracks). Reported
+per tracker and density, over all seeds: the median and p99 of the time of one update
+call (converting detections to each peer's input types is outside the timer), its ratio
+to footfall's, and counting gross accuracy per direction, 1 - (missed + extra) / true,
+as the mean over seeds with its range and standard deviation. Counting: the camera
+agent's own LineCounter (centre anchor, 8 px hysteresis, CAMERA_COUNTING: 0.5 s
+settling) on every tracker's reported tracks; a counted crossing matches a true one of
+the same direction within 1 s and one box height along the line (optimal one-to-one
+matching); the first and last 2 s of a stream are not scored.
+
+Timing is blocked by default: each tracker runs a whole stream in turn (as a device
+runs one tracker), the order rotated from seed to seed. ``--interleave`` steps every
+frame through all trackers instead, so that each call finds its data evicted by the
+others (the cold case, which costs footfall's numpy path relatively more than the peers:
+docs/PERFORMANCE.md has both). Compilation is not timed: the compiled path compiles or loads its kernels in
+the constructor, and each peer is likewise built before its first timed call.
 """
 
 from __future__ import annotations
