@@ -325,7 +325,8 @@ def step(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndarr
          t: float, dt: float, prm: np.ndarray
          ) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One whole frame with greedy assignment: predict, gate and score, match, correct,
-    birth, expire. Same results as ``apply`` (see there)."""
+    birth, expire. Same results as ``apply`` (see there). (edge.tracker_kernels.step is
+    the same sequence, compiled whole: numba cannot call this one.)"""
     m = det.shape[0]
     if n > 0 and dt > 0.0:
         predict(st, n, dt, prm[PRM_Q])
