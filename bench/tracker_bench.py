@@ -358,10 +358,10 @@ def _with(base: Any, assignments: list[str], ap: argparse.ArgumentParser) -> Any
 
 
 def _numba_version() -> str:
-    from edge.tracker_kernels import JIT
+    from edge.tracker import compiled_kernels
 
-    if not JIT:
-        return "off (plain Python kernels)"
+    if compiled_kernels() is None:
+        return "off (the numba path is not available)"
     import numba
     return str(numba.__version__)
 
