@@ -388,3 +388,28 @@ def test_the_plain_install_never_imports_numba():
                          capture_output=True, text=True, cwd=root, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(root), "FOOTFALL_JIT": "0"})
     assert out.returncode != 0 and "ValueError: compiled tracker kernels need numba" in out.stderr
+
+
+@pytest.mark.parametrize("interleave", [False, True])
+def test_bench_steps_every_tracker_through_every_frame_in_order(interleave):
+    """The benchmark's schedules (blocked or interleaved) give each tracker each frame
+    exactly once and in time order, and rotate which tracker goes first."""
+    from bench.tracker_bench import schedule
+
+    names = ["a", "b", "c"]
+    for shift in range(4):
+        steps = list(schedule(names, 7, interleave, shift))
+        assert len(steps) == 21
+        for n in names:
+            assert [f for f, who in steps if who == n] == list(range(7))
+        assert steps[0][1] == names[shift % 3]
+
+
+def test_bench_draws_fresh_seeds_never_the_dev_ones():
+    from bench.tracker_bench import DEV_SEEDS, FRESH_SEEDS, draw_seeds
+
+    seeds = draw_seeds(200, np.random.default_rng(0))
+    assert len(set(seeds)) == 200
+    assert not set(seeds) & set(DEV_SEEDS)
+    assert all(FRESH_SEEDS[0] <= s < FRESH_SEEDS[1] for s in seeds)
+    assert FRESH_SEEDS[0] > max(DEV_SEEDS)
