@@ -1,17 +1,18 @@
 """The tracker's per-frame hot path as whole-array numpy over its state matrix.
 
 Why this shape: a device gets the plain install (numpy, no compiler), and there the cost
-of a frame is the number of numpy calls, not the arithmetic (1 to 3 us each on a
-desktop core, several times that on a Pi). So every step is a fixed handful of calls
-whatever the crowd: the Kalman prediction and correction of all tracks at once, candidate
-pairs from one sort and two binary searches, the cost of every candidate pair in one
-pass, and greedy assignment in rounds over the sorted pairs (each round takes every pair
-that is the cheapest left for both its detection and its track; a crowded frame needs a
-few rounds, never one per track).
+of a frame is the number of numpy calls, not the arithmetic (about a microsecond each on
+a desktop core, several on a Pi). So every step is a fixed handful of calls whatever the
+crowd: the prediction of all tracks in one matrix product, a per-track table for
+association, the cost of every candidate pair in one broadcast (or, for big frames, of
+the pairs in sorted windows), greedy assignment in rounds (each takes every pair that is
+the first left for both its detection and its track; a crowded frame needs a few rounds,
+never one per track), and the Kalman correction, confirmation and births of all matched
+tracks at once.
 
-The arithmetic mirrors ``edge.tracker_kernels`` (numba loops, the optional `jit` extra)
-operation for operation, so both give the same tracks; tests/test_tracker.py compares
-them on the benchmark's streams.
+The arithmetic is ``edge.tracker_kernels``' (numba loops, the optional `jit` extra), so
+both give the same tracks (tests/test_tracker.py compares them frame by frame on the
+benchmark's streams; only the last bits of the estimates may differ).
 
 State layout: one float64 matrix, a row per track (the first ``n`` rows live), a column
 per quantity (the names below). Each box edge has a position and a velocity; all four
