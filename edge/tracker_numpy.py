@@ -68,17 +68,21 @@ def predict(st: np.ndarray, n: int, dt: float, q: float) -> None:
 @functools.lru_cache(maxsize=8)
 def _transition(dt: float, q: float) -> np.ndarray:
     """The ``(12, 11)`` matrix taking a state row's first 12 columns (edges, velocities,
-    covariance, one) to its predicted first 11 (a frame rate has one or two dt)."""
-    f = np.zeros((ONE + 1, ONE))
-    f[0:8, 0:8] = np.eye(8)
-    f[4:8, 0:4] = dt * np.eye(4)
+    covariance, one) to its predicted first 11. Cached: a steady frame rate has a few
+    distinct dt; a jittery clock misses, and the build is three operations."""
+    f = _F_STILL.copy()
+    f[_VEL, _POS] = dt
     dt2 = dt * dt
-    f[P00:ONE + 1, P00:ONE] = [[1.0, 0.0, 0.0],
-                                [2.0 * dt, 1.0, 0.0],
-                                [dt2, dt, 1.0],
-                                [q * dt2 * dt / 3.0, q * dt2 / 2.0, q * dt]]
+    f[P00:ONE + 1, P00:ONE] = ((1.0, 0.0, 0.0),
+                               (2.0 * dt, 1.0, 0.0),
+                               (dt2, dt, 1.0),
+                               (q * dt2 * dt / 3.0, q * dt2 / 2.0, q * dt))
     f.flags.writeable = False
     return f
+
+
+_F_STILL = np.eye(ONE + 1, ONE)  # dt = 0 (the covariance block is set per dt)
+_VEL, _POS = np.arange(4, 8), np.arange(0, 4)  # edge += dt x its velocity
 
 
 def track_table(st: np.ndarray, n: int, t: float, prm: np.ndarray) -> np.ndarray:
