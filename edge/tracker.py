@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
+import math
 import os
 from types import ModuleType
 
@@ -211,6 +212,8 @@ class Tracker:
         scores = np.ascontiguousarray(scores, dtype=np.float64)  # one compiled variant
         t = float(t)
         t_prev = self._t
+        if not math.isfinite(t):
+            raise ValueError(f"time must be finite, got {t}")
         if t_prev is not None and t < t_prev:
             raise ValueError(f"time went back: {t} after {t_prev}")
         kept = None
@@ -222,7 +225,8 @@ class Tracker:
         det = np.empty((m, _k.DET_COLS))  # x1 y1 x2 y2 cx cy w h area
         np.matmul(boxes, _k.XYXY_TO_DET, out=det[:, 0:8])
         np.multiply(det[:, 6], det[:, 7], out=det[:, 8])
-        if m and not det[:, 6:8].min() > 0:
+        # NaN fails the first test, an infinite or overflowing box the second.
+        if m and not (det[:, 6:8].min() > 0 and det[:, 8].max() < np.inf):
             raise ValueError("boxes must be finite with x2 > x1 and y2 > y1")
 
         self._t = t

@@ -272,6 +272,14 @@ def test_bad_input_is_refused_with_a_clear_error():
         tr.update(np.array([[10, 10, 5, 20]], np.float32), np.array([0.9]), 0.0)
     with pytest.raises(ValueError, match="x2 > x1"):
         tr.update(np.array([[10, np.nan, 15, 20]], np.float32), np.array([0.9]), 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):  # numpy's own warnings about them
+        with pytest.raises(ValueError, match="x2 > x1"):
+            tr.update(np.array([[10, 10, np.inf, 20]]), np.array([0.9]), 0.0)
+        with pytest.raises(ValueError, match="x2 > x1"):
+            tr.update(np.array([[0, 0, 1e200, 1e200]]), np.array([0.9]), 0.0)
+    with pytest.raises(ValueError, match="finite"):
+        tr.update(np.zeros((0, 4)), np.zeros(0), float("nan"))
+    assert tr.live_count == 0  # a refused frame changes nothing
     tr.update(np.zeros((0, 4)), np.zeros(0), 1.0)
     with pytest.raises(ValueError, match="back"):
         tr.update(np.zeros((0, 4)), np.zeros(0), 0.5)
