@@ -108,15 +108,9 @@ def test_weak_detections_continue_confirmed_tracks_but_never_start_one():
     assert out.ids.size == 0
 
 
-def _compiled_or_skip(compiled: bool) -> None:
-    if compiled:
-        pytest.importorskip("numba", reason="the compiled path needs the `jit` extra")
-
-
 @pytest.mark.parametrize("compiled", [False, True])
 def test_dense_and_windowed_candidate_pairs_give_the_same_tracks(compiled):
     """The sorted-window gating must never drop a pair that the gate would accept."""
-    _compiled_or_skip(compiled)
     stream = generate(StreamSpec(in_view=50, duration_s=6.0, seed=5))
     dense = Tracker(TrackerParams(dense_pairs_max=10**9), compiled=compiled)
     window = Tracker(TrackerParams(dense_pairs_max=0), compiled=compiled)
@@ -208,7 +202,7 @@ def test_no_frame_pays_for_compilation():
     """The constructor warms every kernel with the argument types update() passes, so
     a stream of frames (float32 or float64 input, with low scores filtered) adds no
     compiled variant."""
-    pytest.importorskip("numba", reason="the compiled path needs the `jit` extra")
+    import numba  # noqa: F401  (the [jit] extra `make install` installs: missing, this errors rather than skips)
     from edge import tracker_kernels as k
 
     Tracker(compiled=True)
@@ -242,7 +236,6 @@ def test_only_confident_detections_on_confirmed_tracks_pair_by_distance(compiled
     """Boxes that no longer overlap (18 px aside, IoU 0.05) may still pair within the
     gate, but only a confident detection with a confirmed track: a weak one, or a new
     track, must overlap (false positives otherwise confirmed and carried tracks off)."""
-    _compiled_or_skip(compiled)
     p = TrackerParams()
     assert _after_a_gap(p, confirmed=True, gap_s=0.2, dx=18.0, score=0.9, compiled=compiled)
     assert not _after_a_gap(p, confirmed=True, gap_s=0.2, dx=18.0, score=0.3, compiled=compiled)
@@ -256,7 +249,6 @@ def test_only_confident_detections_on_confirmed_tracks_pair_by_distance(compiled
 def test_the_distance_gate_reaches_at_most_gate_max_box_heights(compiled):
     """After 0.9 s unseen the predicted spread would admit a detection a whole box height
     away; gate_max (0.85 box heights) refuses it, a wider cap lets it in."""
-    _compiled_or_skip(compiled)
     for dx, cap, taken in ((100.0, 0.85, False), (100.0, 1.5, True), (70.0, 0.85, True)):
         p = TrackerParams(gate_max=cap, accel_std=2.0)
         assert _after_a_gap(p, True, 0.9, dx, 0.9, compiled) == taken, (dx, cap)
@@ -357,7 +349,7 @@ def test_numpy_and_compiled_paths_give_the_same_tracks(in_view):
     """The plain install runs edge.tracker_numpy, the `jit` extra the numba kernels: on
     the benchmark's streams (30 fps) they must make the same tracks, frame by frame, and
     so the same counts."""
-    pytest.importorskip("numba", reason="the compiled path needs the `jit` extra")
+    import numba  # noqa: F401  (the [jit] extra `make install` installs: missing, this errors rather than skips)
     from bench.tracker_bench import DURATIONS
 
     stream = generate(StreamSpec(in_view=in_view, fps=30.0, seed=in_view + 7,
