@@ -26,6 +26,7 @@ from edge.fuser import Fuser
 from edge.health import Health
 from edge.journal import Journal
 from edge.journal_writer import JournalWriter
+from edge.log_limit import LogLimiter
 from edge.outbox import Outbox
 from edge.publisher import Publisher, _in_tx
 from contract.day_summary import SiteProfile
@@ -57,6 +58,8 @@ class Agent:
                  make_sources: Callable[[AgentConfig, Agent], list[Source]] | None = None) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
+        self._seen_parts: set[str] = set()  # parts whose state was reported once (alarms are for changes)
+        self._health_log = LogLimiter(log, self.clock.monotonic, every_s=60.0)
         self.make_sources = make_sources  # called once the journal is open
         self.sources: list[Source] = []
         self.stopping = threading.Event()
@@ -73,7 +76,20 @@ class Agent:
         self._last_prune = -1e18
 
     def _journal_health(self, t: float, component: str, ok: bool, detail: str) -> None:
-        """Journal a health change (bins derive flags from it) and queue an alarm."""
+        """Log a health change (rate-limited, for journald), journal it (bins derive flags from
+        it) and queue an alarm. A part's first state, when it is ok, is no change: no alarm."""
+        first = component not in self._seen_parts
+        self._seen_parts.add(component)
+        if not (first and ok):
+            # the broker's first state is "connecting", not a fault; a flapping part is rate-limited
+            # per direction, so a loss and the reconnect after it both reach the log
+            if first and component == "mqtt":
+                log.info("mqtt: %s to %s:%d", detail or "connecting", self.cfg.mqtt.host, self.cfg.mqtt.port)
+            else:
+                level = logging.INFO if ok or self.stopping.is_set() else logging.WARNING  # a shutdown is no fault
+                self._health_log.log(f"{component}:{ok}", level, "%s %s: %s",
+                                     component, "ok" if ok else ("down" if component == "mqtt" else "FAULT"),
+                                     detail or "-")
         if component == "mqtt":
             return  # the broker's reachability shows in status and the backlog, not in bins
         alarm = {"schema": "footfall.alarm/1", "device": self.cfg.device.id, "site": self.cfg.device.site,
@@ -83,7 +99,7 @@ class Agent:
             with j.transaction():
                 if component != "disk":
                     j.log_health(t, component, ok, detail)
-                if self.outbox is not None:
+                if self.outbox is not None and not (first and ok):  # alarms are for changes
                     self.outbox.enqueue(self._topic("alarm"), alarm, t)
 
         try:
@@ -173,9 +189,14 @@ class Agent:
             self.sources = self.make_sources(self.cfg, self)
         for src in self.sources:
             src.start()
+        cfg = self.cfg
+        log.info("footfall %s started: device %s, site %s, boot epoch %d, %d source(s), broker %s:%d%s, journal %s",
+                 __version__, cfg.device.id, cfg.device.site, self.epoch, len(self.sources), cfg.mqtt.host,
+                 cfg.mqtt.port, " (TLS)" if cfg.mqtt.tls else "", cfg.storage.journal_path)
         notify("READY=1")
 
     def stop(self) -> None:
+        log.info("stopping: closing the sources, the last bins and the journal")
         for src in self.sources:
             src.stop()
         self.tick()

@@ -161,4 +161,4 @@ def offline_binner(cfg: Any, conn: sqlite3.Connection) -> Binner:
 
 
 def profile_of(cfg: Any) -> SiteProfile:
-    return SiteProfile(cfg.site.capacity, cfg.occupancy_rule().hours)
+    return SiteProfile(cfg.site.capacity, cfg.occupancy_rule().hours, cfg.site.residents)

@@ -1,10 +1,13 @@
 """The reference index consumer: what the index system must do with the devices' messages.
 
 It subscribes to every device (an MQTT 5 shared subscription, so several consumers can
-split the load), validates each payload against the contract's schema, drops duplicates
-on (device, epoch, seq), keeps the highest revision of each bin, and asks a device to
-replay any sequence numbers it never received (a message the broker acknowledged and then
-lost in a crash). It is the test oracle for "arrives exactly once".
+split the load), admits each message through `intake` (bounded, validated against the
+contract's schema, plausible, naming its topic's device and site) or quarantines it
+(`quarantine`), drops duplicates on (device, epoch, seq) but raises one identity with two
+contents, keeps the highest revision of each bin, asks a device to replay any sequence
+numbers it never received (a message the broker acknowledged and then lost in a crash;
+bounded and rate limited), and tells when a device's bins stop (`availability`). It is the
+test oracle for "arrives exactly once". No message can end paho's thread (`guard`).
 """
 
 from __future__ import annotations
@@ -21,11 +24,17 @@ from typing import Any
 
 import sqlite3
 
-import jsonschema
 import paho.mqtt.client as mqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from contract.messages import parse_topic, validate
+from contract.messages import parse_topic
 from contract.day_summary import SiteProfile, summarize_day
+from index_system import quarantine
+from index_system.availability import OFFLINE, heard_state
+from index_system.guard import InputError, RateLimitedLog, never_raises
+from index_system.intake import Accepted, IntakeLimits, admit
+from index_system.quarantine import QuarantineLimits
+from index_system.sequences import SequenceTracker
 from index_system.week_view import week_view
 
 log = logging.getLogger(__name__)
@@ -69,76 +78,136 @@ CREATE TABLE IF NOT EXISTS summaries (
     device TEXT NOT NULL, site TEXT NOT NULL, local_date TEXT NOT NULL, revision INTEGER NOT NULL,
     payload TEXT NOT NULL, PRIMARY KEY (device, local_date)
 );
-CREATE TABLE IF NOT EXISTS rejects (
-    id INTEGER PRIMARY KEY, topic TEXT, error TEXT, payload BLOB, received_utc REAL
-);
 """
+# Columns added after the first release; an older store gets them on open.
+ADDED = {"messages": {"digest": "TEXT"}, "devices": {"last_bin_utc": "REAL", "bin_minutes": "INTEGER"}}
 
 
 class IndexStore:
-    """The consumer's SQLite store; every method is one transaction."""
+    """The consumer's SQLite store; every method is one transaction.
 
-    def __init__(self, path: str | Path) -> None:
+    `ingest` is the one entry of devices' messages: `intake.admit` checks each message, a
+    refused one goes to the bounded quarantine, and nothing a message contains can make
+    `ingest` raise. Sequence numbers are tracked incrementally for `gaps()`."""
+
+    def __init__(self, path: str | Path, limits: IntakeLimits = IntakeLimits(),
+                 quarantine_limits: QuarantineLimits = QuarantineLimits()) -> None:
         self.conn = connect(path)
-        create_tables(self.conn, SCHEMA)
+        create_tables(self.conn, SCHEMA + quarantine.DDL)
+        quarantine.add_columns(self.conn, {**ADDED, **quarantine.ADDED})
         self.lock = threading.Lock()
+        self.limits = limits
+        self.quarantine_limits = quarantine_limits
+        self.log = RateLimitedLog(log)
+        self.seqs = SequenceTracker()
+        self.rescan()
+
+    def rescan(self) -> None:
+        """Rebuild the sequence tracker from the stored messages (at open, after a repair)."""
+        with self.lock:
+            self.seqs = SequenceTracker()
+            for device, epoch, seq in self.conn.execute("SELECT device, epoch, seq FROM messages"):
+                self.seqs.add(device, epoch, seq)
 
     def ingest(self, topic_name: str, raw: bytes, prefix: str, now: float) -> str:
-        """Store one message; returns 'new', 'duplicate', 'ignored' or 'rejected'."""
+        """Store one message; returns 'new', 'duplicate', 'conflict' (same identity, other
+        content), 'ignored' (not a device's message) or 'rejected' (quarantined). Never raises
+        because of what the message holds."""
         where = parse_topic(prefix, topic_name)
-        if where is None:
+        if where is None or where[2].startswith("cmd/"):
             return "ignored"
         site, device, kind = where
-        with self.lock:
-            try:
-                body = json.loads(raw)
-                validate(kind, body)
-            except (ValueError, jsonschema.ValidationError) as exc:
-                self._tx("INSERT INTO rejects(topic, error, payload, received_utc) VALUES (?, ?, ?, ?)",
-                         (topic_name, str(exc)[:500], raw, now))
-                log.warning("rejected message on %s: %s", topic_name, str(exc).splitlines()[0])
-                return "rejected"
-            if kind == "status":
-                self._tx(
-                    "INSERT INTO devices(device, site, state, epoch, updated_utc) VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT(device) DO UPDATE SET state = excluded.state, epoch = excluded.epoch, updated_utc = excluded.updated_utc",
-                    (device, site, body["state"], body["epoch"], now),
-                )
-                return "new"
-            c = self.conn
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                cur = c.execute(
-                    "INSERT OR IGNORE INTO messages(device, epoch, seq, kind, received_utc) VALUES (?, ?, ?, ?, ?)",
-                    (device, body["epoch"], body["seq"], kind, now),
-                )
-                if cur.rowcount == 0:
-                    c.execute("COMMIT")
-                    return "duplicate"
-                if kind == "bins":
-                    self._store_bin(device, site, body)
-                elif kind == "summary":
-                    c.execute(
-                        "INSERT INTO summaries(device, site, local_date, revision, payload) VALUES (?, ?, ?, ?, ?)"
-                        " ON CONFLICT(device, local_date) DO UPDATE SET revision = excluded.revision, payload = excluded.payload"
-                        " WHERE excluded.revision >= summaries.revision",
-                        (device, site, body["date"], body["revision"], json.dumps(body)),
-                    )
-                elif kind == "birth":
-                    c.execute(
-                        "INSERT INTO devices(device, site, birth, updated_utc) VALUES (?, ?, ?, ?)"
-                        " ON CONFLICT(device) DO UPDATE SET birth = excluded.birth, site = excluded.site, updated_utc = excluded.updated_utc",
-                        (device, site, json.dumps(body), now),
-                    )
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            return "new"
+        try:
+            msg = admit(site, device, kind, raw, self.limits, now)
+        except InputError as exc:
+            self.reject(topic_name, device, exc.reason, str(exc), raw, now)
+            return "rejected"
+        except Exception as exc:  # noqa: BLE001 - a check that failed unforeseen refuses this message only
+            self.reject(topic_name, device, "intake_error", f"{type(exc).__name__}: {exc}", raw, now)
+            return "rejected"
+        try:
+            with self.lock:
+                result = self._store(msg, now)
+        except Exception as exc:  # noqa: BLE001 - a storage fault or a bug stays with this message
+            self.reject(topic_name, device, "store_error", f"{type(exc).__name__}: {exc}", raw, now, whole=True)
+            return "rejected"
+        if result == "conflict":  # kept, not dropped: the second content goes to quarantine whole
+            self.reject(topic_name, device, "duplicate_identity",
+                        f"({device}, {msg.body['epoch']}, {msg.body['seq']}) arrived with two different contents:"
+                        " two devices configured with one id?", raw, now, whole=True)
+        return result
 
-    def _store_bin(self, device: str, site: str, body: dict[str, Any]) -> None:
+    def reject(self, topic_name: str, device: str, reason: str, error: str, raw: bytes, now: float,
+               whole: bool = False) -> None:
+        """Quarantine one message (bounded) and warn with a rate limit. `whole` keeps all of an
+        admitted payload, so a message refused by a storage fault can be ingested again."""
+        limits = self.quarantine_limits
+        if whole:
+            limits = QuarantineLimits(limits.max_rows, max(limits.head_bytes, len(raw)), limits.max_devices)
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                quarantine.keep(self.conn, limits, topic=topic_name, device=device, reason=reason, error=error,
+                                raw=raw, now=now)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        level = logging.ERROR if reason in ("duplicate_identity", "store_error") else logging.WARNING
+        self.log.log(level, f"{reason}:{device[:64]}", "refused message on %s (%s): %s", topic_name[:200], reason,
+                     error.splitlines()[0][:200] if error else "")
+
+    def _store(self, msg: Accepted, now: float) -> str:
+        c, body, device, site, kind = self.conn, msg.body, msg.device, msg.site, msg.kind
+        if kind == "status":
+            self._tx(
+                "INSERT INTO devices(device, site, state, epoch, updated_utc) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(device) DO UPDATE SET state = excluded.state, epoch = excluded.epoch, updated_utc = excluded.updated_utc",
+                (device, site, body["state"], body["epoch"], now),
+            )
+            return "new"
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO messages(device, epoch, seq, kind, received_utc, digest) VALUES (?, ?, ?, ?, ?, ?)",
+                (device, body["epoch"], body["seq"], kind, now, msg.digest),
+            )
+            if cur.rowcount == 0:
+                (stored,) = c.execute("SELECT digest FROM messages WHERE device = ? AND epoch = ? AND seq = ?",
+                                      (device, body["epoch"], body["seq"])).fetchone()
+                c.execute("COMMIT")
+                return "conflict" if stored is not None and stored != msg.digest else "duplicate"
+            if kind == "bins":
+                self._store_bin(device, site, body, now)
+            elif kind == "summary":
+                c.execute(
+                    "INSERT INTO summaries(device, site, local_date, revision, payload) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT(device, local_date) DO UPDATE SET revision = excluded.revision, payload = excluded.payload"
+                    " WHERE excluded.revision >= summaries.revision",
+                    (device, site, body["date"], body["revision"], json.dumps(body)),
+                )
+            elif kind == "birth":
+                c.execute(
+                    "INSERT INTO devices(device, site, birth, updated_utc) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT(device) DO UPDATE SET birth = excluded.birth, site = excluded.site, updated_utc = excluded.updated_utc",
+                    (device, site, json.dumps(body), now),
+                )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        self.seqs.add(device, body["epoch"], body["seq"])
+        return "new"
+
+    def _store_bin(self, device: str, site: str, body: dict[str, Any], now: float) -> None:
         b = body["bin"]
-        local_date, local_hour = b["start_local"][:10], int(b["start_local"][11:13])
+        local_date, local_hour = b["start_local"][:10], int(b["start_local"][11:13])  # checked by intake
+        self.conn.execute(
+            "INSERT INTO devices(device, site, last_bin_utc, bin_minutes, updated_utc) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(device) DO UPDATE SET last_bin_utc = MAX(COALESCE(devices.last_bin_utc, 0), excluded.last_bin_utc),"
+            " bin_minutes = excluded.bin_minutes, site = COALESCE(devices.site, excluded.site)",
+            (device, site, now, b["minutes"], now),
+        )
         self.conn.execute(
             "INSERT INTO bins(device, site, start_utc, revision, local_date, local_hour, minutes, visits_in, visits_out,"
             " occupancy, flags, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -157,22 +226,18 @@ class IndexStore:
     def gaps(self) -> list[tuple[str, int, int, int]]:
         """(device, epoch, first_missing, last_missing) for every hole in the sequences."""
         with self.lock:
-            rows = self.conn.execute("SELECT device, epoch, seq FROM messages ORDER BY device, epoch, seq").fetchall()
-        out: list[tuple[str, int, int, int]] = []
-        expect: dict[tuple[str, int], int] = defaultdict(lambda: 1)
-        for device, epoch, seq in rows:
-            nxt = expect[(device, epoch)]
-            if seq > nxt:
-                out.append((device, epoch, nxt, seq - 1))
-            expect[(device, epoch)] = seq + 1
-        return out
+            return self.seqs.holes()
 
     def daily(self, site: str | None = None) -> list[dict[str, Any]]:
         """Per site and local date: visits in/out, bins, flagged bins, peak occupancy, hourly profile."""
-        q = "SELECT site, local_date, local_hour, SUM(visits_in), SUM(visits_out), COUNT(*), SUM(flags != '[]'), MAX(occupancy) FROM bins"
+        # TOTAL (a float) cannot overflow where SUM would, and rows stored before the intake
+        # checks (an hour of 99) are left out, so one device's odd rows cannot break the report.
+        q = ("SELECT site, local_date, local_hour, TOTAL(visits_in), TOTAL(visits_out), COUNT(*), TOTAL(flags != '[]'),"
+             " MAX(occupancy) FROM bins WHERE local_hour BETWEEN 0 AND 23 AND typeof(visits_in) = 'integer'"
+             " AND typeof(visits_out) = 'integer' AND typeof(occupancy) = 'integer'")
         args: tuple[Any, ...] = ()
         if site:
-            q += " WHERE site = ?"
+            q += " AND site = ?"
             args = (site,)
         q += " GROUP BY site, local_date, local_hour ORDER BY site, local_date, local_hour"
         with self.lock:
@@ -181,12 +246,12 @@ class IndexStore:
         for s, day, hour, v_in, v_out, n, flagged, peak in rows:
             d = days.setdefault((s, day), {"site": s, "date": day, "visits_in": 0, "visits_out": 0, "bins": 0,
                                             "flagged_bins": 0, "peak_occupancy": 0, "hourly_in": [0] * 24})
-            d["visits_in"] += v_in
-            d["visits_out"] += v_out
+            d["visits_in"] += int(v_in)
+            d["visits_out"] += int(v_out)
             d["bins"] += n
-            d["flagged_bins"] += flagged
+            d["flagged_bins"] += int(flagged)
             d["peak_occupancy"] = max(d["peak_occupancy"], peak)
-            d["hourly_in"][hour] += v_in
+            d["hourly_in"][hour] += int(v_in)
         return list(days.values())
 
     # -- day summaries and the week view (the same figures as the devices') -----------------
@@ -227,10 +292,21 @@ class IndexStore:
                                     (device, day.isoformat())).fetchone()
         return json.loads(row[0]) if row else None
 
+    def site_bins(self, site: str, day: date) -> list[dict[str, Any]]:
+        """The bins (payloads, highest revisions) of a site's devices on a local date, in time order."""
+        with self.lock:
+            rows = self.conn.execute("SELECT payload FROM bins WHERE site = ? AND local_date = ? ORDER BY start_utc",
+                                     (site, day.isoformat())).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
     def last_date(self) -> date | None:
         with self.lock:
-            row = self.conn.execute("SELECT MAX(local_date) FROM bins").fetchone()
-        return date.fromisoformat(row[0]) if row and row[0] else None
+            row = self.conn.execute("SELECT MAX(local_date) FROM bins"
+                                    " WHERE local_date GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]'").fetchone()
+        try:
+            return date.fromisoformat(row[0]) if row and row[0] else None
+        except ValueError:  # a row stored before the intake checks
+            return None
 
     def week(self, end: date | None = None, site: str | None = None) -> list[dict[str, Any]]:
         """Per site: the seven days ending `end` (default: the last day with bins) and the seven before."""
@@ -241,8 +317,32 @@ class IndexStore:
         for s, dev in self.devices(site):
             sites[s].append(dev)
         days = [end - timedelta(days=i) for i in range(13, -1, -1)]
-        return [week_view(s, {d: {dev: self.recompute_summary(dev, d) for dev in devs} for d in days}, end)
+        return [week_view(s, {d: {dev: self._summary_or_none(dev, d) for dev in devs} for d in days}, end)
                 for s, devs in sites.items()]
+
+    def _summary_or_none(self, device: str, day: date) -> dict[str, Any] | None:
+        """recompute_summary, except that rows this store cannot summarise (stored before the
+        intake checks) count as a day without bins for that device only, with a log line."""
+        try:
+            return self.recompute_summary(device, day)
+        except Exception as exc:  # noqa: BLE001 - one device's odd rows must not end the report
+            self.log.log(logging.WARNING, f"summary:{device}", "cannot summarise %s on %s: %s: %s", device, day,
+                         type(exc).__name__, exc)
+            return None
+
+    def device_health(self, now: float, grace_s: float) -> list[dict[str, Any]]:
+        """Per device: its retained status, whether it is heard from (bins within a bin period
+        plus `grace_s`), and how many of its messages were refused, by reason."""
+        with self.lock:
+            rows = self.conn.execute("SELECT device, site, state, last_bin_utc, bin_minutes FROM devices ORDER BY site, device").fetchall()
+            refused = quarantine.counts(self.conn)
+        out = []
+        for device, site, state, last_bin, minutes in rows:
+            reasons = {r: n for (r, d), n in refused.items() if d == device}
+            out.append({"device": device, "site": site, "status": state, "heard": heard_state(last_bin, minutes, grace_s, now),
+                        "last_bin_utc": last_bin, "refused": sum(n for r, n in reasons.items() if r != "duplicate_identity"),
+                        "duplicate_identity": reasons.get("duplicate_identity", 0), "reasons": reasons})
+        return out
 
     def totals(self) -> dict[str, int]:
         with self.lock:
@@ -260,12 +360,17 @@ class ConsumerSettings:
     tls: bool = False
     prefix: str = "footfall/v1"
     group: str = "index"
-    client_id: str = "footfall-index"
-    replay_after_s: float = 10.0
+    client_id: str = "footfall-index"  # the broker uses the username instead (use_username_as_clientid)
+    replay_after_s: float = 10.0  # a hole must stay open this long before a replay is asked for
+    replay_max_messages: int = 500  # one request covers at most this many sequence numbers
+    replay_every_s: float = 30.0  # at most one request per device this often
+    replay_max_per_round: int = 20  # devices asked per round (one round a second)
+    offline_grace_s: float = 300.0  # a device is offline after a bin period plus this without a bin
 
 
 class IndexConsumer:
-    """Subscribes, stores, and requests replays of missing sequence numbers."""
+    """Subscribes, stores, requests bounded replays of missing sequence numbers, and tells
+    when a device falls silent. No paho callback can raise (`guard.never_raises`)."""
 
     def __init__(self, settings: ConsumerSettings, store: IndexStore) -> None:
         self.s = settings
@@ -273,33 +378,57 @@ class IndexConsumer:
         self.counts: dict[str, int] = defaultdict(int)
         self.connected = threading.Event()
         self._gap_seen: dict[tuple[str, int, int, int], float] = {}
-        self._sites: dict[str, str] = {}
+        self._asked: dict[str, float] = {}  # device -> when it was last asked to replay
+        self._sites: dict[str, str] = {}  # device -> site, from admitted messages only
+        self._heard: dict[str, str] = {}
+        self.log = RateLimitedLog(log)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=mqtt.MQTTv5)
         if settings.username:
             c.username_pw_set(settings.username, settings.password)
         if settings.tls:
             c.tls_set(ca_certs=settings.ca_file)
-        c.on_connect = self._on_connect
-        c.on_message = self._on_message
-        c.on_disconnect = lambda *a: self.connected.clear()
+        c.on_connect = never_raises(self._on_connect, self._callback_failed)
+        c.on_message = never_raises(self._on_message, self._callback_failed)
+        c.on_disconnect = never_raises(self._on_disconnect, self._callback_failed)
         c.reconnect_delay_set(1, 10)
         self.client = c
+
+    def _callback_failed(self, exc: BaseException) -> None:
+        self.counts["callback_error"] += 1
+        self.log.log(logging.ERROR, f"callback:{type(exc).__name__}", "index consumer: a callback failed: %s: %s",
+                     type(exc).__name__, str(exc)[:200])
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if rc.is_failure:
             log.error("index consumer: connect refused: %s", rc)
             return
-        client.subscribe(f"$share/{self.s.group}/{self.s.prefix}/#", qos=1)
+        # retainHandling=1: retained messages come with a new subscription only, not again at
+        # each reconnect of our persistent session (a retained message, poison included, is
+        # handled once, not after every restart).
+        client.subscribe(f"$share/{self.s.group}/{self.s.prefix}/#", options=SubscribeOptions(qos=1, retainHandling=1))
         self.connected.set()
+        log.info("index consumer: connected to %s:%d, subscribed to %s/#", self.s.host, self.s.port, self.s.prefix)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if self.connected.is_set():  # once per loss, not per failed reconnect
+            log.warning("index consumer: lost the broker (%s); reconnecting", rc)
+        self.connected.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        where = parse_topic(self.s.prefix, msg.topic)
-        if where is not None:
-            self._sites[where[1]] = where[0]
-            if where[2].startswith("cmd/"):
-                return
-        result = self.store.ingest(msg.topic, msg.payload, self.s.prefix, time.time())
+        """Returning (whatever happened) lets paho acknowledge the message: a refused one is
+        consumed and quarantined, not redelivered after every restart."""
+        try:
+            result = self.store.ingest(msg.topic, msg.payload, self.s.prefix, time.time())
+        except Exception as exc:  # noqa: BLE001 - a fault in handling: keep the message whole
+            self._callback_failed(exc)
+            where = parse_topic(self.s.prefix, msg.topic)
+            self.store.reject(msg.topic, where[1] if where else "?", "handling_error", f"{type(exc).__name__}: {exc}",
+                              msg.payload, time.time(), whole=True)
+            return
         self.counts[result] += 1
+        if result in ("new", "duplicate"):
+            site, device, _ = parse_topic(self.s.prefix, msg.topic) or ("", "", "")
+            self._sites[device] = site
 
     def start(self) -> None:
         from paho.mqtt.packettypes import PacketTypes
@@ -315,27 +444,49 @@ class IndexConsumer:
         self.client.loop_stop()
 
     def request_replays(self, now: float | None = None) -> int:
-        """Ask devices to resend sequence ranges missing for longer than replay_after_s."""
+        """Ask devices to resend sequence ranges missing for longer than replay_after_s:
+        at most `replay_max_messages` numbers per request, one request per device every
+        `replay_every_s`, `replay_max_per_round` devices per call."""
         now = time.time() if now is None else now
         sent = 0
         current = set(self.store.gaps())
         self._gap_seen = {g: t for g, t in self._gap_seen.items() if g in current}
-        for gap in current:
+        for gap in sorted(current):
             first_seen = self._gap_seen.setdefault(gap, now)
-            if now - first_seen < self.s.replay_after_s:
-                continue
             device, epoch, first, last = gap
-            site = self._sites.get(device)
-            if site is None:
+            if now - first_seen < self.s.replay_after_s or now - self._asked.get(device, -1e18) < self.s.replay_every_s:
                 continue
+            site = self._sites.get(device)
+            if site is None or sent >= self.s.replay_max_per_round:
+                continue
+            last = min(last, first + self.s.replay_max_messages - 1)
             self.client.publish(f"{self.s.prefix}/{site}/{device}/cmd/replay",
                                 json.dumps({"epoch": epoch, "from_seq": first, "to_seq": last}), qos=1)
-            self._gap_seen[gap] = now  # ask again later if it stays open
+            self._asked[device] = now
             sent += 1
+            log.info("asked %s (site %s) to replay epoch %d seq %d..%d (missing for %.0f s)", device, site, epoch,
+                     first, last, now - first_seen)
         return sent
+
+    def check_availability(self, now: float | None = None) -> dict[str, str]:
+        """Device -> 'online'/'offline'/'unknown' judged by the bins received (not by the
+        retained status); a change is logged (offline at WARNING)."""
+        now = time.time() if now is None else now
+        heard = {d["device"]: d["heard"] for d in self.store.device_health(now, self.s.offline_grace_s)}
+        for device, state in heard.items():
+            before = self._heard.get(device)
+            if before is not None and before != state:
+                log.log(logging.WARNING if state == OFFLINE else logging.INFO,
+                        "index consumer: device %s is %s (by the bins it sends)", device, state)
+        self._heard = heard
+        return heard
 
     def run_forever(self, stop: threading.Event) -> None:
         self.start()
         while not stop.wait(1.0):
-            self.request_replays()
+            try:
+                self.request_replays()
+                self.check_availability()
+            except Exception as exc:  # noqa: BLE001 - the loop outlives a failed round
+                self._callback_failed(exc)
         self.stop()

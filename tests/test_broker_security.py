@@ -421,6 +421,9 @@ def test_shipped_config_starts_and_listens_without_warnings(tmp_path: Path) -> N
             assert time.monotonic() < deadline, "no listener within 10 s"
             time.sleep(0.05)
         startup_log = log.read_text()
+        # one TLS listener and nothing else (a listener option above `listener` opens a plain 1883)
+        sockets = [line for line in startup_log.splitlines() if "listen socket" in line]
+        assert sockets and all(f"port {port}." in line for line in sockets), sockets
         ctx = ssl.create_default_context(cafile=str(tls.ca_cert))
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
                 ctx.wrap_socket(raw, server_hostname="localhost") as tls_sock:

@@ -173,9 +173,10 @@ def _crowd_file(tmp_path):
 
 def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
     """`footfall replay-detections ... | head`: the reader goes away; the command must end
-    with status 0 and nothing on stderr (no BrokenPipeError traceback). Real pipes, real
-    subprocesses: once with the read end closed before the command writes anything, once
-    through `head -n 2`."""
+    quietly, nothing on stderr (no BrokenPipeError traceback), with status 141 like a
+    command killed by SIGPIPE (edge.cli's convention for every command). Real pipes, real
+    subprocesses: once with the read end closed before the command writes anything (EPIPE
+    for certain), once through `head -n 2` (EPIPE only if the output outran the pipe)."""
     import os
     import subprocess
     from pathlib import Path
@@ -187,12 +188,12 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
                             stderr=subprocess.PIPE, cwd=root, env=env)
     proc.stdout.close()  # no reader left: every write gets EPIPE
     err = proc.stderr.read()
-    assert proc.wait(timeout=120) == 0
+    assert proc.wait(timeout=120) == 141
     assert err == b""
 
     cmd = " ".join(map(repr, _cli(str(det), *geometry))) + " | head -n 2"
     out = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True,
                          cwd=root, env=env, timeout=120)
-    assert out.returncode == 0 and out.stderr == ""
+    assert out.returncode in (0, 141) and out.stderr == ""
     lines = out.stdout.splitlines()
     assert len(lines) == 2 and lines[0].startswith("in: ") and lines[1].startswith("frame ")

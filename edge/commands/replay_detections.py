@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from contextlib import ExitStack
 
@@ -89,19 +88,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = "".join([f"in: {counts['in']}  out: {counts['out']}\n"] + [
             f"frame {c['frame']}  track {c['track']}  {c['direction']}\n" for c in crossings])
-    _write_stdout(text)
+    # Flushed here, inside the command: a reader that has gone away (`| head`) then
+    # raises BrokenPipeError where edge.cli ends the command quietly.
+    sys.stdout.write(text)
+    sys.stdout.flush()
     return 0
-
-
-def _write_stdout(text: str) -> None:
-    """Print, ending quietly when the reader has gone (``| head``): the rest of the output
-    is not wanted, and that is no error."""
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # Python would flush stdout again at exit and fail the same way: point it at
-        # /dev/null first.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
