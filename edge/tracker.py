@@ -7,17 +7,16 @@ objects (as in SORT/ByteTrack ports) cost microseconds per track per frame; here
 * state lives in one preallocated ``(capacity, 17)`` float64 matrix; live tracks are the
   first ``n`` rows;
 * the per-frame work (prediction, gating and cost, assignment, correction, births,
-  expiry) is one call into compiled loops over that matrix (``edge.tracker_kernels``,
-  numba): as numpy it was 60 to 70 calls on tiny arrays, and their call overhead, not
-  the arithmetic, was the cost;
+  expiry) runs over that matrix as whole-array numpy (``edge.tracker_numpy``, what every
+  install runs), or, with the optional `jit` extra (numba), as compiled loops
+  (``edge.tracker_kernels``) that give the same tracks;
 * the constant-velocity Kalman filter is in closed form: each box edge is a coordinate
   with a velocity, all four share one 2x2 covariance per track (three numbers);
 * association is ByteTrack-style: confident detections take tracks first, weak ones only
   continue confirmed tracks; the cost is -IoU, with a Mahalanobis centre-distance
   fallback (inside a chi-square gate) for small or fast boxes that no longer overlap;
-* up to a few thousand tracks x detections every pair is scored; beyond, candidate
-  pairs come from a sort along the wider axis and a conservative window on both axes,
-  so the work grows with the number of plausible pairs, not tracks x detections;
+* candidate pairs come from a sort along one axis and a conservative window on both
+  axes, so the work grows with the number of plausible pairs, not tracks x detections;
 * assignment is greedy by cost (measured: the optimal one bought nothing here);
 * birth, confirmation and loss are measured in seconds, so 5 fps and 30 fps behave the
   same.
@@ -31,9 +30,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
+import math
+import os
+from types import ModuleType
+
 import numpy as np
 
-from edge import tracker_kernels as _k
+from edge import tracker_numpy as _k
 
 __all__ = ["TrackFrame", "Tracker", "TrackerParams"]
 
@@ -58,6 +61,9 @@ class TrackerParams:
     gate_chi2: float = 9.21
     """Below ``iou_min`` a pair may still match if its squared centre distance over the
     predicted variance is below this (chi-square, 2 dof, 99%)."""
+    gate_max: float = 0.85
+    """...and its centre distance is below this many box heights: a young track's
+    velocity is a guess, and coasting on it must not reach across the picture."""
     confirm_s: float = 0.15
     """A track is confirmed when a detection is matched to it at least this long after
     its birth (so at least twice, whatever the frame rate)."""
@@ -74,16 +80,17 @@ class TrackerParams:
     assignment: str = "greedy"
     """"greedy" (default, measured as good here and cheaper) or "optimal" (scipy's
     linear_sum_assignment on the same costs; needs scipy; for comparison)."""
-    dense_pairs_max: int = 4096
-    """Up to this many tracks x detections every pair is scored (cheaper than sorting);
-    above it candidate pairs come from the sorted window."""
+    dense_pairs_max: int | None = None
+    """Up to this many tracks x detections every pair is scored; above it candidate
+    pairs come from a sorted window. None: each path's measured best (numpy: 8192,
+    about 80 in view; compiled: 64, the window is cheaper from a few people on)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.low_score <= self.high_score <= 1.0:
             raise ValueError("need 0 <= low_score <= high_score <= 1")
         if not 0.0 < self.iou_min < 1.0:
             raise ValueError("iou_min must be within (0, 1)")
-        for name in ("gate_chi2", "meas_std", "accel_std", "vel_init_std"):
+        for name in ("gate_chi2", "gate_max", "meas_std", "accel_std", "vel_init_std"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.assignment not in ("greedy", "optimal"):
@@ -117,29 +124,41 @@ class TrackFrame(NamedTuple):
 # centre-and-size model gets wrong exactly where people enter and leave. All four
 # edges share one 2x2 covariance (p00, p01, p11), kept in units of the box height
 # squared, so process and measurement noise are constants. The column numbers live in
-# edge.tracker_kernels, which does the per-frame work on this matrix.
+# edge.tracker_numpy, which does the per-frame work on this matrix.
 _NCOL = _k.NCOL
 _ID = _k.ID
 _BIG = _k.BIG
 
-# Detection columns: x1, y1, x2, y2, cx, cy, w, h from xyxy by one product.
-_XYXY_TO_DET = np.array([
-    [1, 0, 0, 0, 0.5, 0, -1, 0],
-    [0, 1, 0, 0, 0, 0.5, 0, -1],
-    [0, 0, 1, 0, 0.5, 0, 1, 0],
-    [0, 0, 0, 1, 0, 0.5, 0, 1],
-], dtype=np.float64)
 
+def compiled_kernels() -> ModuleType | None:
+    """``edge.tracker_kernels`` when numba is installed (the `jit` extra) and not turned
+    off by ``FOOTFALL_JIT=0``, else None. Imported only when asked for: importing numba
+    costs about 90 MiB of resident memory."""
+    if os.environ.get("FOOTFALL_JIT", "").strip() == "0":
+        return None
+    from edge import tracker_kernels
+
+    return tracker_kernels if tracker_kernels.JIT else None
 
 class Tracker:
     """Constant-velocity Kalman tracker with two-stage gated association.
 
     Feed it every frame, in time order, including frames with no detections (so that
     lost tracks age). ``t`` is any monotonic time in seconds.
+
+    ``compiled``: None (default) uses numba's kernels where the `jit` extra is installed
+    and numpy otherwise; False always numpy; True requires numba (ValueError without).
     """
 
-    def __init__(self, params: TrackerParams | None = None, capacity: int = 256) -> None:
+    def __init__(self, params: TrackerParams | None = None, capacity: int = 256,
+                 compiled: bool | None = None) -> None:
         self.params = p = params or TrackerParams()
+        kernels = compiled_kernels() if compiled is not False else None
+        if compiled and kernels is None:
+            raise ValueError("compiled tracker kernels need numba (the `jit` extra) "
+                             "and FOOTFALL_JIT not 0")
+        self._run: ModuleType = kernels if kernels is not None else _k
+        self.compiled = kernels is not None
         self._st = np.zeros((max(8, capacity), _NCOL))
         self._n = 0
         self._next_id = 1
@@ -150,15 +169,18 @@ class Tracker:
         prm[_k.PRM_NEW] = p.new_track_score
         prm[_k.PRM_IOU] = p.iou_min
         prm[_k.PRM_CHI2] = p.gate_chi2
+        prm[_k.PRM_GATE_MAX2] = p.gate_max * p.gate_max
         prm[_k.PRM_R2] = p.meas_std * p.meas_std
         prm[_k.PRM_Q] = p.accel_std * p.accel_std
         prm[_k.PRM_CONFIRM] = p.confirm_s
         prm[_k.PRM_TLOST] = p.tentative_lost_s
         prm[_k.PRM_MAXLOST] = p.max_lost_s
         prm[_k.PRM_VINIT] = p.vel_init_std
-        prm[_k.PRM_DENSE] = p.dense_pairs_max
+        prm[_k.PRM_DENSE] = (p.dense_pairs_max if p.dense_pairs_max is not None
+                              else 64 if self.compiled else 8192)
         self._prm = prm
-        _warm_up()
+        if self.compiled:
+            _warm_up(self._run)
 
     # -- public ---------------------------------------------------------------------
 
@@ -190,6 +212,8 @@ class Tracker:
         scores = np.ascontiguousarray(scores, dtype=np.float64)  # one compiled variant
         t = float(t)
         t_prev = self._t
+        if not math.isfinite(t):
+            raise ValueError(f"time must be finite, got {t}")
         if t_prev is not None and t < t_prev:
             raise ValueError(f"time went back: {t} after {t_prev}")
         kept = None
@@ -198,8 +222,11 @@ class Tracker:
             kept = (scores >= self.params.low_score).nonzero()[0]
             boxes, scores = boxes[kept], scores[kept]
             m = kept.shape[0]
-        det = boxes @ _XYXY_TO_DET  # (m, 8) float64: x1 y1 x2 y2 cx cy w h
-        if m and not det[:, 6:8].min() > 0:
+        det = np.empty((m, _k.DET_COLS))  # x1 y1 x2 y2 cx cy w h area
+        np.matmul(boxes, _k.XYXY_TO_DET, out=det[:, 0:8])
+        np.multiply(det[:, 6], det[:, 7], out=det[:, 8])
+        # NaN fails the first test, an infinite or overflowing box the second.
+        if m and not (det[:, 6:8].min() > 0 and det[:, 8].max() < np.inf):
             raise ValueError("boxes must be finite with x2 > x1 and y2 > y1")
 
         self._t = t
@@ -210,16 +237,17 @@ class Tracker:
             self._st = grown
         dt = t - t_prev if t_prev is not None else 0.0
         if self._optimal:
+            run = self._run
             if n and dt > 0.0:
-                _k.predict(self._st, n, dt, self._prm[_k.PRM_Q])
+                run.predict(self._st, n, dt, self._prm[_k.PRM_Q])
             if n and m:
-                pd, pt, pc = _k.pairs(self._st, n, det, scores, t, self._prm)
+                pd, pt, pc = run.pairs(self._st, n, det, scores, t, self._prm)
                 md, mt = _assign_optimal(pd, pt, pc, m, n)
             else:
                 md = mt = np.zeros(0, np.int64)  # writable: numba compiles read-only apart
-            res = _k.apply(self._st, n, self._next_id, det, scores, md, mt, t, self._prm)
+            res = run.apply(self._st, n, self._next_id, det, scores, md, mt, t, self._prm)
         else:
-            res = _k.step(self._st, n, self._next_id, det, scores, t, dt, self._prm)
+            res = self._run.step(self._st, n, self._next_id, det, scores, t, dt, self._prm)
         self._n, self._next_id, out_det, ids, confirmed, filtered = res
         return TrackFrame(
             ids=ids,
@@ -245,9 +273,9 @@ def _assign_optimal(pd: np.ndarray, pt: np.ndarray, cost: np.ndarray, m: int, n:
 _warm = False
 
 
-def _warm_up() -> None:
-    """Run every kernel once on a scratch tracker state, so that compiling them (or
-    loading them from numba's on-disk cache) happens here and not in a live frame."""
+def _warm_up(kernels: ModuleType) -> None:
+    """Run every compiled kernel once on a scratch tracker state, so that compiling them
+    (or loading them from numba's on-disk cache) happens here and not in a live frame."""
     global _warm
     if _warm:
         return
@@ -256,11 +284,12 @@ def _warm_up() -> None:
     prm = np.zeros(_k.NPRM)
     prm[[_k.PRM_HIGH, _k.PRM_NEW, _k.PRM_IOU, _k.PRM_CHI2, _k.PRM_R2, _k.PRM_Q]] = (
         0.5, 0.6, 0.3, 9.21, 0.0025, 0.04)
-    prm[[_k.PRM_TLOST, _k.PRM_MAXLOST, _k.PRM_VINIT, _k.PRM_DENSE]] = 0.3, 1.0, 1.0, 1.0
+    prm[[_k.PRM_TLOST, _k.PRM_MAXLOST, _k.PRM_VINIT, _k.PRM_DENSE, _k.PRM_GATE_MAX2]] = (
+        0.3, 1.0, 1.0, 1.0, 1.0)
     det = np.array([[0.0, 0.0, 10.0, 20.0, 5.0, 10.0, 10.0, 20.0]] * 2)
     sc = np.array([0.9, 0.9])
-    n, nid = _k.step(st, 0, 1, det, sc, 0.0, 0.0, prm)[:2]
-    _k.step(st, n, nid, det, sc, 0.1, 0.1, prm)  # predict, windowed pairs (dense max 1)
+    n, nid = kernels.step(st, 0, 1, det, sc, 0.0, 0.0, prm)[:2]
+    kernels.step(st, n, nid, det, sc, 0.1, 0.1, prm)  # predict, windowed pairs (dense max 1)
     prm[_k.PRM_DENSE] = 1e9
-    _k.step(st, n, nid, det, sc, 0.2, 0.1, prm)  # dense pairs
-    _k.apply(st, n, nid, det, sc, np.zeros(1, np.int64), np.zeros(1, np.int64), 0.3, prm)
+    kernels.step(st, n, nid, det, sc, 0.2, 0.1, prm)  # dense pairs
+    kernels.apply(st, n, nid, det, sc, np.zeros(1, np.int64), np.zeros(1, np.int64), 0.3, prm)

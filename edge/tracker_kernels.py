@@ -1,24 +1,20 @@
-"""The tracker's per-frame hot path as compiled loops (numba), over its state matrix.
+"""The tracker's per-frame hot path as compiled loops (numba): the optional accelerator.
 
-Why compiled: a frame with 20 to 50 people is a few thousand floating-point operations,
-but as numpy it was 60 to 70 calls on tiny arrays, each costing 1.5 to 5 us of call
-overhead on a Pi-class CPU. As loops compiled by numba the whole frame is one call.
+Why: ``edge.tracker_numpy`` (what every install runs) spends most of a frame in the call
+overhead of a few dozen whole-array numpy calls; compiled by numba the whole frame is
+one call, a few times faster (docs/PERFORMANCE.md). These loops do the same arithmetic
+in the same order, so both give the same tracks (tests/test_tracker.py).
 
-Compiling is optional (the `jit` extra installs numba). Without numba, or with
-``FOOTFALL_JIT=0``, the same functions run as plain Python: about 0.16 ms per frame at 5
-people in view and 1.6 ms at 20 on the dev machine (`FOOTFALL_JIT=0 python -m
-bench.tracker_bench --quick --trackers footfall --no-mot`), nothing next to a door
-camera's 20-100 ms inference, and the process stays about 130 MiB smaller (numba's
-LLVM; docs/PERFORMANCE.md, "Resident memory"). Busy wide views and the benchmarks
-want it compiled.
+Compiling is optional: the `jit` extra installs numba, and ``FOOTFALL_JIT=0`` turns it
+off. ``edge.tracker`` imports this module only when it uses it: numba adds about 130 MiB
+of resident memory (its LLVM; docs/PERFORMANCE.md, "Resident memory"), which a door
+camera does not need. Without numba the functions here are plain Python (slow; kept
+only so the module imports).
 
 The kernels are pure: arrays in, arrays out, no I/O. They are compiled on first use and
 cached on disk (``cache=True``: next to this file in ``__pycache__``, or where
 ``NUMBA_CACHE_DIR`` points when that is not writable); ``edge.tracker.Tracker`` warms
 them in its constructor so that no frame pays for compilation.
-
-The state layout (one row per track, first ``n`` rows live) is ``edge.tracker``'s; the
-column numbers are repeated here because numba needs them as compile-time constants.
 """
 
 from __future__ import annotations
@@ -67,16 +63,14 @@ def _kernel(fn: Callable[..., Any]) -> Any:
         return njit(cache=False, nogil=True)(fn)
 
 
-X1, Y1, X2, Y2, VX1, VY1, VX2, VY2, P00, P01, P11, ONE = range(12)
-TBIRTH, TLAST, CONF, EXPIRE, ID = range(12, 17)
-NCOL = 17
-BIG = 1e9  # cost of a forbidden pair; anything >= REJECT is never matched
-REJECT = 100.0
-
-# Indices into the float64 parameter vector ``prm`` (built by Tracker from its params).
-(PRM_HIGH, PRM_NEW, PRM_IOU, PRM_CHI2, PRM_R2, PRM_Q, PRM_CONFIRM, PRM_TLOST, PRM_MAXLOST,
- PRM_VINIT, PRM_DENSE) = range(11)
-NPRM = 11
+# The state layout and parameter vector are edge.tracker_numpy's (numba freezes these
+# globals at compile time; the on-disk cache is keyed on this file, so a layout change
+# there must come with a touch here).
+from edge.tracker_numpy import (  # noqa: E402
+    BIG, CONF, EXPIRE, ID, NCOL, ONE, P00, P01, P11, PRM_CHI2, PRM_CONFIRM, PRM_DENSE,
+    PRM_GATE_MAX2, PRM_HIGH, PRM_IOU, PRM_MAXLOST, PRM_NEW, PRM_Q, PRM_R2, PRM_TLOST, PRM_VINIT, REJECT,
+    TBIRTH, TLAST, X1, X2, Y1, Y2,
+)
 
 
 @_kernel
@@ -105,8 +99,9 @@ def predict(st: np.ndarray, n: int, dt: float, q: float) -> None:
 @_kernel
 def _pair_cost(det: np.ndarray, d: int, trk: np.ndarray, k: int, weak: bool,
                iou_min: float) -> float:
-    """Cost of detection d on track k: -IoU when they overlap enough, else the squared
-    centre distance over the gate (< 1 inside it); then the two-stage penalties."""
+    """Cost of detection d on track k: -IoU when they overlap enough, else (confident
+    detections only) the squared centre distance over the gate (< 1 inside it); then
+    the two-stage penalties."""
     tw = trk[k, 6]
     th = trk[k, 7]
     iw = min(det[d, 2], trk[k, 2]) - max(det[d, 0], trk[k, 0])
@@ -119,6 +114,9 @@ def _pair_cost(det: np.ndarray, d: int, trk: np.ndarray, k: int, weak: bool,
     iou = inter / (det[d, 6] * det[d, 7] + tw * th - inter)
     if iou >= iou_min:
         c = -iou
+    elif weak or trk[k, 10] > 0.5:
+        # Only a confident detection and a confirmed track may pair by distance.
+        return BIG
     else:
         ex = det[d, 4] - trk[k, 4]
         ey = det[d, 5] - trk[k, 5]
@@ -138,11 +136,11 @@ def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
           prm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidate (detection, track) pairs that the gate accepts, with their costs.
 
-    Up to ``prm[PRM_DENSE]`` tracks x detections every pair is scored. Beyond, tracks
-    are sorted along the axis where they spread most and each detection only looks at
-    those whose centre lies within a conservative window (half of both box sizes, or
-    the gate radius, whichever is wider) on both axes, so the work grows with the
-    number of plausible pairs, not tracks x detections.
+    Up to ``prm[PRM_DENSE]`` tracks x detections every pair is scored. Beyond,
+    detections are sorted along x and each track only looks at those whose centre its
+    own reach (half its size, or its gate radius, plus half the biggest detection) allows
+    on both axes, so the work grows with the number of plausible pairs, not tracks x
+    detections (``edge.tracker_numpy.scored`` does the same).
 
     A track past its expiry time (unmatched for longer than it may be) pairs with
     nothing: it is dropped at the end of this frame, and matching it first would let a
@@ -150,6 +148,7 @@ def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
     """
     m = det.shape[0]
     chi2 = prm[PRM_CHI2]
+    gate_max2 = prm[PRM_GATE_MAX2]
     r2 = prm[PRM_R2]
     high = prm[PRM_HIGH]
     iou_min = prm[PRM_IOU]
@@ -163,7 +162,7 @@ def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
         trk[k, 5] = 0.5 * (st[k, Y1] + st[k, Y2])
         trk[k, 6] = max(st[k, X2] - st[k, X1], 1.0)  # a coasting box may have shrunk
         trk[k, 7] = max(st[k, Y2] - st[k, Y1], 1.0)
-        trk[k, 8] = chi2 * (st[k, P00] + r2 * st[k, ONE])
+        trk[k, 8] = min(chi2 * (st[k, P00] + r2 * st[k, ONE]), gate_max2)
         conf = st[k, CONF]
         trk[k, 9] = (2.0 + BIG) * st[k, ONE] - BIG * conf
         trk[k, 10] = st[k, ONE] - conf
@@ -180,76 +179,53 @@ def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
             for k in range(n):
                 c = _pair_cost(det, d, trk, k, weak, iou_min)
                 if c < REJECT:
-                    pd, pt, pc = _push(pd, pt, pc, npairs, d, k, c)
+                    if npairs == pd.shape[0]:
+                        pd, pt, pc = _grown(pd), _grown(pt), _grown(pc)
+                    pd[npairs] = d
+                    pt[npairs] = k
+                    pc[npairs] = c
                     npairs += 1
         return pd[:npairs], pt[:npairs], pc[:npairs]
-    # Sorted window.
-    lo0 = hi0 = trk[0, 4]
-    lo1 = hi1 = trk[0, 5]
-    gate = 0.0
-    tmax0 = tmax1 = 0.0
-    for k in range(n):
-        lo0 = min(lo0, trk[k, 4])
-        hi0 = max(hi0, trk[k, 4])
-        lo1 = min(lo1, trk[k, 5])
-        hi1 = max(hi1, trk[k, 5])
-        gate = max(gate, trk[k, 8] * trk[k, 7] * trk[k, 7])
-        tmax0 = max(tmax0, trk[k, 6])
-        tmax1 = max(tmax1, trk[k, 7])
-    gate = np.sqrt(gate)
+    # Sorted window: detections sorted along x; each track takes those its own reach
+    # (half its width, or its gate radius, plus half the widest detection) allows on x,
+    # then on y. Pairs then go back to detection-major order, so that ties in cost
+    # break as in the dense case.
     dmax0 = dmax1 = 0.0
     for d in range(m):
         dmax0 = max(dmax0, det[d, 6])
         dmax1 = max(dmax1, det[d, 7])
-    ax = 0 if hi0 - lo0 >= hi1 - lo1 else 1
-    other = 1 - ax
-    tmax_ax, tmax_o = (tmax0, tmax1) if ax == 0 else (tmax1, tmax0)
-    dmax_ax, dmax_o = (dmax0, dmax1) if ax == 0 else (dmax1, dmax0)
-    g = max(gate, 0.5 * tmax_ax) + 0.5 * dmax_ax
-    g_other = max(gate, 0.5 * tmax_o) + 0.5 * dmax_o
-    keys = trk[:, 4 + ax].copy()
+    keys = det[:, 4].copy()
     order = np.argsort(keys, kind="mergesort")
     ks = keys[order]
-    for d in range(m):
-        weak = scores[d] < high
-        dk = det[d, 4 + ax]
-        do = det[d, 4 + other]
-        j = np.searchsorted(ks, dk - g, "left")
-        while j < n and ks[j] <= dk + g:
-            k = order[j]
+    for k in range(n):
+        gate_r = np.sqrt(trk[k, 8]) * trk[k, 7]
+        rx = (max(0.5 * trk[k, 6], gate_r) + 0.5 * dmax0) * (1.0 + 1e-9)
+        ry = (max(0.5 * trk[k, 7], gate_r) + 0.5 * dmax1) * (1.0 + 1e-9)
+        tx = trk[k, 4]
+        ty = trk[k, 5]
+        j = np.searchsorted(ks, tx - rx, "left")
+        while j < m and ks[j] <= tx + rx:
+            d = order[j]
             j += 1
-            if abs(do - trk[k, 4 + other]) > g_other:
+            if abs(det[d, 5] - ty) > ry:
                 continue
-            c = _pair_cost(det, d, trk, k, weak, iou_min)
+            c = _pair_cost(det, d, trk, k, scores[d] < high, iou_min)
             if c < REJECT:
-                pd, pt, pc = _push(pd, pt, pc, npairs, d, k, c)
+                if npairs == pd.shape[0]:
+                    pd, pt, pc = _grown(pd), _grown(pt), _grown(pc)
+                pd[npairs] = d
+                pt[npairs] = k
+                pc[npairs] = c
                 npairs += 1
-    return pd[:npairs], pt[:npairs], pc[:npairs]
+    pd, pt, pc = pd[:npairs], pt[:npairs], pc[:npairs]
+    o = np.argsort(pd * n + pt, kind="mergesort")
+    return pd[o], pt[o], pc[o]
 
 
 @_kernel
-def _push(pd: np.ndarray, pt: np.ndarray, pc: np.ndarray, npairs: int, d: int, k: int, c: float
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Append one gated pair, doubling the arrays when they are full."""
-    if npairs == pd.shape[0]:
-        cap = 2 * npairs
-        pd, pt, pc = _grow_i(pd, cap), _grow_i(pt, cap), _grow_f(pc, cap)
-    pd[npairs] = d
-    pt[npairs] = k
-    pc[npairs] = c
-    return pd, pt, pc
-
-
-@_kernel
-def _grow_i(a: np.ndarray, cap: int) -> np.ndarray:
-    b = np.empty(cap, np.int64)
-    b[: a.shape[0]] = a
-    return b
-
-
-@_kernel
-def _grow_f(a: np.ndarray, cap: int) -> np.ndarray:
-    b = np.empty(cap)
+def _grown(a: np.ndarray) -> np.ndarray:
+    """``a`` in a buffer twice as long (candidate pairs outgrew theirs)."""
+    b = np.empty(2 * a.shape[0], a.dtype)
     b[: a.shape[0]] = a
     return b
 

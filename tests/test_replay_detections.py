@@ -135,3 +135,65 @@ def test_empty_file_counts_nothing(tmp_path, capsys):
     det.write_text("")
     rc, out, _ = run_cli(capsys, det, "--line", "0,240,640,240", "--inside", "320,470", "--json")
     assert rc == 0 and json.loads(out) == {"in": 0, "out": 0, "crossings": []}
+
+
+def test_anchor_picks_the_point_of_the_box_that_crosses(tmp_path, capsys):
+    """A walker going down: the box's centre reaches the line 50 px (half a box) after
+    its bottom edge does, so --anchor centre counts the same crossing later."""
+    det = tmp_path / "det.txt"
+    write_mot(det, lone_walker(n=80))
+    frames = {}
+    for anchor in ("bottom_centre", "centre"):
+        rc, out, _ = run_cli(capsys, det, "--line", "0,240,640,240", "--inside", "320,470",
+                             "--json", "--anchor", anchor)
+        assert rc == 0
+        (c,) = json.loads(out)["crossings"]
+        assert c["direction"] == "in"
+        frames[anchor] = c["frame"]
+    # 260 px over 80 frames: 50 px is about 15 frames.
+    assert 12 <= frames["centre"] - frames["bottom_centre"] <= 18
+    with pytest.raises(SystemExit):
+        main(["replay-detections", str(det), "--line", "0,240,640,240", "--inside", "320,470",
+              "--anchor", "top"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def _cli(*args: str) -> list[str]:
+    import sys
+    return [sys.executable, "-m", "edge.cli", "replay-detections", *args]
+
+
+def _crowd_file(tmp_path):
+    stream = generate(StreamSpec(in_view=20, duration_s=30.0, seed=9))
+    det = tmp_path / "crowd.txt"
+    write_mot(det, [(f.boxes, f.scores) for f in stream.frames])
+    (x1, y1), (x2, y2) = stream.line
+    return det, ["--line", f"{x1},{y1},{x2},{y2}", "--inside", f"{stream.inside[0]},{stream.inside[1]}"]
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
+    """`footfall replay-detections ... | head`: the reader goes away; the command must end
+    quietly, nothing on stderr (no BrokenPipeError traceback), with status 141 like a
+    command killed by SIGPIPE (edge.cli's convention for every command). Real pipes, real
+    subprocesses: once with the read end closed before the command writes anything (EPIPE
+    for certain), once through `head -n 2` (EPIPE only if the output outran the pipe)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    det, geometry = _crowd_file(tmp_path)
+    proc = subprocess.Popen(_cli(str(det), *geometry), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=root, env=env)
+    proc.stdout.close()  # no reader left: every write gets EPIPE
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141
+    assert err == b""
+
+    cmd = " ".join(map(repr, _cli(str(det), *geometry))) + " | head -n 2"
+    out = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True,
+                         cwd=root, env=env, timeout=120)
+    assert out.returncode in (0, 141) and out.stderr == ""
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("in: ") and lines[1].startswith("frame ")

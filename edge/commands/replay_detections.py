@@ -12,6 +12,7 @@ import sys
 from contextlib import ExitStack
 
 from edge.commands.args import floats
+from edge.counting import ANCHORS
 from edge.errors import UserError
 
 
@@ -30,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--inside", required=True, metavar="x,y",
                    help="a point on the inside of the line (crossing toward it counts as in)")
     p.add_argument("--fps", type=float, default=15.0, help="frame rate of the file (default 15)")
+    p.add_argument("--anchor", choices=ANCHORS, default="bottom_centre",
+                   help="the point of a box that crosses the line: bottom_centre (the feet, "
+                        "a camera looking obliquely; default) or centre (looking straight down)")
     p.add_argument("--tracks-out", metavar="FILE", help="write the tracks in MOT format here")
     p.add_argument("--json", action="store_true", help='print {"in": n, "out": n, "crossings": [...]}')
     p.set_defaults(handler=run)
@@ -49,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     tracker = Tracker()
-    counter = LineCounter([line])
+    counter = LineCounter([line], anchor=args.anchor)
     crossings: list[dict[str, object]] = []
     counts = {"in": 0, "out": 0}
     with ExitStack() as stack:
@@ -80,10 +84,12 @@ def run(args: argparse.Namespace) -> int:
         except UnicodeDecodeError:
             raise UserError(f"{args.det} is not a text file (MOT-Challenge text expected)") from None
     if args.json:
-        json.dump({"in": counts["in"], "out": counts["out"], "crossings": crossings}, sys.stdout)
-        sys.stdout.write("\n")
+        text = json.dumps({"in": counts["in"], "out": counts["out"], "crossings": crossings}) + "\n"
     else:
-        print(f"in: {counts['in']}  out: {counts['out']}")
-        for c in crossings:
-            print(f"frame {c['frame']}  track {c['track']}  {c['direction']}")
+        text = "".join([f"in: {counts['in']}  out: {counts['out']}\n"] + [
+            f"frame {c['frame']}  track {c['track']}  {c['direction']}\n" for c in crossings])
+    # Flushed here, inside the command: a reader that has gone away (`| head`) then
+    # raises BrokenPipeError where edge.cli ends the command quietly.
+    sys.stdout.write(text)
+    sys.stdout.flush()
     return 0

@@ -1,0 +1,343 @@
+"""The tracker's per-frame hot path as whole-array numpy over its state matrix.
+
+Why this shape: a device gets the plain install (numpy, no compiler), and there the cost
+of a frame is the number of numpy calls, not the arithmetic (about a microsecond each on
+a desktop core, several on a Pi). So every step is a fixed handful of calls whatever the
+crowd: the prediction of all tracks in one matrix product, a per-track table for
+association, the cost of every candidate pair in one broadcast (or, for big frames, of
+the pairs in sorted windows), greedy assignment in rounds (each takes every pair that is
+the first left for both its detection and its track; a crowded frame needs a few rounds,
+never one per track), and the Kalman correction, confirmation and births of all matched
+tracks at once.
+
+The arithmetic is ``edge.tracker_kernels``' (numba loops, the optional `jit` extra), so
+both give the same tracks (tests/test_tracker.py compares them frame by frame on the
+benchmark's streams; only the last bits of the estimates may differ).
+
+State layout: one float64 matrix, a row per track (the first ``n`` rows live), a column
+per quantity (the names below). Each box edge has a position and a velocity; all four
+edges share one 2x2 covariance (p00, p01, p11) in box heights squared; ``ONE`` is 1.0 on
+every live row. Pure: arrays in, arrays out, no I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+X1, Y1, X2, Y2, VX1, VY1, VX2, VY2, P00, P01, P11, ONE = range(12)
+TBIRTH, TLAST, CONF, EXPIRE, ID = range(12, 17)
+NCOL = 17
+BIG = 1e9  # cost of a forbidden pair; anything >= REJECT is never matched
+REJECT = 100.0
+
+# Indices into the float64 parameter vector ``prm`` (built by Tracker from its params).
+(PRM_HIGH, PRM_NEW, PRM_IOU, PRM_CHI2, PRM_R2, PRM_Q, PRM_CONFIRM, PRM_TLOST, PRM_MAXLOST,
+ PRM_VINIT, PRM_DENSE, PRM_GATE_MAX2) = range(12)
+NPRM = 12
+
+_NO_INT = np.zeros(0, np.int64)
+_NO_INT.flags.writeable = False
+
+# Detection columns (built by edge.tracker from xyxy): x1 y1 x2 y2 cx cy w h; then area.
+DET_COLS = 9
+# Per-track association table, one row per live track: x1 y1 x2 y2 cx cy w h as for a
+# detection, then area, gate (box height squared x chi-square x predicted variance: a
+# centre distance squared under it passes), and the two stage penalties.
+_AREA, _GATE, _BOTH_PEN, _TENT_PEN = 8, 9, 10, 11
+_TRK_COLS = 12
+# xyxy -> x1 y1 x2 y2 cx cy w h, one product.
+XYXY_TO_DET = np.array([
+    [1, 0, 0, 0, 0.5, 0, -1, 0],
+    [0, 1, 0, 0, 0, 0.5, 0, -1],
+    [0, 0, 1, 0, 0.5, 0, 1, 0],
+    [0, 0, 0, 1, 0, 0.5, 0, 1],
+], dtype=np.float64)
+_DET_FROM_XYXY = np.ascontiguousarray(XYXY_TO_DET.T)
+
+
+def predict(st: np.ndarray, n: int, dt: float, q: float) -> None:
+    """Constant-velocity prediction of every live track over ``dt`` seconds, in place:
+    each edge moves by its velocity, the shared covariance grows by F P F^T plus
+    white-acceleration noise; one matrix product for all of it."""
+    s = st[:n]
+    s[:, 0:ONE] = s[:, 0:ONE + 1] @ _transition(dt, q)
+
+
+@functools.lru_cache(maxsize=8)
+def _transition(dt: float, q: float) -> np.ndarray:
+    """The ``(12, 11)`` matrix taking a state row's first 12 columns (edges, velocities,
+    covariance, one) to its predicted first 11. Cached: a steady frame rate has a few
+    distinct dt; a jittery clock misses, and the build is three operations."""
+    f = _F_STILL.copy()
+    f[_VEL, _POS] = dt
+    dt2 = dt * dt
+    f[P00:ONE + 1, P00:ONE] = ((1.0, 0.0, 0.0),
+                               (2.0 * dt, 1.0, 0.0),
+                               (dt2, dt, 1.0),
+                               (q * dt2 * dt / 3.0, q * dt2 / 2.0, q * dt))
+    f.flags.writeable = False
+    return f
+
+
+_F_STILL = np.eye(ONE + 1, ONE)  # dt = 0 (the covariance block is set per dt)
+_VEL, _POS = np.arange(4, 8), np.arange(0, 4)  # edge += dt x its velocity
+
+
+def track_table(st: np.ndarray, n: int, t: float, prm: np.ndarray) -> np.ndarray:
+    """What association needs of each live track, as a ``(12, n)`` table, one row per
+    quantity (so that each is a contiguous vector for whole-array operations)."""
+    s = st[:n]
+    k = np.empty((_TRK_COLS, n))
+    np.matmul(_DET_FROM_XYXY, s[:, 0:4].T, out=k[0:8])
+    np.maximum(k[6:8], 1.0, out=k[6:8])  # a coasting box may have shrunk
+    np.multiply(k[6], k[7], out=k[_AREA])
+    # chi-square x predicted variance, capped: a young track's velocity is a guess, and
+    # coasting on it must not let it reach across the picture.
+    gate = prm[PRM_CHI2] * (s[:, P00] + prm[PRM_R2])
+    np.multiply(k[7] * k[7], np.minimum(gate, prm[PRM_GATE_MAX2], out=gate), out=k[_GATE])
+    # Tentative tracks come after confirmed ones (+1); weak detections only continue
+    # confirmed tracks (+2, and BIG on tentative ones); a track past its expiry pairs
+    # with nothing (it is dropped at the end of this frame, and its stale prediction
+    # must not take a stranger).
+    np.subtract(1.0, s[:, CONF], out=k[_TENT_PEN])
+    k[_TENT_PEN, s[:, EXPIRE] < t] = BIG
+    np.multiply(k[_TENT_PEN], BIG, out=k[_BOTH_PEN])
+    k[_BOTH_PEN] += 2.0
+    return k
+
+
+def costs(d: np.ndarray, k: np.ndarray, weak: np.ndarray, iou_min: float) -> np.ndarray:
+    """Cost of detections ``d`` (rows: DET_COLS quantities) against tracks ``k`` (rows:
+    track_table's), for any shapes that broadcast (every pair, or a list of pairs);
+    REJECT or more where the gate forbids the pair.
+
+    -IoU when IoU >= iou_min, else (confident detections on confirmed tracks only) the
+    squared centre distance over the gate, which must be < 1; plus +2 for a weak detection (forbidding
+    on a tentative track) and the track's stage penalty. x and y go through each
+    operation together.
+    """
+    wh = np.minimum(d[2:4], k[2:4])
+    wh -= np.maximum(d[0:2], k[0:2])
+    np.maximum(wh, 0.0, out=wh)
+    inter = wh[0] * wh[1]
+    union = d[_AREA] + k[_AREA]
+    union -= inter
+    inter /= union  # IoU
+    e = d[4:6] - k[4:6]
+    e *= e
+    dist = e[0] + e[1]
+    dist /= k[_GATE]  # squared centre distance over the gate
+    # Only a confident detection and a confirmed track may pair by distance: weak
+    # detections continue a track where they overlap it (ByteTrack's second stage), and
+    # a new track must overlap its next detection. On the dev streams, tracks born of
+    # false positives were confirmed by another one nearby, then coasted on that made-up
+    # velocity and took someone across the line.
+    far = weak | (k[_TENT_PEN] > 0.5)  # tentative (or expired)
+    far |= dist >= 1.0
+    dist[far] = np.inf
+    c = np.where(inter >= iou_min, np.negative(inter, out=inter), dist)
+    c += np.where(weak, k[_BOTH_PEN], k[_TENT_PEN])
+    return c
+
+
+def scored(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
+           prm: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pair costs (REJECT or more: the gate forbids the pair): the ``(m, n)`` matrix of
+    every detection on every track, or, for big frames, the gated pairs as (detection,
+    track, cost) arrays. ``det`` is ``(m, DET_COLS)``.
+
+    Up to ``prm[PRM_DENSE]`` tracks x detections every pair is scored in one broadcast.
+    Beyond, detections are sorted along x, each track takes the window of detections its
+    own reach (half its width or its gate radius, plus half the widest detection) allows
+    on x, then on y, and only those pairs are scored: the work follows the plausible
+    pairs, and one coasting track with a wide gate widens only its own window.
+    """
+    m = det.shape[0]
+    k = track_table(st, n, t, prm)
+    weak = scores < prm[PRM_HIGH]
+    d = np.ascontiguousarray(det.T)
+    if m * n <= prm[PRM_DENSE]:
+        return costs(d[:, :, None], k[:, None, :], weak[:, None], prm[PRM_IOU])
+    gate_r = np.sqrt(k[_GATE])
+    hw = 0.5 * det[:, 6:8].max(axis=0)
+    rx = (np.maximum(0.5 * k[6], gate_r) + hw[0]) * (1.0 + 1e-9)  # slack: rounding
+    ry = (np.maximum(0.5 * k[7], gate_r) + hw[1]) * (1.0 + 1e-9)  # never drops a pair
+    order = d[4].argsort(kind="stable")
+    keys = d[4, order]
+    lo = keys.searchsorted(k[4] - rx, "left")
+    cnt = keys.searchsorted(k[4] + rx, "right") - lo
+    total = int(cnt.sum())
+    pt = np.arange(n).repeat(cnt)
+    pd = order[np.arange(total) + (lo - (cnt.cumsum() - cnt)).repeat(cnt)]
+    near = np.abs(d[5, pd] - k[5, pt]) <= ry[pt]
+    pd, pt = pd[near], pt[near]
+    c = costs(d[:, pd], k[:, pt], weak[pd], prm[PRM_IOU])
+    ok = c < REJECT
+    return pd[ok], pt[ok], c[ok]
+
+
+def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
+          prm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate (detection, track) pairs that the gate accepts, with their costs (for
+    the optimal assignment)."""
+    c = scored(st, n, det, scores, t, prm)
+    if isinstance(c, tuple):
+        return c
+    pd, pt = (c < REJECT).nonzero()
+    return pd, pt, c[pd, pt]
+
+
+def greedy_dense(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one matching on an ``(m, n)`` cost matrix (REJECT or more: forbidden),
+    cheapest pair first, ties to the lower detection, then the lower track; in rounds.
+
+    Greedy over the sorted pairs takes a pair iff no earlier pair it conflicts with was
+    taken. A pair that is the first left in both its row and its column (each row's and
+    column's argmin) is therefore taken, and every other pair in its row and column is
+    not; dropping both and repeating gives exactly the greedy matching, one round per
+    link of the longest chain of conflicts (one or two in a crowd, never one per
+    track). Rounds after the first work on the rows and columns left, a small matrix.
+    """
+    rows = cols = None  # the identity until a round drops some
+    md: list[np.ndarray] = []
+    mt: list[np.ndarray] = []
+    while True:
+        r = np.arange(c.shape[0])
+        col = c.argmin(axis=1)
+        open_ = c[r, col] < REJECT
+        take = c.argmin(axis=0)[col] == r
+        take &= open_
+        td = take.nonzero()[0]
+        tk = col[td]
+        md.append(td if rows is None else rows[td])
+        mt.append(tk if cols is None else cols[tk])
+        if np.count_nonzero(open_) == td.shape[0]:
+            break
+        keep_c = np.ones(c.shape[1], bool)
+        keep_c[tk] = False
+        keep_c = keep_c.nonzero()[0]
+        if keep_c.shape[0] == 0:
+            break
+        keep_r = (open_ & ~take).nonzero()[0]
+        c = c[keep_r[:, None], keep_c]
+        rows = keep_r if rows is None else rows[keep_r]
+        cols = keep_c if cols is None else cols[keep_c]
+    return _by_detection(md, mt, ordered=True)
+
+
+def _by_detection(md: list[np.ndarray], mt: list[np.ndarray], ordered: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The rounds' matches as one (detection, track) list in detection order (each
+    round's own list is in that order where ``ordered``)."""
+    if len(md) == 1 and ordered:
+        return md[0], mt[0]
+    if not md:
+        return _NO_INT, _NO_INT
+    d, k = np.concatenate(md), np.concatenate(mt)
+    o = d.argsort()
+    return d[o], k[o]
+
+
+def greedy_pairs(pd: np.ndarray, pt: np.ndarray, pc: np.ndarray, m: int, n: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """greedy_dense's matching from a list of gated pairs (a big frame's: few pairs
+    for its tracks x detections, where argmins over the whole matrix would cost more).
+
+    Same rounds: in (cost, detection, track) order, a pair that is the first left for
+    both its detection and its track is taken, and the other pairs of either go.
+    """
+    o = np.lexsort((pt, pd, pc))
+    d, k = pd[o], pt[o]
+    md: list[np.ndarray] = []
+    mt: list[np.ndarray] = []
+    while d.shape[0]:
+        pos = np.arange(d.shape[0])
+        first_d = np.empty(m, np.int64)
+        first_d.fill(d.shape[0])
+        np.minimum.at(first_d, d, pos)
+        first_t = np.empty(n, np.int64)
+        first_t.fill(d.shape[0])
+        np.minimum.at(first_t, k, pos)
+        fd, ft = first_d[d], first_t[k]
+        take = (fd == pos) & (ft == pos)
+        md.append(d[take])
+        mt.append(k[take])
+        # A detection or track is taken iff its first pair is.
+        left = ~(take[fd] | take[ft])
+        d, k = d[left], k[left]
+    return _by_detection(md, mt)
+
+
+def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndarray,
+          md: np.ndarray, mt: np.ndarray, t: float, prm: np.ndarray
+          ) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Kalman correction of the matched tracks, births from unmatched confident
+    detections, then removal of tracks unmatched for too long.
+
+    ``md`` (ascending) and ``mt`` are the matched detections and their tracks. ``st``
+    must have room for ``n`` + the number of detections rows. Returns the new live
+    count and next id, and per reported track (matched ones in detection order, then
+    births): detection index, id, confirmed, filtered xyxy.
+    """
+    r2 = prm[PRM_R2]
+    dm, rows = md, mt
+    s = st[rows]  # a copy: corrected here, written back once
+    # Kalman gain of each edge's position and velocity (shared by the four edges).
+    g = s[:, P00:P11] / (s[:, P00:P01] + r2)
+    innov = det[dm, 0:4]
+    innov -= s[:, 0:4]
+    s[:, 0:8] += (g[:, :, None] * innov[:, None, :]).reshape(-1, 8)
+    s[:, P11] -= g[:, 1] * s[:, P01]
+    s[:, P00:P11] = r2 * g
+    # Confirmed once matched confirm_s after birth; stays so.
+    conf = np.maximum(s[:, CONF], s[:, TBIRTH] < t - prm[PRM_CONFIRM])
+    # Last match, confirmed, expiry (max_lost_s after now if confirmed, else
+    # tentative_lost_s) in one product.
+    s[:, TLAST:EXPIRE + 1] = conf[:, None] * [0.0, 1.0, prm[PRM_MAXLOST] - prm[PRM_TLOST]]
+    s[:, TLAST:EXPIRE + 1] += [t, 0.0, t + prm[PRM_TLOST]]
+    st[rows] = s
+    conf = conf.astype(bool)
+    out_det, out_id, out_box = dm, s[:, ID].astype(np.int64), s[:, 0:4]
+
+    free = scores >= prm[PRM_NEW]
+    free[md] = False
+    born = free.nonzero()[0]
+    b = born.shape[0]
+    if b:
+        new_ids = np.arange(next_id, next_id + b, dtype=np.int64)
+        nb = st[n:n + b]
+        nb[:] = 0.0
+        nb[:, [P00, P11, ONE, TBIRTH, TLAST, EXPIRE]] = (
+            r2, prm[PRM_VINIT] * prm[PRM_VINIT], 1.0, t, t, t + prm[PRM_TLOST])
+        nb[:, 0:4] = det[born, 0:4]
+        nb[:, ID] = new_ids
+        out_det = np.concatenate((dm, born))
+        out_id = np.concatenate((out_id, new_ids))
+        conf = np.concatenate((conf, np.zeros(b, bool)))
+        out_box = np.concatenate((out_box, nb[:, 0:4]))
+    # Drop tracks unmatched for too long (matched and new ones never are), in order.
+    n += b
+    live = st[:n, EXPIRE] >= t
+    w = int(np.count_nonzero(live))
+    if w < n:
+        st[:w] = st[:n][live]
+    return w, next_id + b, out_det, out_id, conf, out_box
+
+
+def step(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndarray,
+         t: float, dt: float, prm: np.ndarray
+         ) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One whole frame with greedy assignment: predict, gate and score, match, correct,
+    birth, expire. Same results as ``apply`` (see there). (edge.tracker_kernels.step is
+    the same sequence, compiled whole: numba cannot call this one.)"""
+    m = det.shape[0]
+    if n > 0 and dt > 0.0:
+        predict(st, n, dt, prm[PRM_Q])
+    if n > 0 and m > 0:
+        c = scored(st, n, det, scores, t, prm)
+        md, mt = greedy_pairs(*c, m, n) if isinstance(c, tuple) else greedy_dense(c)
+    else:
+        md = mt = _NO_INT
+    return apply(st, n, next_id, det, scores, md, mt, t, prm)
