@@ -36,6 +36,7 @@ from typing import Callable
 
 from edge.beam_decoder import BeamDecoder, DecoderConfig, Edge
 from index_system.consumer import ConsumerSettings, IndexConsumer, IndexStore
+from index_system.intake import IntakeLimits
 from simulator import people
 from simulator.faults import WireFaults
 from simulator.local_broker import Broker
@@ -124,7 +125,12 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: in
     journal = state / "journal.db"
     broker = Broker(workdir / "broker")
     broker.start()
-    consumer = IndexConsumer(ConsumerSettings(port=broker.port, replay_after_s=1.0), IndexStore(workdir / "index.db"))
+    # The board's clock runs `speedup` times real time, so a minute of agent time holds that
+    # many minutes of passers: the consumer's plausibility cap scales with it (it is not what
+    # this day tests; tests/test_index_hostile.py does).
+    limits = IntakeLimits(door_per_minute=int(IntakeLimits.door_per_minute * max(1.0, sc.speedup)))
+    consumer = IndexConsumer(ConsumerSettings(port=broker.port, replay_after_s=1.0),
+                             IndexStore(workdir / "index.db", limits))
     consumer.start()
     # the reference firmware's ring (96): the board's clock holds at half of it while the
     # agent is away, so a reset loses at most what a real board would hold
