@@ -129,7 +129,7 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: in
     # many minutes of passers: the consumer's plausibility cap scales with it (it is not what
     # this day tests; tests/test_index_hostile.py does).
     limits = IntakeLimits(door_per_minute=int(IntakeLimits.door_per_minute * max(1.0, sc.speedup)))
-    consumer = IndexConsumer(ConsumerSettings(port=broker.port, replay_after_s=1.0),
+    consumer = IndexConsumer(ConsumerSettings(port=broker.port, replay_after_s=1.0, replay_every_s=2.0),
                              IndexStore(workdir / "index.db", limits))
     consumer.start()
     # the reference firmware's ring (96): the board's clock holds at half of it while the
@@ -207,8 +207,8 @@ def _unsent(journal: Path) -> int:
 def _missing_at_consumer(journal: Path, index_db: Path) -> tuple[int, int]:
     """Messages the agent published (broker PUBACKed) that the consumer lacks: (in the
     middle of an outbox epoch, at its tail). A tail loss (the broker SIGKILLed after its
-    PUBACK, before delivering or saving) shows as no gap at the consumer: it cannot ask
-    for a replay of what it does not know exists."""
+    PUBACK, before delivering or saving) shows in no later seq of that epoch; the next
+    boot's birth names the epoch's last seq, so the consumer asks for it too."""
     conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
     sent = set(conn.execute("SELECT epoch, seq FROM outbox WHERE sent_utc IS NOT NULL"))
     conn.close()
@@ -281,13 +281,13 @@ def _agent_bins(journal: Path) -> dict[float, int]:
 
 def _wait_for_consumer(journal: Path, index_db: Path, consumer: IndexConsumer,
                        timeout_s: float) -> tuple[int, int, bool]:
-    """Until every bin the agent made is at the consumer at its last revision, or only
-    tail losses (which no replay request can mend) are left for 5 s, or timeout:
+    """Until every bin the agent made is at the consumer at its last revision, the totals
+    agree and no message the agent sent is missing there (a hole in seq, or an epoch's tail
+    that the next birth names: both are asked for again), or timeout:
     (bins made, bins at the consumer at their last revision, consumer totals == journal)."""
     from contract.timebins import iso_utc
 
     deadline = time.monotonic() + timeout_s
-    stuck_since = None
     while True:
         consumer.request_replays()
         agent = _agent_bins(journal)
@@ -301,15 +301,9 @@ def _wait_for_consumer(journal: Path, index_db: Path, consumer: IndexConsumer,
         conn.close()
         totals = consumer.store.totals()
         match = (totals["in"], totals["out"]) == (truth.get("in", 0), truth.get("out", 0))
-        if (latest == len(agent) and match) or time.monotonic() > deadline:
+        settled = latest == len(agent) and match and _missing_at_consumer(journal, index_db) == (0, 0)
+        if settled or time.monotonic() > deadline:
             return len(agent), latest, match
-        mid, tail = _missing_at_consumer(journal, index_db)
-        if mid == 0 and tail and _unsent(journal) == 0:
-            stuck_since = stuck_since or time.monotonic()
-            if time.monotonic() - stuck_since > 5.0:
-                return len(agent), latest, match
-        else:
-            stuck_since = None
         time.sleep(0.5)
 
 

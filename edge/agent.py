@@ -133,8 +133,11 @@ class Agent:
                 binner.start_at(now)
                 if j.get_meta("bins_first_start_utc") is None:
                     j.conn.execute("INSERT INTO meta(key, value) VALUES ('bins_first_start_utc', (SELECT value FROM meta WHERE key = 'bins_next_start_utc'))")
-                outbox.enqueue(self._topic("birth"), self.birth(epoch, now, declared_accuracy(j.last_passing_audit())),
-                              now, retain=True)
+                birth = self.birth(epoch, now, declared_accuracy(j.last_passing_audit()))
+                previous = outbox.last_seq(epoch - 1)
+                if previous is not None:
+                    birth["previous_epoch"] = {"epoch": epoch - 1, "last_seq": previous}
+                outbox.enqueue(self._topic("birth"), birth, now, retain=True)
                 summaries = Summaries(binner, outbox, self.site_profile(), self._topic("summary"))
             return epoch, outbox, binner, summaries
 

@@ -97,8 +97,18 @@ class Outbox:
         return cur.rowcount
 
     def prune(self, older_than_utc: float) -> int:
-        cur = self.conn.execute("DELETE FROM outbox WHERE sent_utc IS NOT NULL AND sent_utc < ?", (older_than_utc,))
+        """Drop sent messages older than the cut, except each epoch's last one: the next
+        boot's birth message names it (`last_seq`), so a lost tail can still be asked for."""
+        cur = self.conn.execute(
+            "DELETE FROM outbox WHERE sent_utc IS NOT NULL AND sent_utc < ?"
+            " AND id NOT IN (SELECT MAX(id) FROM outbox GROUP BY epoch)",
+            (older_than_utc,),
+        )
         return cur.rowcount
+
+    def last_seq(self, epoch: int) -> int | None:
+        """The last sequence number queued in `epoch` (None: nothing was queued)."""
+        return self.conn.execute("SELECT MAX(seq) FROM outbox WHERE epoch = ?", (epoch,)).fetchone()[0]
 
     def last_sent_utc(self) -> float | None:
         return self.conn.execute("SELECT MAX(sent_utc) FROM outbox").fetchone()[0]

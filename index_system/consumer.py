@@ -108,6 +108,10 @@ class IndexStore:
             self.seqs = SequenceTracker()
             for device, epoch, seq in self.conn.execute("SELECT device, epoch, seq FROM messages"):
                 self.seqs.add(device, epoch, seq)
+            for device, birth in self.conn.execute("SELECT device, birth FROM devices WHERE birth IS NOT NULL"):
+                previous = json.loads(birth).get("previous_epoch")
+                if previous:
+                    self.seqs.expect_end(device, previous["epoch"], previous["last_seq"])
 
     def ingest(self, topic_name: str, raw: bytes, prefix: str, now: float) -> str:
         """Store one message; returns 'new', 'duplicate', 'conflict' (same identity, other
@@ -197,6 +201,8 @@ class IndexStore:
             c.execute("ROLLBACK")
             raise
         self.seqs.add(device, body["epoch"], body["seq"])
+        if kind == "birth" and "previous_epoch" in body:
+            self.seqs.expect_end(device, body["previous_epoch"]["epoch"], body["previous_epoch"]["last_seq"])
         return "new"
 
     def _store_bin(self, device: str, site: str, body: dict[str, Any], now: float) -> None:

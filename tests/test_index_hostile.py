@@ -404,3 +404,22 @@ def test_a_callback_that_fails_does_not_end_the_network_thread(secure_broker, tm
     finally:
         cons.stop()
         dev.close()
+
+
+def test_the_tail_of_an_epoch_named_by_the_next_birth_is_a_hole() -> None:
+    """A broker that PUBACKed an epoch's last messages and then died leaves no gap in seq;
+    the device's next birth names that epoch's last seq, and the missing tail is asked for."""
+    from index_system.sequences import SequenceTracker
+
+    t = SequenceTracker()
+    for seq in range(1, 8):
+        t.add("dev-a", 3, seq)
+    assert t.holes() == []
+    t.add("dev-a", 4, 1)
+    t.expect_end("dev-a", 3, 10)  # the birth of epoch 4: epoch 3 ended at 10
+    assert t.holes() == [("dev-a", 3, 8, 10)]
+    for seq in (8, 9, 10):
+        t.add("dev-a", 3, seq)
+    assert t.holes() == []
+    t.expect_end("dev-a", 2, 5)  # an epoch never heard of: all of it, within the epochs kept
+    assert t.holes() == [("dev-a", 2, 1, 5)]
