@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--events-out", default=None, metavar="FILE", help="write the crossings as JSON lines")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--truth", default=None, metavar="FILE.csv",
+                   help="score against hand-counted crossings: CSV rows 'frame,direction' (in/out); prints "
+                   "per-direction gross accuracy, missed, extra and median time lag")
+    p.add_argument("--tolerance", type=float, default=1.0, metavar="SECONDS",
+                   help="a count matches a true crossing within this many seconds (default 1.0)")
     p.set_defaults(handler=run)
 
 
@@ -49,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
     from edge.counting import CountingLine
     from edge.commands.camera import open_video_and_model
 
+    from edge.truth_file import read_truth_csv
+
+    truth = read_truth_csv(args.truth) if args.truth else None  # a bad file fails before the long count
+    if not args.tolerance >= 0:
+        raise UserError("--tolerance must be >= 0 seconds")
     line = floats(args.line, 4, "--line")
     inside = floats(args.inside, 2, "--inside")
     source, detector = open_video_and_model(args.video, args.model, args.threads, live=False)
@@ -97,10 +107,14 @@ def run(args: argparse.Namespace) -> int:
         source.close()
     events.extend(pipeline.flush())
 
+    def media_s(e) -> float:  # the crossing's own moment, in seconds from the video's start
+        return e.crossing.t_utc - first.t_utc + first.t_mono
+
     rows = [
         {
-            "frame": e.frame_index,
-            "time_s": round(e.frame_index / fps, 3) if fps else None,
+            "frame": round(media_s(e) * fps) if fps else e.frame_index,
+            "time_s": round(media_s(e), 3),
+            "counted_frame": e.frame_index,
             "track": e.track_id,
             "direction": e.crossing.direction,
             "line": e.crossing.line,
@@ -122,6 +136,14 @@ def run(args: argparse.Namespace) -> int:
         "crossings": rows,
         "stage_ms_per_frame": {k: round(v, 3) for k, v in pipeline.times.per_frame_ms().items()},
     }
+    if truth is not None:
+        if not fps:
+            raise UserError(f"video {args.video} reports no frame rate: truth frames cannot be turned into times")
+        from contract.crossing_score import score_crossings
+
+        result["score"] = score_crossings([(f / fps, d) for f, d in truth], [(r["time_s"], r["direction"]) for r in rows],
+                                          tolerance_s=args.tolerance)
+        result["tolerance_s"] = args.tolerance
     if args.events_out:
         with open(Path(args.events_out), "w", encoding="utf-8") as f:
             for r in rows:
@@ -138,5 +160,22 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         table.add_row(str(r["frame"]), f"{r['time_s']:.1f}" if r["time_s"] is not None else "-",
                       str(r["track"]), r["direction"])
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if truth is not None:
+        console.print(score_table(result["score"], f"against {args.truth} (match within {args.tolerance:g} s)"))
     return 0
+
+
+def score_table(score: dict, title: str):  # -> rich.table.Table
+    """Per direction: true, counted, missed, extra, gross accuracy, median lag."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in ("direction", "true", "counted", "missed", "extra", "gross accuracy", "median lag (s)"):
+        t.add_column(col, justify="right")
+    for d, s in score.items():
+        lag = s["median_lag_s"]
+        t.add_row(d, str(s["true"]), str(s["counted"]), str(s["missed"]), str(s["extra"]),
+                  f"{s['gross_accuracy']:.3f}", "-" if lag is None else f"{lag:+.2f}")
+    return t
