@@ -260,10 +260,11 @@ class LineCounter:
         t_prev = self._last_t[slots][:, None]
         crossed = np.isfinite(prev) & (np.sign(prev) != np.sign(s)) & np.isfinite(t_prev)
         if crossed.any():
-            frac = np.divide(prev, prev - s, out=np.ones_like(s), where=crossed & (prev != s))
-            tz = t_prev + (t - t_prev) * np.clip(frac, 0.0, 1.0)
             rows, cols = np.nonzero(crossed)
-            self._zero_t[slots[rows], cols] = tz[rows, cols]
+            a, b = prev[rows, cols], s[rows, cols]
+            frac = np.clip(np.divide(a, a - b, out=np.ones_like(a), where=a != b), 0.0, 1.0)
+            tp = t_prev[rows, 0]
+            self._zero_t[slots[rows], cols] = tp + (t - tp) * frac
         self._last_s[slots] = s
 
     def flush(self) -> list[LineCrossing]:
