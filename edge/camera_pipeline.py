@@ -279,6 +279,7 @@ class CameraSource:
         motion_gating: bool = False,
         live: bool | None = None,
         run_id: str | None = None,
+        front_end: str = "tiles",
     ) -> None:
         import uuid
 
@@ -289,6 +290,7 @@ class CameraSource:
         self.spec, self.sink, self.health = spec, sink, health
         self.model, self.threads, self.max_fps = model, threads, max_fps
         self.motion_gating, self.live = motion_gating, live
+        self.front_end = front_end
         self.run_id = run_id or uuid.uuid4().hex[:8]
         self.pipeline: CameraPipeline | None = None
         self._stop = False
@@ -334,9 +336,9 @@ class CameraSource:
         except ValueError as exc:
             self.health("camera", False, f"camera lines on the {w}x{h} frame: {exc}")
             return
-        roi = roi_around_lines(self.lines, w, h)
+        front, roi = front_end_for(detector, self.lines, w, h, self.front_end)
         gate = MotionGate(roi=roi) if self.motion_gating else None
-        self.pipeline = CameraPipeline(detector, self.lines, run_id=self.run_id, roi=roi, motion_gate=gate,
+        self.pipeline = CameraPipeline(front, self.lines, run_id=self.run_id, roi=roi, motion_gate=gate,
                                        frame_size=(w, h))
         self.health("camera", True, f"streaming {w}x{h}")
         grabber = LatestFrameGrabber(source, max_fps=self.max_fps, drop_stale=source.live)

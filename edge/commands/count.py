@@ -29,7 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inside", required=True, metavar="X,Y", help="a point on the inside of the door")
     p.add_argument("--model", default=None, help="model name in models/ or a manifest path (default ssdlite_person)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: cores - 1)")
-    p.add_argument("--roi", default="auto", help="'auto' (window around the line), 'full', or X1,Y1,X2,Y2")
+    p.add_argument("--front-end", default="tiles", choices=("tiles", "roi"),
+                   help="tiles: the model at its own size on overlapping tiles along the line (default; sees "
+                   "people far from the camera); roi: one window around the line scaled to the model")
+    p.add_argument("--roi", default="auto", help="with --front-end roi: 'auto' (window around the line), 'full', "
+                   "or X1,Y1,X2,Y2")
     p.add_argument("--hysteresis", type=float, default=None, help="counting hysteresis in pixels")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--events-out", default=None, metavar="FILE", help="write the crossings as JSON lines")
@@ -50,7 +54,7 @@ def scale_points(values: tuple[float, ...], w: int, h: int, relative: bool) -> t
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.camera_pipeline import CameraPipeline, roi_around_lines
+    from edge.camera_pipeline import CameraPipeline, front_end_for
     from edge.counting import CountingLine
     from edge.commands.camera import open_video_and_model
 
@@ -71,13 +75,12 @@ def run(args: argparse.Namespace) -> int:
     ix, iy = scale_points(inside, w, h, relative)
     kwargs = {} if args.hysteresis is None else {"hysteresis_px": args.hysteresis}
     counting_line = CountingLine("line", (x1, y1), (x2, y2), (ix, iy), **kwargs)
-    if args.roi == "auto":
-        roi = roi_around_lines([counting_line], w, h)
-    elif args.roi == "full":
+    front, roi = front_end_for(detector, [counting_line], w, h, args.front_end)
+    if args.front_end == "roi" and args.roi == "full":
         roi = None
-    else:
+    elif args.front_end == "roi" and args.roi != "auto":
         roi = tuple(int(v) for v in floats(args.roi, 4, "--roi"))
-    pipeline = CameraPipeline(detector, [counting_line], run_id=uuid.uuid4().hex[:8], roi=roi)
+    pipeline = CameraPipeline(front, [counting_line], run_id=uuid.uuid4().hex[:8], roi=roi, frame_size=(w, h))
     total = source.frame_count or None
     fps = source.fps or 0.0  # read now: a closed capture reports 0
 
@@ -129,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
         "frames": pipeline.times.frames,
         "line": [x1, y1, x2, y2],
         "inside": [ix, iy],
+        "front_end": args.front_end,
         "roi": list(roi) if roi else None,
+        "tiles": [list(t) for t in getattr(front, "tiles", [])],
         "model": detector.manifest.name,
         "in": n_in,
         "out": len(rows) - n_in,
