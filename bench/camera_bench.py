@@ -139,6 +139,60 @@ def throughput(frames: int, threads: int, rounds: int) -> dict:
     }
 
 
+SPANNING_LINES = {
+    # across the whole width at the path (people far on the left, near on the right)
+    "horizontal, spanning the width": ((0, 300), (768, 300), (384, 500)),
+    # corner to corner: the most tiles a single line can need on this frame
+    "diagonal, corner to corner": ((0, 0), (768, 576), (700, 50)),
+}
+
+
+def spanning_throughput(frames: int, threads: int, rounds: int) -> dict:
+    """End-to-end fps (decode in its own thread -> front-end -> track -> count) with a line
+    spanning the 768x576 frame, for the front-ends side by side in one run: tiles (the
+    default: model-sized tiles along the line, quiet tiles skipped), tiles without the
+    motion skip, and the single window (roi). Rounds alternate; medians reported."""
+    from edge.camera_pipeline import CameraPipeline, front_end_for
+    from edge.counting import CountingLine
+    from edge.detector import OnnxDetector
+    from edge.tiled_detector import TiledDetector
+    from edge.video_source import LatestFrameGrabber, VideoSource
+
+    det = OnnxDetector("ssdlite_person", threads=threads)
+    out: dict = {}
+    for label, (p1, p2, inside) in SPANNING_LINES.items():
+        line = CountingLine("span", p1, p2, inside)
+        configs = {"tiles (default)": "tiles", "tiles, no motion skip": "tiles-all", "roi (one window)": "roi"}
+        runs: dict[str, list[float]] = {k: [] for k in configs}
+        extra: dict[str, dict] = {}
+        for _ in range(rounds):
+            for name, kind in configs.items():
+                front, roi = front_end_for(det, [line], 768, 576, "roi" if kind == "roi" else "tiles")
+                if kind == "tiles-all":
+                    front = TiledDetector(det, front.tiles, motion=False, frame_size=(768, 576))
+                pipe = CameraPipeline(front, [line], run_id="span", roi=roi, frame_size=(768, 576))
+                src = VideoSource(VTEST, live=False)
+                grabber = LatestFrameGrabber(src, drop_stale=False)
+                n = 0
+                t0 = time.perf_counter()
+                while n < frames:
+                    frame = grabber.next(timeout=10)
+                    if frame is None:
+                        break
+                    pipe.process(frame)
+                    n += 1
+                wall = time.perf_counter() - t0
+                grabber.stop()
+                src.close()
+                runs[name].append(n / wall)
+                if isinstance(front, TiledDetector):
+                    extra[name] = {"tiles": len(front.tiles), "tile_inferences_skipped": round(front.skipped_share, 3)}
+        out[label] = {name: {"median_fps": round(statistics.median(v), 1), "rounds_fps": [round(x, 1) for x in v],
+                             **extra.get(name, {})} for name, v in runs.items()}
+        print("spanning line:", label, json.dumps(out[label]), flush=True)
+    return out
+
+
 RSS_PROBE = r"""
 import sys, json
 from edge.camera_pipeline import CameraPipeline, roi_around_lines
@@ -318,12 +372,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=None, help="accuracy cells whose 'conditions/kind' name contains this")
     ap.add_argument("--smoothing", action="store_true", help="detector scores with and without the manifest's smoothing")
     ap.add_argument("--skip-throughput", action="store_true", help="accuracy only (with --accuracy)")
+    ap.add_argument("--spanning", action="store_true", help="only: end-to-end fps with a line spanning the frame, "
+                    "tiles vs one window")
     ap.add_argument("--json", default=None, help="write all results to this file")
     args = ap.parse_args(argv)
     if not VTEST.is_file():
         print(f"{VTEST} missing: apt-get install -y opencv-doc", file=sys.stderr)
         return 2
     results: dict = {}
+    if args.spanning:
+        results["spanning"] = spanning_throughput(args.frames, args.threads, args.rounds)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        return 0
     if not args.skip_throughput:
         results["throughput"] = throughput(args.frames, args.threads, args.rounds)
         print(json.dumps(results["throughput"], indent=2), flush=True)
