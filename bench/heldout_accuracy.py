@@ -235,9 +235,12 @@ def tune_naive(det: CachedDetector, spec: dict) -> dict:
     return best[1]
 
 
-def evaluate(det: CachedDetector, spec: dict, front_end: str, lines: list[str]) -> dict:
+def evaluate(det: CachedDetector, spec: dict, front_end: str, lines: list[str],
+             ours_det: CachedDetector | None = None) -> dict:
+    """Ours (with ``ours_det``, the SSD by default) and the naive pipeline (the SSD)."""
     from contract.crossing_score import worst_direction
 
+    ours_det = ours_det or det
     fps, split = spec["fps"], spec["split"]
     dets = full_frame_detections(det)
     table = {}
@@ -245,7 +248,7 @@ def evaluate(det: CachedDetector, spec: dict, front_end: str, lines: list[str]) 
         line = counting_line(spec["lines"][name], name)
         truth = truth_of(name, fps)
         t0 = time.perf_counter()
-        ours = run_ours(det, line, front_end)
+        ours = run_ours(ours_det, line, front_end)
         naive = run_naive(dets, line, fps, **NAIVE)
         row = {}
         for part, rng in parts_of(name, split).items():
@@ -256,6 +259,7 @@ def evaluate(det: CachedDetector, spec: dict, front_end: str, lines: list[str]) 
         table[name] = row
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
         det.save()
+        ours_det.save()
     return table
 
 
@@ -274,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lines", default=None, help="comma-separated line names (default: all)")
     ap.add_argument("--tune", action="store_true", help="grid-search the naive pipeline on the dev part")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default="ssdlite_person", help="our pipeline's model (the naive one keeps the SSD)")
     ap.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "footfall-bench"))
     ap.add_argument("--json", default=None, help="write the table here")
     args = ap.parse_args(argv)
@@ -282,12 +287,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec = load_lines()
     det = open_detector(args.threads, Path(args.cache_dir))
+    ours_det = det if args.model == "ssdlite_person" else open_detector(args.threads, Path(args.cache_dir), args.model)
     if args.tune:
         tune_naive(det, spec)
         det.save()
         return 0
     lines = args.lines.split(",") if args.lines else list(spec["lines"])
-    table = evaluate(det, spec, args.front_end, lines)
+    table = evaluate(det, spec, args.front_end, lines, ours_det)
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=2))
     return 0
