@@ -159,7 +159,8 @@ def spanning_throughput(frames: int, threads: int, rounds: int) -> dict:
     from edge.video_source import LatestFrameGrabber, VideoSource
 
     det = OnnxDetector("ssdlite_person", threads=threads)
-    out: dict = {}
+    out: dict = {"bare_ms_per_inference": bare_model_ms(threads, rounds)}
+    print("bare inference (ms, one model-sized window):", out["bare_ms_per_inference"], flush=True)
     for label, (p1, p2, inside) in SPANNING_LINES.items():
         line = CountingLine("span", p1, p2, inside)
         configs = {"tiles (default)": "tiles", "tiles, no motion skip": "tiles-all", "roi (one window)": "roi"}
@@ -191,6 +192,31 @@ def spanning_throughput(frames: int, threads: int, rounds: int) -> dict:
                              **extra.get(name, {})} for name, v in runs.items()}
         print("spanning line:", label, json.dumps(out[label]), flush=True)
     return out
+
+
+def bare_model_ms(threads: int, rounds: int, n: int = 40) -> dict:
+    """Milliseconds per onnxruntime call on one model-sized window of real frames, the two
+    shipped detectors alternating (rounds; medians): what one tile costs."""
+    import cv2
+
+    from edge.detector import OnnxDetector
+
+    cap = cv2.VideoCapture(str(VTEST))
+    images = [cap.read()[1] for _ in range(n)]
+    cap.release()
+    out: dict[str, list[float]] = {}
+    dets = {m: OnnxDetector(m, threads=threads) for m in ("ssdlite_person", "nanodet_person")}
+    tensors = {m: [d.preprocess(img[100:100 + d.manifest.input.height, 300:300 + d.manifest.input.width])[0]
+                   for img in images] for m, d in dets.items()}
+    for m, d in dets.items():
+        d.infer(tensors[m][0])  # warm-up
+    for _ in range(rounds):
+        for m, d in dets.items():
+            t0 = time.perf_counter()
+            for t in tensors[m]:
+                d.infer(t)
+            out.setdefault(m, []).append(1000 * (time.perf_counter() - t0) / n)
+    return {m: round(statistics.median(v), 1) for m, v in out.items()}
 
 
 RSS_PROBE = r"""
