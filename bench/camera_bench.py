@@ -290,10 +290,13 @@ def motion_gating(threads: int) -> dict:
     return res
 
 
+BANK_HELD_OUT = True  # --bank in-sample: the earlier bank that holds the test people
+
+
 def _bank():
     from bench.sprite_bank import detector_gated_bank
 
-    return detector_gated_bank()
+    return detector_gated_bank(held_out=BANK_HELD_OUT)
 
 
 def sim_accuracy(seeds: int, threads: int, geometry: str = "door", only: str | None = None) -> dict:
@@ -405,10 +408,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=None, help="accuracy cells whose 'conditions/kind' name contains this")
     ap.add_argument("--smoothing", action="store_true", help="detector scores with and without the manifest's smoothing")
     ap.add_argument("--skip-throughput", action="store_true", help="accuracy only (with --accuracy)")
+    ap.add_argument("--bank", choices=("held-out", "in-sample"), default="held-out",
+                    help="composed scenes' walkers: none of vtest.avi's test people (default), or any (the earlier bank)")
     ap.add_argument("--spanning", action="store_true", help="only: end-to-end fps with a line spanning the frame, "
                     "tiles vs one window")
     ap.add_argument("--json", default=None, help="write all results to this file")
     args = ap.parse_args(argv)
+    global BANK_HELD_OUT
+    BANK_HELD_OUT = args.bank == "held-out"
     if not VTEST.is_file():
         print(f"{VTEST} missing: apt-get install -y opencv-doc", file=sys.stderr)
         return 2
