@@ -78,6 +78,30 @@ def roi_around_lines(
     return rx1, ry1, rx2, ry2
 
 
+FRONT_ENDS: tuple[str, ...] = ("tiles", "roi")
+
+
+def front_end_for(
+    detector: Detector, lines: Sequence[CountingLine], frame_w: int, frame_h: int, kind: str = "tiles"
+) -> tuple[Detector, tuple[int, int, int, int] | None]:
+    """What the pipeline runs on each frame: the detector and the window it looks at.
+
+    ``tiles``: the model at its own input size on overlapping tiles along the lines
+    (`edge.tiled_detector`), so people far from the camera reach it as large as the
+    camera sees them; quiet tiles reuse their last boxes. ``roi``: the model on one
+    window around the lines, scaled to its input (people far away shrink).
+    """
+    if kind == "roi":
+        return detector, roi_around_lines(lines, frame_w, frame_h)
+    if kind != "tiles":
+        raise ValueError(f"front end must be one of {FRONT_ENDS}, not {kind!r}")
+    from edge.tiled_detector import TiledDetector, tile_rects
+
+    spec = detector.manifest.input  # type: ignore[attr-defined]
+    tiles = tile_rects(lines, frame_w, frame_h, tile=min(spec.width, spec.height))
+    return TiledDetector(detector, tiles, frame_size=(frame_w, frame_h)), None  # type: ignore[arg-type]
+
+
 def tracker_params_for(detector: Detector, night: bool = False) -> TrackerParams:
     """Tracker thresholds matched to the detector's scores (from its manifest when it has one).
 
@@ -255,6 +279,7 @@ class CameraSource:
         motion_gating: bool = False,
         live: bool | None = None,
         run_id: str | None = None,
+        front_end: str = "tiles",
     ) -> None:
         import uuid
 
@@ -265,6 +290,7 @@ class CameraSource:
         self.spec, self.sink, self.health = spec, sink, health
         self.model, self.threads, self.max_fps = model, threads, max_fps
         self.motion_gating, self.live = motion_gating, live
+        self.front_end = front_end
         self.run_id = run_id or uuid.uuid4().hex[:8]
         self.pipeline: CameraPipeline | None = None
         self._stop = False
@@ -310,9 +336,9 @@ class CameraSource:
         except ValueError as exc:
             self.health("camera", False, f"camera lines on the {w}x{h} frame: {exc}")
             return
-        roi = roi_around_lines(self.lines, w, h)
+        front, roi = front_end_for(detector, self.lines, w, h, self.front_end)
         gate = MotionGate(roi=roi) if self.motion_gating else None
-        self.pipeline = CameraPipeline(detector, self.lines, run_id=self.run_id, roi=roi, motion_gate=gate,
+        self.pipeline = CameraPipeline(front, self.lines, run_id=self.run_id, roi=roi, motion_gate=gate,
                                        frame_size=(w, h))
         self.health("camera", True, f"streaming {w}x{h}")
         grabber = LatestFrameGrabber(source, max_fps=self.max_fps, drop_stale=source.live)

@@ -25,6 +25,10 @@ Why each rule exists:
   frame or two over the person in front (its bottom edge, the feet anchor, jumps
   across the line and back) or a step over the line and back is not a passage. Call
   `flush()` at the end of a stream for crossings still settling.
+* **Crossing time.** A crossing is stamped with the moment the anchor crossed the line,
+  interpolated between the two frames on either side of it, not the frame where the
+  hysteresis or the track's confirmation let it count, nor when it settled: so the
+  time a crossing carries does not depend on how long the counter waits to be sure.
 * **Image edges.** With ``frame_size`` given, the hysteresis on each side of a line is
   capped at half the room the picture leaves on that side, so a line near the edge of
   the picture still counts.
@@ -127,11 +131,12 @@ class CountingParams:
 class _Held:
     """A crossing still settling (see `CountingParams.settle_s`)."""
 
-    t: float
+    t: float  # when the anchor crossed the line
     li: int
     d: int  # 0 in, 1 out
     slot: int
     track_id: int
+    seen: float  # when the counter saw the side change (settling runs from here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +200,8 @@ class LineCounter:
         self._last_t = np.full(cap, -np.inf)
         self._last_xy = np.zeros((cap, 2))
         self._last_edge = np.zeros(cap, dtype=bool)
+        self._last_s = np.full((cap, nl), np.nan)  # signed distance at the last sighting
+        self._zero_t = np.full((cap, nl), np.nan)  # when the anchor last crossed the line
         self._id_of = np.full(cap, -1, dtype=np.int64)
         self._t: float | None = None
         self.totals = np.zeros((nl, 2), dtype=np.int64)
@@ -229,6 +236,7 @@ class LineCounter:
         at_edge = self._touches_edge(boxes)
         slots = self._slots_for(ids, xy, at_edge, t)
         s, within = self._signed(xy)
+        self._note_zero_crossings(slots, s, t)
         new_side = np.where(s >= self._h_in, 1, np.where(s <= -self._h_out, -1, 0)).astype(np.int8)
         old = self._side[slots]
         # Unknown side: take the new one. Known: a flip needs a confirmed track.
@@ -244,6 +252,20 @@ class LineCounter:
         if flip.any():
             self._hold(flip & within, side, slots, ids, t)
         return self._release(t)
+
+    def _note_zero_crossings(self, slots: np.ndarray, s: np.ndarray, t: float) -> None:
+        """Remember, per track and line, when the anchor last changed sides (linear
+        interpolation between the last sighting and this one)."""
+        prev = self._last_s[slots]
+        t_prev = self._last_t[slots][:, None]
+        crossed = np.isfinite(prev) & (np.sign(prev) != np.sign(s)) & np.isfinite(t_prev)
+        if crossed.any():
+            rows, cols = np.nonzero(crossed)
+            a, b = prev[rows, cols], s[rows, cols]
+            frac = np.clip(np.divide(a, a - b, out=np.ones_like(a), where=a != b), 0.0, 1.0)
+            tp = t_prev[rows, 0]
+            self._zero_t[slots[rows], cols] = tp + (t - tp) * frac
+        self._last_s[slots] = s
 
     def flush(self) -> list[LineCrossing]:
         """The crossings still settling, at the end of a stream."""
@@ -264,7 +286,9 @@ class LineCounter:
                 continue
             if cap and self._counted[slot, li, d] >= cap:
                 continue
-            self._held.append(_Held(t, int(li), d, slot, int(ids[r])))
+            tz = self._zero_t[slot, li]
+            t_cross = float(tz) if np.isfinite(tz) and tz <= t else t
+            self._held.append(_Held(t_cross, int(li), d, slot, int(ids[r]), t))
             self._counted[slot, li, d] += 1
 
     def _release(self, t: float) -> list[LineCrossing]:
@@ -272,10 +296,10 @@ class LineCounter:
         if not self._held:
             return []
         due = t - self.params.settle_s + 1e-9
-        out = [h for h in self._held if h.t <= due]
+        out = [h for h in self._held if h.seen <= due]
         if not out:
             return []
-        self._held = [h for h in self._held if h.t > due]
+        self._held = [h for h in self._held if h.seen > due]
         for h in out:
             self.totals[h.li, h.d] += 1
         return [LineCrossing(h.li, self.lines[h.li].name, h.track_id, "in" if h.d == 0 else "out", h.t) for h in out]
@@ -346,6 +370,8 @@ class LineCounter:
                 slot = self._new_slot()
                 self._side[slot] = 0
                 self._counted[slot] = 0
+                self._last_s[slot] = np.nan
+                self._zero_t[slot] = np.nan
             self._slot_of[tid] = slot
             self._id_of[slot] = tid
             slots[i] = slot
@@ -358,6 +384,8 @@ class LineCounter:
             self._last_t = np.concatenate([self._last_t, np.full(cap, -np.inf)])
             self._last_xy = np.concatenate([self._last_xy, np.zeros_like(self._last_xy)])
             self._last_edge = np.concatenate([self._last_edge, np.zeros_like(self._last_edge)])
+            self._last_s = np.concatenate([self._last_s, np.full_like(self._last_s, np.nan)])
+            self._zero_t = np.concatenate([self._zero_t, np.full_like(self._zero_t, np.nan)])
             self._id_of = np.concatenate([self._id_of, np.full(cap, -1, dtype=np.int64)])
             self._free = list(range(2 * cap - 1, cap - 1, -1))
         return self._free.pop()

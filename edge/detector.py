@@ -186,13 +186,15 @@ def decode_yolov8(
     return _xywh_to_xyxy(pred[:4, keep].T).astype(np.float32), score[keep].astype(np.float32)
 
 
-def nanodet_centers(in_w: int, in_h: int, strides: tuple[int, ...]) -> np.ndarray:
-    """Anchor-point centres (x, y, stride) in NanoDet-Plus output order: stride by stride, row-major."""
+def nanodet_centers(in_w: int, in_h: int, strides: tuple[int, ...], offset: float = 0.0) -> np.ndarray:
+    """Anchor-point centres (x, y, stride) in NanoDet output order: stride by stride,
+    row-major; ``offset`` 0 puts them on cell corners (NanoDet-Plus), 0.5 in cell centres
+    (the first NanoDet)."""
     parts = []
     for s in strides:
         fw, fh = -(-in_w // s), -(-in_h // s)
         ys, xs = np.mgrid[0:fh, 0:fw]
-        parts.append(np.stack([xs.ravel() * s, ys.ravel() * s, np.full(fw * fh, s)], axis=1))
+        parts.append(np.stack([(xs.ravel() + offset) * s, (ys.ravel() + offset) * s, np.full(fw * fh, s)], axis=1))
     return np.concatenate(parts).astype(np.float32)
 
 
@@ -205,14 +207,15 @@ def decode_nanodet(
     num_classes: int,
     person_class_id: int,
     score_threshold: float,
+    center_offset: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """NanoDet-Plus export: (1, N, classes + 4 * (reg_max + 1)); class scores already sigmoid.
+    """NanoDet export: (1, N, classes + 4 * (reg_max + 1)); class scores already sigmoid.
 
     Box sides are distributions over reg_max + 1 bins (generalised focal loss); the
     distance is their expectation, times the stride, from the anchor centre.
     """
     pred = output[0] if output.ndim == 3 else output
-    centers = nanodet_centers(in_w, in_h, strides)
+    centers = nanodet_centers(in_w, in_h, strides, center_offset)
     if centers.shape[0] != pred.shape[0]:
         raise ModelError(
             f"NanoDet output has {pred.shape[0]} anchor points but strides {strides} at {in_w}x{in_h} give "
@@ -342,7 +345,8 @@ class OnnxDetector:
         if spec.color == "RGB":
             img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         if spec.dtype == "float32":
-            img = img.astype(np.float32) * spec.scale + spec.offset
+            img = (img.astype(np.float32) * np.asarray(spec.scale, np.float32)
+                   + np.asarray(spec.offset, np.float32))
         tensor = img[None] if spec.layout == "NHWC" else np.ascontiguousarray(img.transpose(2, 0, 1))[None]
         return tensor, sx, sy, px, py
 
@@ -361,13 +365,19 @@ class OnnxDetector:
                 boxes, scores = boxes[keep], scores[keep]
             return self._merged(boxes, scores)
         first = outputs[self._output_names[0]]
+        if m.output_layout == "nanodet" and len(self._output_names) > 1:
+            # one (class scores, box bins) pair of outputs per stride: side by side, then stride after stride
+            names = self._output_names
+            first = np.concatenate([np.concatenate([outputs[names[i]], outputs[names[i + 1]]], axis=-1)
+                                    for i in range(0, len(names) - 1, 2)], axis=1)
         if m.output_layout == "yolov5":
             boxes, scores = decode_yolov5(first, m.num_classes, m.person_class_id, thr)
         elif m.output_layout == "yolov8":
             boxes, scores = decode_yolov8(first, m.num_classes, m.person_class_id, thr)
         else:
             boxes, scores = decode_nanodet(
-                first, spec.width, spec.height, m.strides, m.reg_max, m.num_classes, m.person_class_id, thr
+                first, spec.width, spec.height, m.strides, m.reg_max, m.num_classes, m.person_class_id, thr,
+                m.center_offset,
             )
         keep = nms(boxes, scores, self.nms_iou)
         return self._merged(boxes[keep], scores[keep])

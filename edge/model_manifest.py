@@ -37,9 +37,10 @@ class ModelInput:
     layout: Layout
     dtype: Dtype
     color: Literal["RGB", "BGR"] = "RGB"
-    # float inputs only: pixel * scale + offset (per the model's training)
-    scale: float = 1.0
-    offset: float = 0.0
+    # float inputs only: pixel * scale + offset (per the model's training); one value, or
+    # one per channel in the model's colour order (mean/std normalisation)
+    scale: float | tuple[float, ...] = 1.0
+    offset: float | tuple[float, ...] = 0.0
     letterbox: bool = False  # keep aspect ratio with padding (YOLO) vs plain resize (SSD)
     # dims that may be symbolic in the graph (e.g. TF SSD accepts any H, W)
     dynamic_size: bool = False
@@ -76,9 +77,12 @@ class ModelManifest:
     # threshold is baked in); merged-box suppression (see edge.detector.suppress_merged), 0 = off
     renms: bool = False
     merged_cover: float = 0.0
-    # NanoDet only: strides and regression bins of its head
+    # NanoDet only: strides and regression bins of its head; where its anchor points sit
+    # in a cell (0: the corner, NanoDet-Plus; 0.5: the centre, the first NanoDet). With
+    # several output names they pair up per stride: class scores, then box bins.
     strides: tuple[int, ...] = field(default=())
     reg_max: int = 7
+    center_offset: float = 0.0
 
     def verify_file(self) -> None:
         """Raise ModelError unless the model file exists and matches its checksum."""
@@ -115,6 +119,15 @@ def _require(table: dict, key: str, where: Path, kind: type | tuple[type, ...]) 
     return value
 
 
+def _per_channel(value: object, key: str, where: Path) -> float | tuple[float, ...]:
+    """A number, or three numbers (one per colour channel)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value):
+        return tuple(float(v) for v in value)
+    raise ModelError(f"manifest {where}: {key} must be a number or three numbers, not {value!r}")
+
+
 def load_manifest(path: str | Path) -> ModelManifest:
     """Parse and validate a manifest file (the model file itself is checked separately)."""
     path = Path(path)
@@ -144,8 +157,8 @@ def load_manifest(path: str | Path) -> ModelManifest:
         layout=in_layout,  # type: ignore[arg-type]
         dtype=dtype,  # type: ignore[arg-type]
         color=inp.get("color", "RGB"),
-        scale=float(inp.get("scale", 1.0)),
-        offset=float(inp.get("offset", 0.0)),
+        scale=_per_channel(inp.get("scale", 1.0), "input.scale", path),
+        offset=_per_channel(inp.get("offset", 0.0), "input.offset", path),
         letterbox=bool(inp.get("letterbox", False)),
         dynamic_size=bool(inp.get("dynamic_size", False)),
         smooth=bool(inp.get("smooth", False)),
@@ -164,6 +177,7 @@ def load_manifest(path: str | Path) -> ModelManifest:
         num_classes=int(out.get("num_classes", 1)),
         strides=tuple(int(s) for s in out.get("strides", ())),
         reg_max=int(out.get("reg_max", 7)),
+        center_offset=float(out.get("center_offset", 0.0)),
         score_threshold=float(_require(thr, "score", path, (int, float))),  # type: ignore[arg-type]
         nms_iou=float(_require(thr, "nms_iou", path, (int, float))),  # type: ignore[arg-type]
         track_high=float(thr.get("track_high", 0.5)),

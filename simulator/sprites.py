@@ -36,6 +36,12 @@ class Appearance:
     alphas: tuple[np.ndarray, ...]  # float32 (h, w) in 0..1
     heading: int  # +1 walking right in the source clip, -1 left
     boxes: tuple[tuple[int, int, int, int], ...] = ()  # where each crop was in the source frame
+    frames: tuple[int, ...] = ()  # which source frame each crop came from
+
+    @property
+    def key(self) -> str:
+        """Where and when this appearance starts in the source clip: `f<frame>x<x>`."""
+        return f"f{self.frames[0]}x{self.boxes[0][0]}" if self.frames and self.boxes else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +161,7 @@ def extract_appearances(
             crops.append(frame[Y1:Y2, X1:X2].copy())
             alphas.append(m)
             where.append((X1, Y1, X2, Y2))
-        out.append(Appearance(tuple(crops), tuple(alphas), 1 if travel > 0 else -1, tuple(where)))
+        out.append(Appearance(tuple(crops), tuple(alphas), 1 if travel > 0 else -1, tuple(where), tuple(tr["frames"])))
         if len(out) >= max_appearances:
             break
     return out
@@ -183,15 +189,21 @@ def recognisable(app: Appearance, background: np.ndarray, score: Callable[[np.nd
 
 
 @lru_cache(maxsize=2)
-def load_sprite_bank(path: str = str(VTEST), score: Callable[[np.ndarray], float] | None = None) -> SpriteBank:
+def load_sprite_bank(path: str = str(VTEST), score: Callable[[np.ndarray], float] | None = None,
+                     last_frame: int | None = None, exclude: tuple[str, ...] = ()) -> SpriteBank:
     """Background and walker appearances from a real clip (cached in memory per process).
 
     ``score`` (image -> best person score) drops cut-outs a detector no longer sees as a
-    person; see `recognisable`.
+    person; see `recognisable`. ``last_frame`` cuts walkers only from frames up to it, and
+    ``exclude`` drops appearances by `Appearance.key`: together they keep the people of a
+    clip's held-out part out of the scenes (docs/camera.md "How we measure"). The
+    background is the median of the whole clip (no person stands still that long).
     """
     frames = _read_all(Path(path))
     background = median_background(frames)
-    appearances = extract_appearances(frames, background, max_appearances=40)
+    source = frames if last_frame is None else frames[: last_frame + 1]
+    appearances = extract_appearances(source, background, max_appearances=40)
+    appearances = [a for a in appearances if a.key not in exclude]
     if score is not None:
         appearances = [a for a in appearances if recognisable(a, background, score)]
     appearances = appearances[:24]

@@ -56,8 +56,14 @@ def _count(scene, bank, detector: OnnxDetector):
     return score_crossings(truth, counted), events
 
 
-def test_sprite_bank_holds_real_walkers(bank) -> None:
-    assert len(bank.appearances) >= 12
+def test_sprite_bank_holds_real_walkers_and_no_test_person(bank) -> None:
+    """The bank's walkers come from vtest.avi's dev half only, and none of the people
+    judged to reappear in its test half (bench.sprite_bank.HELD_OUT_PEOPLE)."""
+    from bench.sprite_bank import HELD_OUT_PEOPLE, LAST_DEV_FRAME
+
+    assert len(bank.appearances) >= 2
+    assert all(max(app.frames) <= LAST_DEV_FRAME for app in bank.appearances)
+    assert not {app.key for app in bank.appearances} & set(HELD_OUT_PEOPLE)
     for app in bank.appearances:
         assert len(app.crops) >= 12 and len(app.crops) == len(app.alphas)
         for crop, alpha in zip(app.crops, app.alphas):
@@ -82,8 +88,9 @@ def test_the_person_is_where_the_ground_truth_says(bank, detector: OnnxDetector,
             else:
                 x, feet_y = walker_x(w, w.t_cross + dt, scene.line[0]), w.feet_y
             found.append(bool(((np.abs(cx - x) < 20) & (np.abs(feet - feet_y) < 20)).any()))
-    # the composed person is found where the ground truth puts it (the SSD misses a few)
-    assert np.mean(found) >= 0.85, found
+    # the composed person is found where the ground truth puts it (the SSD misses a few:
+    # with the held-out bank's two people, 0.80 of these 20 looks in the oblique view)
+    assert np.mean(found) >= 0.75, found
 
 
 def test_door_geometry_puts_pairs_side_by_side() -> None:
@@ -140,7 +147,9 @@ def test_single_file_scene_is_counted(bank, detector: OnnxDetector) -> None:
     score, events = _count(make_scenario("single_file", 6, seed=1), bank, detector)
     assert all(e.crossing.source == "camera" for e in events)
     for d in ("in", "out"):
-        assert score[d]["gross_accuracy"] >= 0.8, score  # full table: bench.camera_bench --accuracy
+        # held-out bank (two people): 3 of 4 in, 2 of 2 out (4 of 4 with the earlier bank of
+        # the clip's own test people); full table: bench.camera_bench --accuracy
+        assert score[d]["gross_accuracy"] >= 0.75, score
 
 
 def test_pairs_abreast_at_a_door_are_counted(bank, detector: OnnxDetector) -> None:

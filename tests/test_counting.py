@@ -189,9 +189,30 @@ def test_a_crossing_undone_before_it_settles_counts_nothing():
     ys = [190, 200, 210, 252, 256, 215, 220, 226, 231]  # frames 3-4: the stretched box
     assert walk(c, ys) == []
     ev = walk(c, [236, 245, 255, 265, 275, 285, 295, 305, 315], t0=0.9)  # now really in
-    assert [(e.direction, round(e.t, 2)) for e in ev] == [("in", 1.1)]  # crossed at 1.1, reported at 1.6
-    tail = walk(c, [300, 230, 220], t0=1.8)  # steps back out at 1.9 ...
-    assert tail == [] and [(e.direction, round(e.t, 2)) for e in c.flush()] == [("out", 1.9)]  # ... stream ends
+    # the anchor crossed y=240 at 0.9 + 0.1 * 4/9 = 0.944 (counted at 1.1, reported at 1.6)
+    assert [(e.direction, round(e.t, 2)) for e in ev] == [("in", 0.94)]
+    tail = walk(c, [300, 230, 220], t0=1.8)  # steps back out (across y=240 at 1.886) ...
+    assert tail == [] and [(e.direction, round(e.t, 3)) for e in c.flush()] == [("out", 1.886)]  # ... stream ends
     assert c.totals.tolist() == [[1, 1]]
     immediate = LineCounter([LINE])  # settle_s = 0: the stretched box counts in and out
     assert [e.direction for e in walk(immediate, ys)] == ["in", "out"]
+
+
+def test_crossing_time_is_when_the_anchor_crossed_whatever_the_counter_waits_for():
+    """The time a crossing carries is the anchor's passage over the line, interpolated
+    between frames, not when hysteresis, confirmation or settling let it count."""
+    ys = [200, 220, 238, 246, 252, 260, 270, 280, 290, 300]  # crosses y=240 between 0.2 and 0.3
+    want = 0.2 + 0.1 * 2 / 8
+    for settle in (0.0, 0.5, 1.0):
+        c = LineCounter([LINE], params=CountingParams(settle_s=settle))
+        ev = walk(c, ys) + c.flush()
+        assert [(e.direction, round(e.t, 4)) for e in ev] == [("in", round(want, 4))]
+    # confirmed only from the 7th frame on: counted then, stamped with the passage
+    c = LineCounter([LINE])
+    ev = walk(c, ys[:6], confirmed=False) + walk(c, ys[6:], t0=0.6)
+    assert [(e.direction, round(e.t, 4)) for e in ev] == [("in", round(want, 4))]
+    # a track that wobbles across and back inside the hysteresis band, then goes: the
+    # last passage counts
+    c = LineCounter([LINE])
+    ev = walk(c, [220, 236, 243, 237, 242, 255, 270])
+    assert [(e.direction, round(e.t, 4)) for e in ev] == [("in", round(0.3 + 0.1 * 3 / 5, 4))]

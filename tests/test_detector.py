@@ -237,6 +237,55 @@ def test_nanodet_layout_decodes_distribution_distances() -> None:
         decode_nanodet(out, w, h, (8, 16, 32), reg_max, n_cls, 0, 0.5)
 
 
+def test_nanodet_cell_centre_anchors_shift_boxes_half_a_stride() -> None:
+    w = h = 64
+    reg_max, n_cls = 7, 1
+    out = np.full((1, 8 * 8, n_cls + 4 * (reg_max + 1)), -20.0, np.float32)
+    out[0, :, 0] = 0.0
+    k = 8 * 3 + 2
+    out[0, k, 0] = 0.9
+    for side in range(4):
+        out[0, k, n_cls + side * (reg_max + 1) + 2] = 20.0
+    boxes, _ = decode_nanodet(out, w, h, (8,), reg_max, n_cls, 0, 0.5, center_offset=0.5)
+    np.testing.assert_allclose(boxes, [[4, 12, 36, 44]], atol=1e-3)
+
+
+def test_shipped_nanodet_matches_its_manifest() -> None:
+    m = find_manifest("nanodet_person")
+    assert sha256_of(m.file) == m.sha256 and m.file.stat().st_size < 20 * 1024 * 1024
+    assert m.output_layout == "nanodet" and len(m.output_names) == 6 and m.center_offset == 0.5
+    assert isinstance(m.input.scale, tuple) and len(m.input.scale) == 3
+    assert "Apache-2.0" in m.licence and "nanodet_person.onnx" in (MODELS_DIR / "ATTRIBUTION.md").read_text()
+
+
+@needs_vtest
+def test_nanodet_finds_the_people_the_ssd_finds_on_a_real_frame(detector: OnnxDetector) -> None:
+    """The converted NanoDet, its per-stride outputs paired and decoded, finds the walkers
+    the SSD finds, in the same place (boxes agree at IoU >= 0.6)."""
+    nano = OnnxDetector("nanodet_person", threads=1)
+    (frame,) = read_vtest_frames(250, 1)
+    roi = (300, 100, 716, 516)
+    a, b = detector.detect(frame, roi=roi), nano.detect(frame, roi=roi)
+    strong = a.boxes[a.scores >= 0.8]
+    assert len(strong) >= 2 and (b.scores >= 0.7).sum() >= 2
+    for box in strong:
+        ix = np.maximum(0, np.minimum(b.boxes[:, 2], box[2]) - np.maximum(b.boxes[:, 0], box[0]))
+        iy = np.maximum(0, np.minimum(b.boxes[:, 3], box[3]) - np.maximum(b.boxes[:, 1], box[1]))
+        inter = ix * iy
+        area_b = (b.boxes[:, 2] - b.boxes[:, 0]) * (b.boxes[:, 3] - b.boxes[:, 1])
+        iou = inter / ((box[2] - box[0]) * (box[3] - box[1]) + area_b - inter)
+        assert iou.max() >= 0.6, (box, b.boxes)
+
+
+def test_per_channel_normalisation_must_be_one_or_three_numbers(tmp_path: Path) -> None:
+    text = (MODELS_DIR / "nanodet_person.toml").read_text().replace(
+        "scale = [0.017429194, 0.017507003, 0.017124754]", "scale = [0.017, 0.017]")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    with pytest.raises(ModelError, match="input.scale must be a number or three numbers"):
+        load_manifest(bad)
+
+
 def test_letterbox_keeps_aspect_and_pads() -> None:
     img = np.zeros((100, 200, 3), np.uint8)
     img[:, :100] = 255

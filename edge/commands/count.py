@@ -29,11 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inside", required=True, metavar="X,Y", help="a point on the inside of the door")
     p.add_argument("--model", default=None, help="model name in models/ or a manifest path (default ssdlite_person)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: cores - 1)")
-    p.add_argument("--roi", default="auto", help="'auto' (window around the line), 'full', or X1,Y1,X2,Y2")
+    p.add_argument("--front-end", default="tiles", choices=("tiles", "roi"),
+                   help="tiles: the model at its own size on overlapping tiles along the line (default; sees "
+                   "people far from the camera); roi: one window around the line scaled to the model")
+    p.add_argument("--roi", default="auto", help="with --front-end roi: 'auto' (window around the line), 'full', "
+                   "or X1,Y1,X2,Y2")
     p.add_argument("--hysteresis", type=float, default=None, help="counting hysteresis in pixels")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--events-out", default=None, metavar="FILE", help="write the crossings as JSON lines")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--truth", default=None, metavar="FILE.csv",
+                   help="score against hand-counted crossings: CSV rows 'frame,direction' (in/out); prints "
+                   "per-direction gross accuracy, missed, extra and median time lag")
+    p.add_argument("--tolerance", type=float, default=1.0, metavar="SECONDS",
+                   help="a count matches a true crossing within this many seconds (default 1.0)")
     p.set_defaults(handler=run)
 
 
@@ -45,10 +54,15 @@ def scale_points(values: tuple[float, ...], w: int, h: int, relative: bool) -> t
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.camera_pipeline import CameraPipeline, roi_around_lines
+    from edge.camera_pipeline import CameraPipeline, front_end_for
     from edge.counting import CountingLine
     from edge.commands.camera import open_video_and_model
 
+    from edge.truth_file import read_truth_csv
+
+    truth = read_truth_csv(args.truth) if args.truth else None  # a bad file fails before the long count
+    if not args.tolerance >= 0:
+        raise UserError("--tolerance must be >= 0 seconds")
     line = floats(args.line, 4, "--line")
     inside = floats(args.inside, 2, "--inside")
     source, detector = open_video_and_model(args.video, args.model, args.threads, live=False)
@@ -61,13 +75,12 @@ def run(args: argparse.Namespace) -> int:
     ix, iy = scale_points(inside, w, h, relative)
     kwargs = {} if args.hysteresis is None else {"hysteresis_px": args.hysteresis}
     counting_line = CountingLine("line", (x1, y1), (x2, y2), (ix, iy), **kwargs)
-    if args.roi == "auto":
-        roi = roi_around_lines([counting_line], w, h)
-    elif args.roi == "full":
+    front, roi = front_end_for(detector, [counting_line], w, h, args.front_end)
+    if args.front_end == "roi" and args.roi == "full":
         roi = None
-    else:
+    elif args.front_end == "roi" and args.roi != "auto":
         roi = tuple(int(v) for v in floats(args.roi, 4, "--roi"))
-    pipeline = CameraPipeline(detector, [counting_line], run_id=uuid.uuid4().hex[:8], roi=roi)
+    pipeline = CameraPipeline(front, [counting_line], run_id=uuid.uuid4().hex[:8], roi=roi, frame_size=(w, h))
     total = source.frame_count or None
     fps = source.fps or 0.0  # read now: a closed capture reports 0
 
@@ -97,10 +110,14 @@ def run(args: argparse.Namespace) -> int:
         source.close()
     events.extend(pipeline.flush())
 
+    def media_s(e) -> float:  # the crossing's own moment, in seconds from the video's start
+        return e.crossing.t_utc - first.t_utc + first.t_mono
+
     rows = [
         {
-            "frame": e.frame_index,
-            "time_s": round(e.frame_index / fps, 3) if fps else None,
+            "frame": round(media_s(e) * fps) if fps else e.frame_index,
+            "time_s": round(media_s(e), 3),
+            "counted_frame": e.frame_index,
             "track": e.track_id,
             "direction": e.crossing.direction,
             "line": e.crossing.line,
@@ -115,13 +132,23 @@ def run(args: argparse.Namespace) -> int:
         "frames": pipeline.times.frames,
         "line": [x1, y1, x2, y2],
         "inside": [ix, iy],
+        "front_end": args.front_end,
         "roi": list(roi) if roi else None,
+        "tiles": [list(t) for t in getattr(front, "tiles", [])],
         "model": detector.manifest.name,
         "in": n_in,
         "out": len(rows) - n_in,
         "crossings": rows,
         "stage_ms_per_frame": {k: round(v, 3) for k, v in pipeline.times.per_frame_ms().items()},
     }
+    if truth is not None:
+        if not fps:
+            raise UserError(f"video {args.video} reports no frame rate: truth frames cannot be turned into times")
+        from contract.crossing_score import score_crossings
+
+        result["score"] = score_crossings([(f / fps, d) for f, d in truth], [(r["time_s"], r["direction"]) for r in rows],
+                                          tolerance_s=args.tolerance)
+        result["tolerance_s"] = args.tolerance
     if args.events_out:
         with open(Path(args.events_out), "w", encoding="utf-8") as f:
             for r in rows:
@@ -138,5 +165,22 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         table.add_row(str(r["frame"]), f"{r['time_s']:.1f}" if r["time_s"] is not None else "-",
                       str(r["track"]), r["direction"])
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if truth is not None:
+        console.print(score_table(result["score"], f"against {args.truth} (match within {args.tolerance:g} s)"))
     return 0
+
+
+def score_table(score: dict, title: str):  # -> rich.table.Table
+    """Per direction: true, counted, missed, extra, gross accuracy, median lag."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in ("direction", "true", "counted", "missed", "extra", "gross accuracy", "median lag (s)"):
+        t.add_column(col, justify="right")
+    for d, s in score.items():
+        lag = s["median_lag_s"]
+        t.add_row(d, str(s["true"]), str(s["counted"]), str(s["missed"]), str(s["extra"]),
+                  f"{s['gross_accuracy']:.3f}", "-" if lag is None else f"{lag:+.2f}")
+    return t
