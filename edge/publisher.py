@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +49,7 @@ class Publisher:
         wall: Callable[[], float],
         historical_after_s: float,
         commands: dict[str, Callable[[dict[str, Any]], None]] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.s = settings
         self.device = device
@@ -55,7 +58,8 @@ class Publisher:
         self.writer = writer
         self.outbox = outbox
         self.health = health
-        self.wall = wall
+        self.wall = wall  # records only; waits are on `monotonic` (an NTP step must not stretch them)
+        self.monotonic = monotonic
         self.historical_after_s = historical_after_s
         # Requests from the index system on cmd/<name>, validated against the contract's schema.
         self.commands: dict[str, Callable[[dict[str, Any]], None]] = {"replay": self._replay, **(commands or {})}
@@ -67,7 +71,7 @@ class Publisher:
         self.wake = threading.Event()  # set on PUBACK and (re)connect: the agent loop pumps again
         self._connected_since = 0.0
         self._protocol = mqtt.MQTTv311 if settings.protocol == "3.1.1" else mqtt.MQTTv5
-        self._refused_until = 0.0
+        self._refused_until = -math.inf  # monotonic
         self.last_publish_utc: float | None = None
         self.sent_count = 0
         self.client = self._make_client()
@@ -162,7 +166,7 @@ class Publisher:
                 row = self._inflight.pop(mid, None)
                 log.error("broker refused message (row %s): %s", row, rc)
                 self.health.set("mqtt", False, f"publish refused: {rc}")
-                self._refused_until = self.wall() + 30
+                self._refused_until = self.monotonic() + 30
                 return
             row = self._inflight.pop(mid, None)
             if row is None:
@@ -202,7 +206,7 @@ class Publisher:
             self.writer.call(lambda j: _in_tx(j, lambda: self.outbox.mark_sent(acked, now)))
             self.last_publish_utc = now
             self.sent_count += len(acked)
-        if not self._connected.is_set() or self.wall() < self._refused_until:
+        if not self._connected.is_set() or self.monotonic() < self._refused_until:
             return 0
         with self._lock:
             room = self.s.max_inflight - len(self._inflight)
