@@ -94,3 +94,29 @@ def test_a_refused_publish_pauses_30_monotonic_seconds_even_if_the_clock_steps_b
         assert pub.pump() >= 1  # the pause is over: the birth goes out
     finally:
         agent.stop()
+
+
+def test_board_events_after_a_step_are_stamped_on_the_stepped_clock(tmp_path):
+    """A board's events map to UTC through the last heartbeat; that heartbeat's receipt was
+    taken as a wall time, so an event after a step forward of an hour (up to a heartbeat
+    period later at a door, a whole unplug's worth after one) was binned an hour early."""
+    from edge.beam_source import DoorPipeline, DoorSettings
+    from edge.journal_writer import JournalWriter
+    from firmware_bridge import messages as m
+
+    store = JournalWriter.open(tmp_path / "j.db")
+    clock = SteppedClock(1_800_000_000.0)
+    pipe = DoorPipeline(DoorSettings(name="d1", port="/dev/null"), store, lambda *a: None, clock)
+    try:
+        pipe.on_hello(m.Hello(1, 0, 0, 5, 96, ()))
+        pipe.on_heartbeat(m.Heartbeat(5, 100_000_000, 0, 0, 0, 0, (0, 0)), 0)  # board at 100 s
+        clock.step(HOUR)  # NTP: the host's clock was an hour slow
+        clock.advance(0.5)
+        pipe.commit(5, [m.BeamEvent(5, 1, 0, 1, 100_400_000)])  # 0.4 s after the heartbeat
+        clock.step(-2 * HOUR)  # and back, past where it was
+        clock.advance(0.5)
+        pipe.commit(5, [m.BeamEvent(5, 2, 0, 0, 100_900_000)])
+        rows = [r for _, r in store.beam_events_after("d1", 0)]
+        assert [r.t_utc for r in rows] == [1_800_000_000.0 + HOUR + 0.4, 1_800_000_000.0 - HOUR + 0.9]
+    finally:
+        store.close()
