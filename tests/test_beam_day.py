@@ -3,9 +3,9 @@ byte corruption both ways, dropped and truncated frames, and unplugs mid-frame, 
 resets, SIGKILLs of the real agent process and of the real broker, and steps of the
 agent's wall clock forward and back (bench/stepped_clock.py: 1 s to 4 h, monotonic
 untouched, as NTP steps it), each at random instants while events are in flight; then,
-by sequence against the board's own record: nothing lost but what a reset destroyed in the board's RAM (reported, as a lower bound),
-nothing doubled, every crossing once, every bin at the reference consumer at its last
-revision.
+by sequence against the board's own record: nothing lost but what a reset destroyed in
+the board's RAM (reported, as a lower bound), nothing doubled, every crossing once, every
+bin at the reference consumer at its last revision.
 
 CI runs a short day (1,500 passers, 5 faults of each kind, under a minute) with a seed
 drawn per run and printed (replay: `python -m bench.fault_day --seed N --passers 1500
