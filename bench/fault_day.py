@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from bench.stepped_clock import write_offset
 from edge.beam_decoder import BeamDecoder, DecoderConfig, Edge
 from index_system.consumer import ConsumerSettings, IndexConsumer, IndexStore
 from index_system.intake import IntakeLimits
@@ -44,8 +45,6 @@ from simulator.processes import terminate
 from simulator.scenario import Scenario
 from simulator.scoring import DirectionScore
 from simulator.virtual_mcu import VirtualMcu
-
-from bench.stepped_clock import write_offset
 
 KINDS = ("unplug", "reset", "kill", "broker", "disk_full", "clock")
 STATE_FS_MB = 64  # the agent's state directory: a day's journal fits with room to spare
@@ -174,8 +173,12 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: in
     in_flight = dict.fromkeys(KINDS, 0)
     agent = spawn()
     mcu.start()
+    asked = time.monotonic()
     try:
         while True:
+            if time.monotonic() - asked >= 1.0:  # as the consumer's run_forever does: holes are
+                asked = time.monotonic()  # asked for while the day runs, not only once it ends
+                consumer.request_replays()
             if time.monotonic() - t_start > timeout_s:
                 raise TimeoutError(f"fault day not finished in {timeout_s} s: vt {mcu.vt:.0f}/{end_vt:.0f}")
             while plan and mcu.vt >= plan[0][0]:  # strike now, whatever the link is doing
