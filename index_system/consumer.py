@@ -22,8 +22,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlite3
-
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -35,27 +33,11 @@ from index_system.guard import InputError, RateLimitedLog, never_raises
 from index_system.intake import Accepted, IntakeLimits, admit
 from index_system.quarantine import QuarantineLimits
 from index_system.sequences import SequenceTracker
+from index_system.store_sql import migrate, open_store
 from index_system.week_view import week_view
 
 log = logging.getLogger(__name__)
 
-
-def connect(path: str | Path) -> sqlite3.Connection:
-    """The index store's SQLite file: WAL, durable commits, autocommit outside explicit
-    transactions."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=30000")
-    return conn
-
-
-def create_tables(conn: sqlite3.Connection, ddl: str) -> None:
-    for stmt in ddl.split(";"):
-        if stmt.strip():
-            conn.execute(stmt)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -78,23 +60,27 @@ CREATE TABLE IF NOT EXISTS summaries (
     device TEXT NOT NULL, site TEXT NOT NULL, local_date TEXT NOT NULL, revision INTEGER NOT NULL,
     payload TEXT NOT NULL, PRIMARY KEY (device, local_date)
 );
+CREATE INDEX IF NOT EXISTS messages_received ON messages(received_utc);
+CREATE TABLE IF NOT EXISTS replay_asks (
+    device TEXT PRIMARY KEY, asked_utc REAL NOT NULL
+);
 """
 # Columns added after the first release; an older store gets them on open.
 ADDED = {"messages": {"digest": "TEXT"}, "devices": {"last_bin_utc": "REAL", "bin_minutes": "INTEGER"}}
 
 
 class IndexStore:
-    """The consumer's SQLite store; every method is one transaction.
+    """The consumer's store, a SQLite file or a PostgreSQL database (`store_sql`, chosen by
+    the `url`); every method is one transaction.
 
     `ingest` is the one entry of devices' messages: `intake.admit` checks each message, a
     refused one goes to the bounded quarantine, and nothing a message contains can make
     `ingest` raise. Sequence numbers are tracked incrementally for `gaps()`."""
 
-    def __init__(self, path: str | Path, limits: IntakeLimits = IntakeLimits(),
+    def __init__(self, url: str | Path, limits: IntakeLimits = IntakeLimits(),
                  quarantine_limits: QuarantineLimits = QuarantineLimits()) -> None:
-        self.conn = connect(path)
-        create_tables(self.conn, SCHEMA + quarantine.DDL)
-        quarantine.add_columns(self.conn, {**ADDED, **quarantine.ADDED})
+        self.conn, self.sql = open_store(url)
+        migrate(self.conn, self.sql, SCHEMA + quarantine.DDL, {**ADDED, **quarantine.ADDED})
         self.lock = threading.Lock()
         self.limits = limits
         self.quarantine_limits = quarantine_limits
@@ -145,7 +131,7 @@ class IndexStore:
         if whole:
             limits = QuarantineLimits(limits.max_rows, max(limits.head_bytes, len(raw)), limits.max_devices)
         with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute(self.sql.begin)
             try:
                 quarantine.keep(self.conn, limits, topic=topic_name, device=device, reason=reason, error=error,
                                 raw=raw, now=now)
@@ -166,10 +152,11 @@ class IndexStore:
                 (device, site, body["state"], body["epoch"], now),
             )
             return "new"
-        c.execute("BEGIN IMMEDIATE")
+        c.execute(self.sql.begin)
         try:
             cur = c.execute(
-                "INSERT OR IGNORE INTO messages(device, epoch, seq, kind, received_utc, digest) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages(device, epoch, seq, kind, received_utc, digest) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
                 (device, body["epoch"], body["seq"], kind, now, msg.digest),
             )
             if cur.rowcount == 0:
@@ -204,7 +191,8 @@ class IndexStore:
         local_date, local_hour = b["start_local"][:10], int(b["start_local"][11:13])  # checked by intake
         self.conn.execute(
             "INSERT INTO devices(device, site, last_bin_utc, bin_minutes, updated_utc) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT(device) DO UPDATE SET last_bin_utc = MAX(COALESCE(devices.last_bin_utc, 0), excluded.last_bin_utc),"
+            f" ON CONFLICT(device) DO UPDATE SET last_bin_utc = {self.sql.greatest}(COALESCE(devices.last_bin_utc, 0),"
+            " excluded.last_bin_utc),"
             " bin_minutes = excluded.bin_minutes, site = COALESCE(devices.site, excluded.site)",
             (device, site, now, b["minutes"], now),
         )
@@ -219,7 +207,7 @@ class IndexStore:
         )
 
     def _tx(self, sql: str, args: tuple[Any, ...]) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(self.sql.begin)
         self.conn.execute(sql, args)
         self.conn.execute("COMMIT")
 
@@ -232,9 +220,10 @@ class IndexStore:
         """Per site and local date: visits in/out, bins, flagged bins, peak occupancy, hourly profile."""
         # TOTAL (a float) cannot overflow where SUM would, and rows stored before the intake
         # checks (an hour of 99) are left out, so one device's odd rows cannot break the report.
-        q = ("SELECT site, local_date, local_hour, TOTAL(visits_in), TOTAL(visits_out), COUNT(*), TOTAL(flags != '[]'),"
-             " MAX(occupancy) FROM bins WHERE local_hour BETWEEN 0 AND 23 AND typeof(visits_in) = 'integer'"
-             " AND typeof(visits_out) = 'integer' AND typeof(occupancy) = 'integer'")
+        total = self.sql.total.format
+        flagged = total("CASE WHEN flags <> '[]' THEN 1 ELSE 0 END")
+        q = (f"SELECT site, local_date, local_hour, {total('visits_in')}, {total('visits_out')}, COUNT(*), {flagged},"
+             f" MAX(occupancy) FROM bins WHERE local_hour BETWEEN 0 AND 23{self.sql.typed_rows}")
         args: tuple[Any, ...] = ()
         if site:
             q += " AND site = ?"
@@ -301,8 +290,7 @@ class IndexStore:
 
     def last_date(self) -> date | None:
         with self.lock:
-            row = self.conn.execute("SELECT MAX(local_date) FROM bins"
-                                    " WHERE local_date GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]'").fetchone()
+            row = self.conn.execute(f"SELECT MAX(local_date) FROM bins WHERE {self.sql.iso_date}").fetchone()
         try:
             return date.fromisoformat(row[0]) if row and row[0] else None
         except ValueError:  # a row stored before the intake checks
@@ -347,7 +335,7 @@ class IndexStore:
     def totals(self) -> dict[str, int]:
         with self.lock:
             v_in, v_out, n = self.conn.execute("SELECT COALESCE(SUM(visits_in),0), COALESCE(SUM(visits_out),0), COUNT(*) FROM bins").fetchone()
-        return {"in": v_in, "out": v_out, "bins": n}
+        return {"in": int(v_in), "out": int(v_out), "bins": n}  # int: PostgreSQL sums BIGINTs as NUMERIC
 
 
 @dataclass
