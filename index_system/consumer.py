@@ -92,8 +92,51 @@ class IndexStore:
         """Rebuild the sequence tracker from the stored messages (at open, after a repair)."""
         with self.lock:
             self.seqs = SequenceTracker()
-            for device, epoch, seq in self.conn.execute("SELECT device, epoch, seq FROM messages"):
+            self.caught_up_utc = float("-inf")
+            for device, epoch, seq, received in self.conn.execute("SELECT device, epoch, seq, received_utc FROM messages"):
                 self.seqs.add(device, epoch, seq)
+                self.caught_up_utc = max(self.caught_up_utc, received)
+
+    # -- sequences shared by several consumer instances (one PostgreSQL, a shared subscription) --
+
+    def catch_up(self, slack_s: float = 10.0) -> int:
+        """Add to the sequence tracker what other instances stored since the last call, so each
+        instance sees every device's whole sequence, not only its share of the subscription.
+        Rows are read from `slack_s` before the newest seen: an instance commits a row stamped a
+        moment earlier (its clock, then its transaction). A row later still is found by
+        `stored_in` before any replay is asked for. Returns the rows read."""
+        with self.lock:
+            rows = self.conn.execute("SELECT device, epoch, seq, received_utc FROM messages WHERE received_utc >= ?",
+                                     (self.caught_up_utc - slack_s,)).fetchall()
+            for device, epoch, seq, received in rows:
+                self.seqs.add(device, epoch, seq)
+                self.caught_up_utc = max(self.caught_up_utc, received)
+        return len(rows)
+
+    def stored_in(self, device: str, epoch: int, first: int, last: int) -> list[int]:
+        """Sequence numbers of (device, epoch) in first..last that the store holds (whoever
+        stored them), added to the tracker: the check before a replay request."""
+        with self.lock:
+            got = [r[0] for r in self.conn.execute("SELECT seq FROM messages WHERE device = ? AND epoch = ?"
+                                                   " AND seq BETWEEN ? AND ?", (device, epoch, first, last))]
+            for seq in got:
+                self.seqs.add(device, epoch, seq)
+        return got
+
+    def claim_replay(self, device: str, now: float, every_s: float) -> bool:
+        """Whether this instance may ask `device` for a replay now: at most one request per
+        device every `every_s` among all instances sharing the store (the row is the lease)."""
+        with self.lock:
+            cur = self.conn.execute("INSERT INTO replay_asks(device, asked_utc) VALUES (?, ?) ON CONFLICT(device)"
+                                    " DO UPDATE SET asked_utc = excluded.asked_utc WHERE replay_asks.asked_utc <= ?",
+                                    (device, now, now - every_s))
+            return cur.rowcount == 1
+
+    def site_of(self, device: str) -> str | None:
+        """The site an admitted message of the device named (the devices table)."""
+        with self.lock:
+            row = self.conn.execute("SELECT site FROM devices WHERE device = ?", (device,)).fetchone()
+        return row[0] if row else None
 
     def ingest(self, topic_name: str, raw: bytes, prefix: str, now: float) -> str:
         """Store one message; returns 'new', 'duplicate', 'conflict' (same identity, other
@@ -353,6 +396,7 @@ class ConsumerSettings:
     replay_max_messages: int = 500  # one request covers at most this many sequence numbers
     replay_every_s: float = 30.0  # at most one request per device this often
     replay_max_per_round: int = 20  # devices asked per round (one round a second)
+    peer_slack_s: float = 10.0  # catch_up: rows other instances stored are read back this far
     offline_grace_s: float = 300.0  # a device is offline after a bin period plus this without a bin
 
 
@@ -366,7 +410,6 @@ class IndexConsumer:
         self.counts: dict[str, int] = defaultdict(int)
         self.connected = threading.Event()
         self._gap_seen: dict[tuple[str, int, int, int], float] = {}
-        self._asked: dict[str, float] = {}  # device -> when it was last asked to replay
         self._sites: dict[str, str] = {}  # device -> site, from admitted messages only
         self._heard: dict[str, str] = {}
         self.log = RateLimitedLog(log)
@@ -434,23 +477,27 @@ class IndexConsumer:
     def request_replays(self, now: float | None = None) -> int:
         """Ask devices to resend sequence ranges missing for longer than replay_after_s:
         at most `replay_max_messages` numbers per request, one request per device every
-        `replay_every_s`, `replay_max_per_round` devices per call."""
+        `replay_every_s` (among all instances sharing the store), `replay_max_per_round`
+        devices per call. Instances sharing a subscription each see every sequence
+        (`catch_up`), and a hole is checked against the store before it is asked for."""
         now = time.time() if now is None else now
         sent = 0
+        self.store.catch_up(self.s.peer_slack_s)
         current = set(self.store.gaps())
         self._gap_seen = {g: t for g, t in self._gap_seen.items() if g in current}
         for gap in sorted(current):
             first_seen = self._gap_seen.setdefault(gap, now)
             device, epoch, first, last = gap
-            if now - first_seen < self.s.replay_after_s or now - self._asked.get(device, -1e18) < self.s.replay_every_s:
+            if now - first_seen < self.s.replay_after_s or sent >= self.s.replay_max_per_round:
                 continue
-            site = self._sites.get(device)
-            if site is None or sent >= self.s.replay_max_per_round:
-                continue
+            site = self._sites.get(device) or self.store.site_of(device)
             last = min(last, first + self.s.replay_max_messages - 1)
+            if site is None or self.store.stored_in(device, epoch, first, last):
+                continue  # stored by another instance since: the tracker knows it now
+            if not self.store.claim_replay(device, now, self.s.replay_every_s):
+                continue  # asked recently, by this instance or another
             self.client.publish(f"{self.s.prefix}/{site}/{device}/cmd/replay",
                                 json.dumps({"epoch": epoch, "from_seq": first, "to_seq": last}), qos=1)
-            self._asked[device] = now
             sent += 1
             log.info("asked %s (site %s) to replay epoch %d seq %d..%d (missing for %.0f s)", device, site, epoch,
                      first, last, now - first_seen)
