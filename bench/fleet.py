@@ -56,6 +56,7 @@ class SimDevice:
     outbox: Outbox
     binner: Binner
     publisher: Publisher
+    truth_in: int = 0  # entries drawn for this device
     closed: dict[int, float] = field(default_factory=dict)
     last_seq: int = 0
 
@@ -97,7 +98,7 @@ def make_device(workdir: Path, i: int, port: int, sim_start: float, sim_end: flo
     settings = MqttSettings(host="127.0.0.1", port=port, tls=False, protocol="5", username=name)
     pub = Publisher(settings, name, site, 1, writer, outbox, Health(time.time), time.time, historical_after_s=120)
     pub.start()
-    return SimDevice(name, site, writer, outbox, binner, pub)
+    return SimDevice(name, site, writer, outbox, binner, pub, truth_in=sum(c.direction == "in" for c in crossings))
 
 
 def cpu_s(pid: int) -> float:
@@ -139,12 +140,13 @@ def run(devices: int = 50, hours: float = 1.0, speed: float = 360.0, instances: 
         broker = Broker(work / "broker")
         broker.extra_conf = "max_queued_messages 1000000\nallow_anonymous true"
         broker.start()
+        broker_pid = broker.proc.pid
         consumers = [start_consumer(db, broker.port, i, work / f"index-{i}.log") for i in range(instances)]
         fleet: list[SimDevice] = []
         try:
             time.sleep(2.0)  # the consumers subscribe before the devices publish
             fleet = [make_device(work, i, broker.port, sim_start, sim_end, rng) for i in range(devices)]
-            cpu0 = {p.pid: cpu_s(p.pid) for p in [*consumers, broker.proc]}
+            cpu0 = {pid: cpu_s(pid) for pid in [*(p.pid for p in consumers), broker_pid]}
             t0 = time.time()
             done = threading.Event()
 
@@ -177,7 +179,7 @@ def run(devices: int = 50, hours: float = 1.0, speed: float = 360.0, instances: 
             cpu = {pid: cpu_s(pid) - c for pid, c in cpu0.items()}
             rows = store.execute("SELECT device, seq, received_utc FROM messages").fetchall()
             per_device = dict(store.execute("SELECT device, COUNT(*) FROM bins GROUP BY device").fetchall())
-            (n_bins,) = store.execute("SELECT COUNT(*) FROM bins").fetchone()
+            n_bins, stored_in = store.execute("SELECT COUNT(*), COALESCE(SUM(visits_in), 0) FROM bins").fetchone()
             store.close()
         finally:
             for d in fleet:
@@ -200,13 +202,14 @@ def run(devices: int = 50, hours: float = 1.0, speed: float = 360.0, instances: 
         "seed": seed, "devices": devices, "simulated_hours": hours, "speed": speed, "instances": instances,
         "expected_messages": expected, "stored_messages": len(rows),
         "lost": expected - len(rows), "expected_bins": devices * minutes, "bins_rows": n_bins,
+        "truth_in": sum(d.truth_in for d in fleet), "stored_in": int(stored_in),
         "devices_with_all_bins": sum(1 for d in fleet if per_device.get(d.name) == minutes),
         "throughput_msg_s": round(len(rows) / span, 1) if span == span and span > 0 else None,
         "latency_p50_s": round(percentile(latency, 0.5), 3) if latency else None,
         "latency_p99_s": round(percentile(latency, 0.99), 3) if latency else None,
         "wall_s": round(t_end - t0, 1),
         "cpu_share": {"consumers": round(sum(cpu[p.pid] for p in consumers) / (t_end - t0), 3),
-                      "broker": round(cpu[broker.proc.pid] / (t_end - t0), 3)},
+                      "broker": round(cpu[broker_pid] / (t_end - t0), 3)},
     }
 
 
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = run(args.devices, args.hours, args.speed, args.instances, args.db, args.seed)
     print(json.dumps(out, indent=1))
-    ok = out["lost"] == 0 and out["bins_rows"] == out["expected_bins"] and out["devices_with_all_bins"] == out["devices"]
+    ok = out["lost"] == 0 and out["truth_in"] == out["stored_in"] and out["bins_rows"] == out["expected_bins"] and out["devices_with_all_bins"] == out["devices"]
     return 0 if ok else 1
 
 
