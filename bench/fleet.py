@@ -37,7 +37,7 @@ from edge.crossing import Crossing
 from edge.health import Health
 from edge.journal_writer import JournalWriter
 from edge.outbox import Outbox
-from edge.publisher import Publisher, _in_tx
+from edge.publisher import Publisher
 from simulator.local_broker import Broker
 
 PREFIX = "footfall/v1"

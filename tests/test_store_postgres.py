@@ -32,8 +32,8 @@ def two_devices(tmp_path) -> list[Device]:
 
 def everything(store: IndexStore, db: str, capsys) -> dict:
     """Every figure the index side shows, from one store."""
-    lobby = LobbyServer.__new__(LobbyServer)  # the page renderer without a socket
-    lobby.store, lobby.district, lobby.refresh_s = store, "District", 30
+    lobby = LobbyServer(("127.0.0.1", 0), store, "District", 30)  # rendered without a request
+    lobby.server_close()
     out = {"daily": store.daily(), "daily_site": store.daily("site-1"), "week": store.week(), "week_end": store.week(END),
            "totals": store.totals(), "gaps": store.gaps(), "health": store.device_health(1.9e9, 300.0),
            "devices": store.devices(), "last": store.last_date(),
@@ -82,3 +82,25 @@ def test_a_second_open_migrates_nothing_twice_and_sees_the_rows(pg_url):
     columns = {r[0] for r in first.conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'devices' AND table_schema = current_schema()")}
     assert {"last_bin_utc", "bin_minutes"} <= columns
+
+
+def test_a_lost_server_connection_costs_the_message_in_flight_only(pg_url):
+    """The server ends the store's connection (as a PostgreSQL restart does): the message in
+    flight is refused as `store_error` and kept whole in the quarantine, the next one is
+    stored on a new connection, and the kept one can be ingested again."""
+    from index_peers import bin_at, topic
+    from index_system.store_sql import PgConnection
+
+    import time
+
+    store, admin = IndexStore(pg_url), PgConnection(pg_url)
+    first, second = bin_at("dev-a", "site-1", 1, 3), bin_at("dev-a", "site-1", 2, 2)
+    admin.execute("SELECT pg_terminate_backend(?)", (store.conn.conn.info.backend_pid,))
+    now = time.time()
+    assert store.ingest(topic("site-1", "dev-a", "bins"), first, PREFIX, now) == "rejected"
+    assert store.ingest(topic("site-1", "dev-a", "bins"), second, PREFIX, now) == "new"
+    (kept,) = store.conn.execute("SELECT payload FROM rejects WHERE reason = 'store_error'").fetchone()
+    assert bytes(kept) == first
+    assert store.ingest(topic("site-1", "dev-a", "bins"), bytes(kept), PREFIX, now) == "new"
+    assert store.totals()["bins"] == 2 and store.gaps() == []
+    admin.close()
