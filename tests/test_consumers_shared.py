@@ -18,16 +18,14 @@ import paho.mqtt.client as mqtt
 from day_sim import Device, local_midnight, visitors
 from harness import wait_for
 from index_system.consumer import ConsumerSettings, IndexConsumer, IndexStore
+from simulator.local_broker import SECURE_USERS, SHIPPED_ACL, Broker
 
 
-def instance(port: int, pg_url: str, name: str) -> IndexConsumer:
-    """One consumer instance of group `index`, with its own client id (a secure broker: its own
-    username) and its own connection to the shared store."""
-    return IndexConsumer(ConsumerSettings(port=port, client_id=name, replay_after_s=1.0, replay_every_s=60.0),
-                         IndexStore(pg_url))
+HOLE = (20, 24)  # seq 20..24: acknowledged by the broker, then lost (as a broker crash loses them)
 
 
-def test_two_instances_split_the_load_and_ask_each_hole_once(broker, tmp_path, pg_url):
+def device_messages(tmp_path) -> list[tuple[str, str, int]]:
+    """dev-a's real journal messages (birth, bins) for a morning: (topic, payload, seq)."""
     zone = ZoneInfo("Asia/Shanghai")
     day = date(2026, 6, 1)
     dev = Device(tmp_path / "dev.db", zone, local_midnight(day, zone))
@@ -35,35 +33,41 @@ def test_two_instances_split_the_load_and_ask_each_hole_once(broker, tmp_path, p
     dev.run_until(local_midnight(day, zone) + 14 * 3600)
     msgs = dev.journal.conn.execute("SELECT topic, payload, seq FROM outbox ORDER BY seq").fetchall()
     assert len(msgs) > 40
-    held = [m for m in msgs if 20 <= m[2] <= 24]  # lost by the broker: seq 20..24
-    consumers = [instance(broker.port, pg_url, f"index-{i}") for i in (1, 2)]
+    return msgs
+
+
+def share_the_load_and_ask_once(consumers: list[IndexConsumer], pub: mqtt.Client, msgs: list) -> None:
+    """Run the instances' loops; `pub` (connected, dev-a) sends all but the hole, then replays
+    it when asked. Both instances must store a share, both must see exactly the hole, one
+    request must be published over several rounds of both, and nothing must be missing."""
     stop = threading.Event()
     loops = [threading.Thread(target=c.run_forever, args=(stop,), daemon=True) for c in consumers]
     for t in loops:
         t.start()
     asked: list[dict] = []
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fake-device")
     pub.on_message = lambda c, u, m: asked.append(json.loads(m.payload))
-    pub.connect("127.0.0.1", broker.port)
     pub.subscribe("footfall/v1/site-1/dev-a/cmd/replay", qos=1)
     pub.loop_start()
+    lo, hi = HOLE
     try:
         wait_for(lambda: all(c.connected.is_set() for c in consumers), 10, what="both instances connected")
         time.sleep(0.3)  # SUBACKs follow the CONNACKs
         for topic, payload, seq in msgs:
-            if not 20 <= seq <= 24:
+            if not lo <= seq <= hi:
                 pub.publish(topic, payload, qos=1).wait_for_publish(5)
-        wait_for(lambda: sum(c.counts["new"] for c in consumers) == len(msgs) - 5, 20, what="all sent messages stored")
+        wait_for(lambda: sum(c.counts["new"] for c in consumers) == len(msgs) - (hi - lo + 1), 20,
+                 what="all sent messages stored")
         shares = [c.counts["new"] for c in consumers]
         assert min(shares) > len(msgs) // 4, f"the load is not shared: {shares}"
         # each instance received only its share, yet sees the whole sequence: one hole, the real one
-        wait_for(lambda: all(c.store.gaps() == [("dev-a", 1, 20, 24)] for c in consumers), 10,
+        wait_for(lambda: all(c.store.gaps() == [("dev-a", 1, lo, hi)] for c in consumers), 10,
                  what="both instances seeing exactly the lost range")
         wait_for(lambda: asked, 10, what="the replay request")
         time.sleep(3.5)  # three more rounds of each instance: no second request
-        assert asked == [{"epoch": 1, "from_seq": 20, "to_seq": 24}]
-        for topic, payload, _ in held:  # the device replays
-            pub.publish(topic, payload, qos=1).wait_for_publish(5)
+        assert asked == [{"epoch": 1, "from_seq": lo, "to_seq": hi}]
+        for topic, payload, seq in msgs:  # the device replays
+            if lo <= seq <= hi:
+                pub.publish(topic, payload, qos=1).wait_for_publish(5)
         wait_for(lambda: all(c.store.gaps() == [] for c in consumers), 10, what="the hole closed on both instances")
         assert consumers[0].store.totals()["bins"] == sum(1 for t, _, _ in msgs if t.endswith("/bins"))
         (n,) = consumers[0].store.conn.execute("SELECT COUNT(*) FROM messages").fetchone()
@@ -74,8 +78,41 @@ def test_two_instances_split_the_load_and_ask_each_hole_once(broker, tmp_path, p
             t.join(10)
         pub.loop_stop()
         pub.disconnect()
-    assert asked == [{"epoch": 1, "from_seq": 20, "to_seq": 24}]
+    assert asked == [{"epoch": 1, "from_seq": lo, "to_seq": hi}]
     assert all(c.counts["callback_error"] == 0 for c in consumers)
+
+
+def test_two_instances_split_the_load_and_ask_each_hole_once(broker, tmp_path, pg_url):
+    """A plain broker: each instance its own client id."""
+    consumers = [IndexConsumer(ConsumerSettings(port=broker.port, client_id=f"index-{i}", replay_after_s=1.0,
+                                                replay_every_s=60.0), IndexStore(pg_url)) for i in (1, 2)]
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fake-device")
+    pub.connect("127.0.0.1", broker.port)
+    share_the_load_and_ask_once(consumers, pub, device_messages(tmp_path))
+
+
+def test_two_instances_on_the_shipped_broker_each_with_its_own_user(tmp_path, pg_url):
+    """The shipped configuration (TLS, ACL, username as client id): the second instance is a
+    copy of the ACL's `user index` block as `index-2`, as broker/README.md says."""
+    users = {**SECURE_USERS, "index-2": "pw-index-2"}
+    b = Broker(tmp_path / "secure-broker", secure=True, users=users)
+    b.workdir.mkdir(parents=True)
+    acl = SHIPPED_ACL.read_text()
+    block = acl[acl.index("user index\n"):]
+    b.acl_path.write_text(acl + "\n" + block.replace("user index\n", "user index-2\n", 1))
+    b.start()
+    try:
+        consumers = [IndexConsumer(ConsumerSettings(host="localhost", port=b.port, username=name, password=users[name],
+                                                    tls=True, ca_file=str(b.tls.ca_cert), replay_after_s=1.0,
+                                                    replay_every_s=60.0), IndexStore(pg_url))
+                     for name in ("index", "index-2")]
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="dev-a", protocol=mqtt.MQTTv5)
+        pub.username_pw_set("dev-a", users["dev-a"])
+        pub.tls_set(ca_certs=str(b.tls.ca_cert))
+        assert pub.connect("localhost", b.port) == mqtt.MQTT_ERR_SUCCESS
+        share_the_load_and_ask_once(consumers, pub, device_messages(tmp_path))
+    finally:
+        b.stop()
 
 
 def test_a_hole_another_instance_filled_is_not_asked_for(pg_url):
