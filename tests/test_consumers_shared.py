@@ -7,33 +7,18 @@ a broker crash loses messages it acknowledged)."""
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
-from datetime import date
-from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 
-from day_sim import Device, local_midnight, visitors
+from day_sim import morning_outbox
 from harness import wait_for
 from index_system.consumer import ConsumerSettings, IndexConsumer, IndexStore
 from simulator.local_broker import SECURE_USERS, SHIPPED_ACL, Broker
 
 
 HOLE = (20, 24)  # seq 20..24: acknowledged by the broker, then lost (as a broker crash loses them)
-
-
-def device_messages(tmp_path) -> list[tuple[str, str, int]]:
-    """dev-a's real journal messages (birth, bins) for a morning: (topic, payload, seq)."""
-    zone = ZoneInfo("Asia/Shanghai")
-    day = date(2026, 6, 1)
-    dev = Device(tmp_path / "dev.db", zone, local_midnight(day, zone))
-    dev.journal.add_crossings(visitors(day, zone, random.Random(5), 60))
-    dev.run_until(local_midnight(day, zone) + 14 * 3600)
-    msgs = dev.journal.conn.execute("SELECT topic, payload, seq FROM outbox ORDER BY seq").fetchall()
-    assert len(msgs) > 40
-    return msgs
 
 
 def share_the_load_and_ask_once(consumers: list[IndexConsumer], pub: mqtt.Client, msgs: list) -> None:
@@ -88,7 +73,7 @@ def test_two_instances_split_the_load_and_ask_each_hole_once(broker, tmp_path, p
                                                 replay_every_s=60.0), IndexStore(pg_url)) for i in (1, 2)]
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fake-device")
     pub.connect("127.0.0.1", broker.port)
-    share_the_load_and_ask_once(consumers, pub, device_messages(tmp_path))
+    share_the_load_and_ask_once(consumers, pub, morning_outbox(tmp_path, seed=5, n=60, hours=14))
 
 
 def test_two_instances_on_the_shipped_broker_each_with_its_own_user(tmp_path, pg_url):
@@ -110,7 +95,7 @@ def test_two_instances_on_the_shipped_broker_each_with_its_own_user(tmp_path, pg
         pub.username_pw_set("dev-a", users["dev-a"])
         pub.tls_set(ca_certs=str(b.tls.ca_cert))
         assert pub.connect("localhost", b.port) == mqtt.MQTT_ERR_SUCCESS
-        share_the_load_and_ask_once(consumers, pub, device_messages(tmp_path))
+        share_the_load_and_ask_once(consumers, pub, morning_outbox(tmp_path, seed=5, n=60, hours=14))
     finally:
         b.stop()
 
