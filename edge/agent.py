@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from edge import __version__
 from edge.audit import declared_accuracy
 from edge.bins import Binner, BinPolicy
+from contract.inputs import RateLimitedLog
 from edge.clock import Clock, SystemClock
 from edge.config import AgentConfig
 from contract.messages import topic
@@ -36,6 +37,9 @@ from edge.summaries import Summaries, profile_of, request as request_summary
 log = logging.getLogger(__name__)
 
 ALIVE_EVERY_S = 10.0
+# Consecutive ticks whose binning failed (not for a full disk) before the agent counts its
+# binner as wedged and stops feeding the watchdog, so that systemd restarts it.
+BINNER_FAILURES_BEFORE_STOP = 5
 
 
 class Source(Protocol):
@@ -61,7 +65,8 @@ class Agent:
         self.sources: list[Source] = []
         self.stopping = threading.Event()
         cfg.storage.state_dir.mkdir(parents=True, exist_ok=True)
-        self.writer = JournalWriter(cfg.storage.journal_path, on_health=lambda c, ok, d: self.health.set(c, ok, d))
+        self.writer = JournalWriter(cfg.storage.journal_path, on_health=lambda c, ok, d: self.health.set(c, ok, d),
+                                    max_held=cfg.storage.max_held_crossings)
         self.health = Health(self.clock.wall, on_change=self._journal_health)
         self.epoch = 0
         self.outbox: Outbox | None = None
@@ -71,17 +76,19 @@ class Agent:
         self.fuser = Fuser(cfg.fusion)
         self._last_alive = -1e18
         self._last_prune = -1e18
+        self._binning_failures = 0  # consecutive; a full disk does not count (a restart cannot cure it)
+        self._log = RateLimitedLog(log)
 
     def _journal_health(self, t: float, component: str, ok: bool, detail: str) -> None:
         """Journal a health change (bins derive flags from it) and queue an alarm."""
-        if component == "mqtt":
+        if component in ("mqtt", "mqtt_loop"):
             return  # the broker's reachability shows in status and the backlog, not in bins
         alarm = {"schema": "footfall.alarm/1", "device": self.cfg.device.id, "site": self.cfg.device.site,
                  "t_utc": t, "component": component, "ok": ok, "detail": detail}
 
         def write(j: Journal) -> None:
             with j.transaction():
-                if component != "disk":
+                if component not in ("disk", "binner"):  # not a source: no bin flag
                     j.log_health(t, component, ok, detail)
                 if self.outbox is not None:
                     self.outbox.enqueue(self._topic("alarm"), alarm, t)
@@ -119,7 +126,8 @@ class Agent:
                     j.conn.execute("INSERT INTO meta(key, value) VALUES ('bins_first_start_utc', (SELECT value FROM meta WHERE key = 'bins_next_start_utc'))")
                 outbox.enqueue(self._topic("birth"), self.birth(epoch, now, declared_accuracy(j.last_passing_audit())),
                               now, retain=True)
-                summaries = Summaries(binner, outbox, self.site_profile(), self._topic("summary"))
+                summaries = Summaries(binner, outbox, self.site_profile(), self._topic("summary"),
+                                      per_tick=cfg.commands.summary_per_tick)
             return epoch, outbox, binner, summaries
 
         self.epoch, self.outbox, self.binner, self.summaries = self.writer.call(boot)
@@ -129,17 +137,20 @@ class Agent:
         self.publisher = Publisher(
             cfg.mqtt, cfg.device.id, cfg.device.site, self.epoch, self.writer, self.outbox, self.health,
             self.clock.wall, historical_after_s=2 * cfg.bins.minutes * 60,
-            commands={"summary": self._on_summary_request},
+            commands={"summary": self._on_summary_request}, limits=cfg.commands,
         )
 
     def _on_summary_request(self, req: dict[str, Any]) -> None:
-        """The index system asks for a day's summary: journaled, served by the next tick."""
+        """The index system asks for a day's summary: journaled (once per day, a bounded
+        number, only days the journal can have), served a few per tick. Raises ValueError
+        for a request it refuses (a date that does not exist, or outside the journal)."""
         from datetime import date
 
         day = date.fromisoformat(req["date"])
         now = self.clock.wall()
-        self.writer.call(lambda j: _in_tx(j, lambda: request_summary(j.conn, day, now, "cmd/summary")))
-        log.info("summary of %s requested by the index system", day)
+        new = self.writer.call(lambda j: _in_tx(j, lambda: request_summary(
+            j.conn, day, now, "cmd/summary", zone=self.cfg.zone, max_pending=self.cfg.commands.summary_max_pending)))
+        log.info("summary of %s requested by the index system%s", day, "" if new else " (already waiting)")
 
     def _topic(self, kind: str) -> str:
         return topic(self.cfg.mqtt.topic_prefix, self.cfg.device.site, self.cfg.device.id, kind)
@@ -193,21 +204,12 @@ class Agent:
         assert self.binner is not None and self.outbox is not None and self.publisher is not None
         assert self.summaries is not None
         self.writer.retry_held()
+        queued = self._derive(now)
         try:
-            def derive(j: Journal) -> int:
-                self.fuser.tick(j.conn, now)  # fused crossings first: the bins below count them
-                return self.binner.tick(now) + self.summaries.tick(now)
-
-            queued = self.writer.call(lambda j: _in_tx(j, lambda: derive(j)))
-            self.health.set("journal", True, str(self.cfg.storage.journal_path))
-            for component, verdict in self.fuser.verdicts(now).items():
-                self.health.set(component, verdict.ok, verdict.detail)
-        except Exception as exc:  # full disk etc.: counting goes on in memory
-            log.error("binning failed: %s", exc)
-            self.fuser.reset()  # its fused rows were rolled back with the bins: re-derive them
-            self.health.set("journal", not _is_full(exc), f"binning failed: {exc}")
-            queued = 0
-        backlog = self.writer.call(lambda j: self.outbox.backlog())
+            backlog = self.writer.call(lambda j: self.outbox.backlog())
+        except Exception as exc:  # noqa: BLE001 - a read; status says the journal is unwell
+            self._log.log(logging.ERROR, "backlog", "outbox backlog unreadable: %s", exc)
+            backlog = -1
         full = backlog >= self.cfg.storage.outbox_max_messages
         self.health.set("outbox", not full, f"{backlog} queued" + (" (FULL: counts kept in journal)" if full else ""))
         if now - self._last_alive >= ALIVE_EVERY_S:
@@ -219,20 +221,63 @@ class Agent:
         if now - self._last_prune >= 3600:
             self._last_prune = now
             keep = now - self.cfg.storage.keep_sent_days * 86400
-            self.writer.call(lambda j: _in_tx(j, lambda: self.outbox.prune(keep)))
+            try:
+                self.writer.call(lambda j: _in_tx(j, lambda: self.outbox.prune(keep)))
+            except Exception as exc:  # noqa: BLE001 - a full disk: prune next hour
+                self._log.log(logging.WARNING, "prune", "outbox prune failed: %s", exc)
         self.publisher.pump()
+        loop_ok = self.publisher.loop_alive()
+        self.health.set("mqtt_loop", loop_ok, "running" if loop_ok else "paho's network thread ended: restart needed")
         self._write_status(backlog)
         if self.health.vital_ok():
             notify("WATCHDOG=1")
+        held = self.writer.held_in_memory
+        if held:  # the alarm a full disk cannot journal: `systemctl status` shows it
+            notify(f"STATUS=disk full: {held} crossings held in memory")
         if queued:
             log.debug("queued %d bin messages", queued)
+
+    def _derive(self, now: float) -> int:
+        """Bins, then day summaries, each in its own transaction: a summary that fails never
+        rolls back bins. Repeated binning failures (not a full disk) mark the binner wedged."""
+        assert self.binner is not None and self.summaries is not None
+
+        def bins(j: Journal) -> int:
+            self.fuser.tick(j.conn, now)  # fused crossings first: the bins below count them
+            return self.binner.tick(now)
+
+        queued = 0
+        try:
+            queued = self.writer.call(lambda j: _in_tx(j, lambda: bins(j)))
+            self._binning_failures = 0
+            self.health.set("journal", True, str(self.cfg.storage.journal_path))
+            self.health.set("binner", True, "binning")
+            for component, verdict in self.fuser.verdicts(now).items():
+                self.health.set(component, verdict.ok, verdict.detail)
+        except Exception as exc:  # full disk etc.: counting goes on in memory
+            self._log.log(logging.ERROR, "binning", "binning failed: %s: %s", type(exc).__name__, exc)
+            self.fuser.reset()  # its fused rows were rolled back with the bins: re-derive them
+            full = _is_full(exc)
+            self.health.set("journal", not full, f"binning failed: {exc}")
+            self._binning_failures = 0 if full else self._binning_failures + 1
+            if self._binning_failures >= BINNER_FAILURES_BEFORE_STOP:
+                self.health.set("binner", False, f"wedged: {self._binning_failures} ticks failed: {exc}")
+            return 0
+        try:
+            queued += self.writer.call(lambda j: _in_tx(j, lambda: self.summaries.tick(now)))
+        except Exception as exc:  # noqa: BLE001 - bins above are committed; summaries retry next tick
+            self._log.log(logging.ERROR, "summaries", "day summaries failed: %s: %s", type(exc).__name__, exc)
+        return queued
 
     def _write_status(self, backlog: int) -> None:
         status = build_status(self, backlog)
         path = self.cfg.storage.status_path
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(status, indent=1))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(status, indent=1))
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk: the loop (and counting) goes on
+            self._log.log(logging.WARNING, "status", "cannot write %s: %s", path, exc)
 
     def run_forever(self, period_s: float = 1.0) -> None:
         def _stop(*_: object) -> None:
