@@ -193,7 +193,10 @@ class Agent:
         if self.publisher is not None:
             self.publisher.stop()
         now = self.clock.wall()
-        self.writer.call(lambda j: j.set_meta("alive_until_utc", repr(now)))
+        try:
+            self.writer.call(lambda j: j.set_meta("alive_until_utc", repr(now)))
+        except Exception as exc:  # noqa: BLE001 - a full disk: the last alive mark (10 s old) stands
+            log.warning("could not record the stop time: %s", exc)
         self.writer.stop()
 
     # -- the loop --------------------------------------------------------------------
@@ -251,6 +254,9 @@ class Agent:
             queued = self.writer.call(lambda j: _in_tx(j, lambda: bins(j)))
             self._binning_failures = 0
             self.health.set("journal", True, str(self.cfg.storage.journal_path))
+            disk = self.health.snapshot().get("disk")
+            if disk is not None and not disk.ok and not self.writer.held_in_memory:
+                self.health.set("disk", True, "")
             self.health.set("binner", True, "binning")
             for component, verdict in self.fuser.verdicts(now).items():
                 self.health.set(component, verdict.ok, verdict.detail)
@@ -258,7 +264,9 @@ class Agent:
             self._log.log(logging.ERROR, "binning", "binning failed: %s: %s", type(exc).__name__, exc)
             self.fuser.reset()  # its fused rows were rolled back with the bins: re-derive them
             full = _is_full(exc)
-            self.health.set("journal", not full, f"binning failed: {exc}")
+            if full:  # waiting on space a restart cannot make: the watchdog stays fed
+                self.health.set("disk", False, "disk_full")
+            self.health.set("journal", True, f"binning waits for disk space: {exc}" if full else f"binning failed: {exc}")
             self._binning_failures = 0 if full else self._binning_failures + 1
             if self._binning_failures >= BINNER_FAILURES_BEFORE_STOP:
                 self.health.set("binner", False, f"wedged: {self._binning_failures} ticks failed: {exc}")
@@ -294,11 +302,15 @@ class Agent:
         try:
             while not self.stopping.is_set():
                 mono = self.clock.monotonic()
-                if mono >= next_tick:
-                    self.tick()
-                    next_tick = mono + period_s
-                else:
-                    self.publisher.pump()  # woken by PUBACKs: keep the window full while draining
+                try:
+                    if mono >= next_tick:
+                        next_tick = mono + period_s
+                        self.tick()
+                    else:
+                        self.publisher.pump()  # woken by PUBACKs: keep the window full while draining
+                except Exception as exc:  # noqa: BLE001 - one bad turn must not end the agent; a turn
+                    # that fails every time never feeds the watchdog (it is fed at a tick's end)
+                    self._log.log(logging.ERROR, "tick", "agent loop turn failed: %s: %s", type(exc).__name__, exc)
                 wake.wait(max(0.0, next_tick - self.clock.monotonic()))
                 wake.clear()
         finally:

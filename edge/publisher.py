@@ -89,6 +89,7 @@ class Publisher:
         self._short_sessions = 0  # disconnects soon after connecting, in a row
         self._protocol = mqtt.MQTTv311 if settings.protocol == "3.1.1" else mqtt.MQTTv5
         self._refused_until = 0.0
+        self._loop_wanted = False  # between start() and stop(): paho's thread must be alive
         self.last_publish_utc: float | None = None
         self.sent_count = 0
         self.client = self._make_client()
@@ -131,12 +132,16 @@ class Publisher:
     def start(self) -> None:
         self.health.set("mqtt", False, "connecting")
         self.client.connect_async(self.s.host, self.s.port, keepalive=self.s.keepalive_s)
-        self.client.loop_start()
+        with self._lock:
+            self._loop_wanted = True
+            self.client.loop_start()
 
     def stop(self) -> None:
         if self._connected.is_set():
             info = self.client.publish(self.topic("status"), self._status_payload("offline"), qos=1, retain=True)
             info.wait_for_publish(timeout=2)
+        with self._lock:
+            self._loop_wanted = False
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -145,10 +150,11 @@ class Publisher:
         return self._connected.is_set()
 
     def loop_alive(self) -> bool:
-        """False when paho's network thread ended while it should run (nothing reconnects then)."""
+        """False when paho's network thread ended while it should run (nothing reconnects
+        then). paho clears `_thread` when its thread ends, whatever the reason."""
         with self._lock:
             thread = getattr(self.client, "_thread", None)
-        return thread is None or thread.is_alive()
+            return not self._loop_wanted or (thread is not None and thread.is_alive())
 
     # -- callbacks (paho's network thread) -----------------------------------------
 
@@ -169,6 +175,8 @@ class Publisher:
         self.wake.set()
 
     def _fallback(self) -> None:
+        with self._lock:
+            self._loop_wanted = False
         old = self.client
         old.loop_stop()
         old.disconnect()
@@ -268,7 +276,13 @@ class Publisher:
             busy = frozenset(self._inflight.values())
         if acked:
             now = self.wall()
-            self.writer.call(lambda j: _in_tx(j, lambda: self.outbox.mark_sent(acked, now)))
+            try:
+                self.writer.call(lambda j: _in_tx(j, lambda: self.outbox.mark_sent(acked, now)))
+            except Exception as exc:  # noqa: BLE001 - a full disk: keep the acks, send nothing new meanwhile
+                with self._lock:
+                    self._acked = acked + self._acked
+                self._conn_log.log(logging.WARNING, "mark_sent", "cannot record %d PUBACKs yet: %s", len(acked), exc)
+                return 0
             self.last_publish_utc = now
             self.sent_count += len(acked)
         if not self._connected.is_set() or self.wall() < self._refused_until:

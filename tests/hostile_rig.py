@@ -19,9 +19,11 @@ PREFIX = "footfall/v1/site-1/dev-a"
 
 
 def secure_toml(tmp: Path, broker: Broker, *, device: str = "dev-a", username: str = "dev-a", extra: str = "",
-                password_inline: bool = False) -> Path:
+                password_inline: bool = False, state_dir: Path | None = None) -> Path:
     """An agent config for `broker` over TLS with the device's own credentials."""
     path = agent_toml(tmp, broker.port, device=device, extra=extra)
+    if state_dir is not None:
+        path.write_text(path.read_text().replace(f'state_dir = "{tmp / f"state-{device}"}"', f'state_dir = "{state_dir}"'))
     if password_inline:
         secret = f'password = "{SECURE_USERS[username]}"\n'
     else:
@@ -37,9 +39,10 @@ class Rig:
     """dev-a's agent on a virtual clock (one-minute bins) and the index user as a peer that
     reads everything and may write dev-a's commands."""
 
-    def __init__(self, broker: Broker, tmp: Path, extra: str = "", start: float | None = None) -> None:
+    def __init__(self, broker: Broker, tmp: Path, extra: str = "", start: float | None = None,
+                 state_dir: Path | None = None) -> None:
         self.broker, self.tmp = broker, tmp
-        self.cfg = config.load(secure_toml(tmp, broker, extra=extra))
+        self.cfg = config.load(secure_toml(tmp, broker, extra=extra, state_dir=state_dir))
         # whole minutes, an hour back: bins close as the test moves the clock
         self.clock = VirtualClock(start if start is not None else (time.time() // 60) * 60 - 3600)
         self.index = Peer(broker, "index", SECURE_USERS["index"])
@@ -107,5 +110,6 @@ class Rig:
         """The agent's threads run and it still counts its MQTT loop as healthy."""
         pub = self.agent.publisher
         assert pub.client._thread is not None and pub.client._thread.is_alive(), "paho's network thread ended"
+        assert pub.loop_alive()
         assert self.agent.writer._thread.is_alive(), "the journal thread ended"
         assert self.agent.health.vital_ok(), self.agent.health.snapshot()
