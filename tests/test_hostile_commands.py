@@ -49,6 +49,8 @@ def test_a_hostile_command_is_refused_and_the_agent_keeps_publishing(rig, name):
     rig.next_bin_on_time()
     counts = rig.agent.publisher.inputs.counts
     assert counts["refused"] == 1 and counts["failed"] == 0 and counts["accepted"] == 0, dict(counts)
+    shown = json.loads(rig.cfg.storage.status_path.read_text())["commands"]  # a person sees it in `footfall status` data
+    assert shown["counts"] == {"refused": 1} and shown["recent"][0]["where"] == f"{PREFIX}/cmd/{kind}"
     # nothing was journaled for a refused summary request
     rows = rig.agent.writer.call(lambda j: j.conn.execute("SELECT COUNT(*) FROM summary_requests").fetchone()[0])
     assert rows == 0
