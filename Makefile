@@ -1,12 +1,13 @@
-# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`. System packages
+# come from ONE list, scripts/install-system-deps.sh (CI's .ci/run only calls `make test`).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-backbone bench-beams bench-tracker bench-camera bench-summary mosquitto clean
+.PHONY: install system-deps demo test bench bench-backbone bench-beams bench-tracker bench-camera bench-summary mosquitto clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,bench,jit]'
@@ -15,18 +16,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-mosquitto:
-	@bash broker/ensure-mosquitto.sh
+system-deps:
+	@bash scripts/install-system-deps.sh
 
-demo: install mosquitto
+mosquitto: system-deps
+
+demo: install system-deps
 	$(VENV)/bin/footfall demo
 
-test: install mosquitto
+test: install system-deps
 	$(PY) -m pytest -q
 
 bench: bench-backbone bench-beams bench-tracker bench-camera bench-summary
 
-bench-backbone: install mosquitto
+bench-backbone: install system-deps
 	$(PY) -m bench.backbone_bench --days 30
 
 bench-beams: install

@@ -87,12 +87,14 @@ def beam_crossings(crowd: people.Crowd, sc) -> list[Crossing]:
 
 
 def camera_crossings(crowd: people.Crowd, detector, bank, fps: float = 10.0, seed: int = 0,
-                     geometry: str = "door", night: bool = False) -> list[Crossing]:
+                     geometry: str = "door", night: bool = False, window_s: float = 15.0) -> list[Crossing]:
     """The real camera path on the crowd rendered as a composed scene (one truth).
 
     ``door``: the camera looks along the walking direction at the door (the mount the
     product is installed with, docs/camera.md); ``oblique``: a side view of a walkway.
-    ``night``: the grey, grainy infrared picture (`simulator.camera.Conditions`)."""
+    ``night``: the grey, grainy infrared picture (`simulator.camera.Conditions`).
+    ``window_s``: frames are run only while a walker in view is within this many seconds
+    of its crossing (the demo narrows it to spend the detector on the approach to the line)."""
     from edge.camera_pipeline import CameraPipeline, roi_around_lines
     from edge.counting import CountingLine
     from edge.video_source import Frame
@@ -110,11 +112,11 @@ def camera_crossings(crowd: people.Crowd, detector, bank, fps: float = 10.0, see
     for i in range(int(end * fps)):
         t = i / fps
         # walkers are in view for a few seconds around their crossing: skip empty frames
-        while lo < len(ordered) and ordered[lo].t_cross < t - 15.0:
+        while lo < len(ordered) and ordered[lo].t_cross < t - window_s:
             lo += 1
         visible = False
         for w in ordered[lo:]:
-            if w.t_cross > t + 15.0:
+            if w.t_cross > t + window_s:
                 break
             x, feet, h = position(scene, w, t)
             if -h < x < scene.width + h and 0 < feet < scene.height + h:

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from day_sim import Device, deliver, fast_store, local_midnight, visitors  # noqa: E402
-from edge.day_report import Row, draw  # noqa: E402
+from edge.day_report import Row, draw, png_bytes  # noqa: E402
 from contract.day_summary import day_bounds  # noqa: E402
 from edge.summaries import device_summary  # noqa: E402
 from contract.timebins import bins_between  # noqa: E402
@@ -56,7 +56,7 @@ def one(tmp: Path, minutes: int, n_visitors: int, repeat: int) -> dict[str, floa
     consumer_s = timed(lambda: store.recompute_summary(dev.device, DAY), repeat)
     s, e = day_bounds(DAY, ZONE)
     rows = [Row(b.start_utc, b.end_utc, dev.binner.compute(b)) for b in bins_between(s, e, minutes, ZONE)]
-    draw_s = timed(lambda: draw(rows, ZONE, dev.rule.hours, "bench", 40), repeat)
+    draw_s = timed(lambda: png_bytes(draw(rows, ZONE, dev.rule.hours, "bench", 40)), repeat)
     return {"bins": len(rows), "close": close_s, "summary": summary_s, "consumer": consumer_s, "draw": draw_s}
 
 

@@ -28,19 +28,29 @@ SCHEMA = "footfall.summary/1"
 
 @dataclass(frozen=True, slots=True)
 class SiteProfile:
-    """What the figures need besides the bins: capacity and opening hours (local time)."""
+    """What the figures need besides the bins: capacity, opening hours (local time) and the
+    residents the center serves (the gathering rate's denominator)."""
 
     capacity: int | None = None
     hours: OpeningHours = field(default_factory=OpeningHours)
+    residents: int | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"capacity": self.capacity, "opening_hours": self.hours.as_mapping()}
+        out: dict[str, Any] = {"capacity": self.capacity, "opening_hours": self.hours.as_mapping()}
+        if self.residents is not None:  # additive: a profile without residents reads as before
+            out["residents"] = self.residents
+        return out
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any] | None) -> SiteProfile:
         if not d:
             return cls()
-        return cls(d.get("capacity"), OpeningHours.from_mapping(d.get("opening_hours") or {}))
+        return cls(d.get("capacity"), OpeningHours.from_mapping(d.get("opening_hours") or {}), d.get("residents"))
+
+
+def per_thousand(visits: int, residents: int) -> float:
+    """The gathering rate: visits per 1,000 residents, rounded as every ratio (4 decimals)."""
+    return round(visits * 1000 / residents, 4)
 
 
 def day_bounds(day: Date, zone: ZoneInfo) -> tuple[float, float]:
@@ -90,7 +100,7 @@ def summarize_day(bins: Iterable[Mapping[str, Any]], *, day: Date, zone: ZoneInf
             "peak": round(usage_rate(max(open_occ), profile.capacity) or 0.0, 4),
             "open_bins": len(open_occ),
         }
-    return {
+    out: dict[str, Any] = {
         "date": day.isoformat(),
         "timezone": zone.key,
         "start_utc": iso_utc(start),
@@ -113,3 +123,6 @@ def summarize_day(bins: Iterable[Mapping[str, Any]], *, day: Date, zone: ZoneInf
         "profile": profile.as_json(),
         "ratings": day_block([got[iso_utc(b.start_utc)] for b in expected if iso_utc(b.start_utc) in got], v_out),
     }
+    if profile.residents:  # additive: only a site with `[site] residents` has a gathering rate
+        out["gathering_rate"] = {"residents": profile.residents, "per_1000": per_thousand(v_in, profile.residents)}
+    return out

@@ -4,7 +4,7 @@ Both sides of the wire read messages a stranger may have written (a retained mes
 device with a bug, a fuzzer). The rule (README, "Inputs from outside"): each kind of input
 enters through one place, which bounds and validates it; a failure with one input is
 counted, logged with a rate limit, kept aside in a bounded quarantine for a person to look
-at, and never ends the thread that read it. paho-mqtt ends its network thread when a
+at, and never ends the thread that read it (logging through `contract.log_limit`). paho-mqtt ends its network thread when a
 callback raises, so every paho callback is wrapped by `InputGuard.callback`.
 
 Pure standard library: `contract/` imports no other package of ours, so the agent
@@ -22,6 +22,8 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from contract.log_limit import LogLimiter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,34 +67,6 @@ def parse_json(payload: bytes | str, *, max_bytes: int, max_depth: int) -> Any:
     return obj
 
 
-class RateLimitedLog:
-    """At most one record per key per `every_s`; the next one says how many were held back."""
-
-    def __init__(self, logger: logging.Logger, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.logger = logger
-        self.every_s = every_s
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
-        self._held: Counter[str] = Counter()
-
-    def log(self, level: int, key: str, msg: str, *args: Any) -> bool:
-        """Log unless `key` was logged less than `every_s` ago; returns whether it logged."""
-        now = self.clock()
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < self.every_s:
-                self._held[key] += 1
-                return False
-            self._last[key] = now
-            held = self._held.pop(key, 0)
-        if held:
-            msg += " (%d more like this in the last %.0f s)"
-            args = (*args, held, self.every_s)
-        self.logger.log(level, msg, *args)
-        return True
-
-
 @dataclass(frozen=True, slots=True)
 class Quarantined:
     """One input kept aside: where it came in, why it was refused, its first bytes."""
@@ -110,7 +84,7 @@ class InputGuard:
     def __init__(self, name: str, logger: logging.Logger, *, keep: int = 50, head_bytes: int = 256,
                  log_every_s: float = 60.0, wall: Callable[[], float] = time.time) -> None:
         self.name = name
-        self.log = RateLimitedLog(logger, log_every_s)
+        self.log = LogLimiter(logger, time.monotonic, every_s=log_every_s, burst=1)
         self.wall = wall
         self.head_bytes = head_bytes
         self.counts: Counter[str] = Counter()  # "accepted", "refused", "failed"
@@ -124,13 +98,13 @@ class InputGuard:
     def refuse(self, where: str, reason: str, payload: bytes | str | None = None) -> None:
         """An input broke its entry's rules: count, keep aside, warn (rate limited)."""
         self._keep("refused", where, reason, payload)
-        self.log.log(logging.WARNING, f"refused:{where}", "%s: refused input on %s: %s", self.name, where, reason)
+        self.log.log(f"refused:{where}", logging.WARNING, "%s: refused input on %s: %s", self.name, where, reason)
 
     def fail(self, where: str, exc: BaseException, payload: bytes | str | None = None) -> None:
         """Handling a valid-looking input raised: a bug, but confined to this input."""
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
         self._keep("failed", where, reason, payload)
-        self.log.log(logging.ERROR, f"failed:{where}", "%s: handling input on %s failed (%s); input set aside",
+        self.log.log(f"failed:{where}", logging.ERROR, "%s: handling input on %s failed (%s); input set aside",
                      self.name, where, reason)
 
     def _keep(self, outcome: str, where: str, reason: str, payload: bytes | str | None) -> None:

@@ -83,6 +83,17 @@ def satisfaction_share(counts: Mapping[str, int], levels: int) -> float | None:
     return round(good / total, 4)
 
 
+def bad_share(counts: Mapping[str, int], levels: int) -> float | None:
+    """Counted ratings at the levels below the middle / all counted ratings (the index's "bad
+    rating rate", docs/index-figures.md); None without any. Derived from `counts`, so it is
+    not a field of the summary."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    bad = sum(counts.get(str(lv), 0) for lv in range(1, levels + 1) if lv < (levels + 1) / 2)
+    return round(bad / total, 4)
+
+
 def response_rate(counted: int, visits_out: int) -> float | None:
     """Counted ratings per visitor leaving; None on a day without exits."""
     return round(counted / visits_out, 4) if visits_out else None

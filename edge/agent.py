@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from edge import __version__
 from edge.audit import declared_accuracy
 from edge.bins import Binner, BinPolicy
-from contract.inputs import RateLimitedLog
+from contract.log_limit import LogLimiter
 from edge.clock import Clock, SystemClock
 from edge.config import AgentConfig
 from contract.messages import topic
@@ -61,6 +61,8 @@ class Agent:
                  make_sources: Callable[[AgentConfig, Agent], list[Source]] | None = None) -> None:
         self.cfg = cfg
         self.clock = clock or SystemClock()
+        self._seen_parts: set[str] = set()  # parts whose state was reported once (alarms are for changes)
+        self._health_log = LogLimiter(log, self.clock.monotonic, every_s=60.0)
         self.make_sources = make_sources  # called once the journal is open
         self.sources: list[Source] = []
         self.stopping = threading.Event()
@@ -77,10 +79,23 @@ class Agent:
         self._last_alive = -1e18
         self._last_prune = -1e18
         self._binning_failures = 0  # consecutive; a full disk does not count (a restart cannot cure it)
-        self._log = RateLimitedLog(log)
+        self._log = LogLimiter(log, self.clock.monotonic, every_s=60.0, burst=1)
 
     def _journal_health(self, t: float, component: str, ok: bool, detail: str) -> None:
-        """Journal a health change (bins derive flags from it) and queue an alarm."""
+        """Log a health change (rate-limited, for journald), journal it (bins derive flags from
+        it) and queue an alarm. A part's first state, when it is ok, is no change: no alarm."""
+        first = component not in self._seen_parts
+        self._seen_parts.add(component)
+        if not (first and ok):
+            # the broker's first state is "connecting", not a fault; a flapping part is rate-limited
+            # per direction, so a loss and the reconnect after it both reach the log
+            if first and component == "mqtt":
+                log.info("mqtt: %s to %s:%d", detail or "connecting", self.cfg.mqtt.host, self.cfg.mqtt.port)
+            else:
+                level = logging.INFO if ok or self.stopping.is_set() else logging.WARNING  # a shutdown is no fault
+                self._health_log.log(f"{component}:{ok}", level, "%s %s: %s",
+                                     component, "ok" if ok else ("down" if component == "mqtt" else "FAULT"),
+                                     detail or "-")
         if component in ("mqtt", "mqtt_loop"):
             return  # the broker's reachability shows in status and the backlog, not in bins
         alarm = {"schema": "footfall.alarm/1", "device": self.cfg.device.id, "site": self.cfg.device.site,
@@ -90,7 +105,7 @@ class Agent:
             with j.transaction():
                 if component not in ("disk", "binner"):  # not a source: no bin flag
                     j.log_health(t, component, ok, detail)
-                if self.outbox is not None:
+                if self.outbox is not None and not (first and ok):  # alarms are for changes
                     self.outbox.enqueue(self._topic("alarm"), alarm, t)
 
         try:
@@ -184,9 +199,14 @@ class Agent:
             self.sources = self.make_sources(self.cfg, self)
         for src in self.sources:
             src.start()
+        cfg = self.cfg
+        log.info("footfall %s started: device %s, site %s, boot epoch %d, %d source(s), broker %s:%d%s, journal %s",
+                 __version__, cfg.device.id, cfg.device.site, self.epoch, len(self.sources), cfg.mqtt.host,
+                 cfg.mqtt.port, " (TLS)" if cfg.mqtt.tls else "", cfg.storage.journal_path)
         notify("READY=1")
 
     def stop(self) -> None:
+        log.info("stopping: closing the sources, the last bins and the journal")
         for src in self.sources:
             src.stop()
         self.tick()
@@ -211,7 +231,7 @@ class Agent:
         try:
             backlog = self.writer.call(lambda j: self.outbox.backlog())
         except Exception as exc:  # noqa: BLE001 - a read; status says the journal is unwell
-            self._log.log(logging.ERROR, "backlog", "outbox backlog unreadable: %s", exc)
+            self._log.log("backlog", logging.ERROR, "outbox backlog unreadable: %s", exc)
             backlog = -1
         full = backlog >= self.cfg.storage.outbox_max_messages
         self.health.set("outbox", not full, f"{backlog} queued" + (" (FULL: counts kept in journal)" if full else ""))
@@ -227,7 +247,7 @@ class Agent:
             try:
                 self.writer.call(lambda j: _in_tx(j, lambda: self.outbox.prune(keep)))
             except Exception as exc:  # noqa: BLE001 - a full disk: prune next hour
-                self._log.log(logging.WARNING, "prune", "outbox prune failed: %s", exc)
+                self._log.log("prune", logging.WARNING, "outbox prune failed: %s", exc)
         self.publisher.pump()
         loop_ok = self.publisher.loop_alive()
         self.health.set("mqtt_loop", loop_ok, "running" if loop_ok else "paho's network thread ended: restart needed")
@@ -261,7 +281,7 @@ class Agent:
             for component, verdict in self.fuser.verdicts(now).items():
                 self.health.set(component, verdict.ok, verdict.detail)
         except Exception as exc:  # full disk etc.: counting goes on in memory
-            self._log.log(logging.ERROR, "binning", "binning failed: %s: %s", type(exc).__name__, exc)
+            self._log.log("binning", logging.ERROR, "binning failed: %s: %s", type(exc).__name__, exc)
             self.fuser.reset()  # its fused rows were rolled back with the bins: re-derive them
             full = _is_full(exc)
             if full:  # waiting on space a restart cannot make: the watchdog stays fed
@@ -274,7 +294,7 @@ class Agent:
         try:
             queued += self.writer.call(lambda j: _in_tx(j, lambda: self.summaries.tick(now)))
         except Exception as exc:  # noqa: BLE001 - bins above are committed; summaries retry next tick
-            self._log.log(logging.ERROR, "summaries", "day summaries failed: %s: %s", type(exc).__name__, exc)
+            self._log.log("summaries", logging.ERROR, "day summaries failed: %s: %s", type(exc).__name__, exc)
         return queued
 
     def _write_status(self, backlog: int) -> None:
@@ -285,7 +305,7 @@ class Agent:
             tmp.write_text(json.dumps(status, indent=1))
             os.replace(tmp, path)
         except OSError as exc:  # a full disk: the loop (and counting) goes on
-            self._log.log(logging.WARNING, "status", "cannot write %s: %s", path, exc)
+            self._log.log("status", logging.WARNING, "cannot write %s: %s", path, exc)
 
     def run_forever(self, period_s: float = 1.0) -> None:
         def _stop(*_: object) -> None:
@@ -310,7 +330,7 @@ class Agent:
                         self.publisher.pump()  # woken by PUBACKs: keep the window full while draining
                 except Exception as exc:  # noqa: BLE001 - one bad turn must not end the agent; a turn
                     # that fails every time never feeds the watchdog (it is fed at a tick's end)
-                    self._log.log(logging.ERROR, "tick", "agent loop turn failed: %s: %s", type(exc).__name__, exc)
+                    self._log.log("tick", logging.ERROR, "agent loop turn failed: %s: %s", type(exc).__name__, exc)
                 wake.wait(max(0.0, next_tick - self.clock.monotonic()))
                 wake.clear()
         finally:

@@ -117,6 +117,10 @@ class SiteSettings(_Section):
     capacity: int | None = Field(
         None, ge=1, description="People the center holds; gives the usage rate (occupancy / capacity). Unset: no usage rate."
     )
+    residents: int | None = Field(
+        None, ge=1, le=100_000_000,
+        description="Residents the center serves; gives the gathering rate (visits per 1,000 residents). Unset: none.",
+    )
     opening_hours: OpeningHoursSettings = Field(
         default_factory=OpeningHoursSettings,
         description="Per weekday, local time. Usage rate is averaged over these hours; drift correction acts outside them. "

@@ -14,19 +14,20 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from contract.inputs import RateLimitedLog
+from contract.log_limit import LogLimiter
 from edge.crossing import Crossing
 from edge.journal import BeamEventRow, Journal, JournalFullError
 from contract.ratings import Press
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-_drops = RateLimitedLog(log)
+_drops = LogLimiter(log, time.monotonic, every_s=60.0, burst=1)
 _STOP = object()
 
 
@@ -112,7 +113,7 @@ class JournalWriter:
                 self._on_health("disk", False, "disk_full")
             if len(batch) > self.max_held:
                 self.dropped_while_full += len(batch) - self.max_held
-                _drops.log(logging.ERROR, "drop", "journal full and %d crossings held in memory: %d dropped so far",
+                _drops.log("drop", logging.ERROR, "journal full and %d crossings held in memory: %d dropped so far",
                            self.max_held, self.dropped_while_full)
                 self._on_health("disk", False, f"disk_full: {self.dropped_while_full} crossings dropped")
                 batch = batch[: self.max_held]

@@ -26,7 +26,8 @@ import jsonschema
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from contract.inputs import InputError, InputGuard, RateLimitedLog, parse_json
+from contract.inputs import InputError, InputGuard, parse_json
+from contract.log_limit import LogLimiter
 from edge.config import CommandSettings, MqttSettings
 from contract.messages import topic, validate
 from edge.health import Health
@@ -76,7 +77,7 @@ class Publisher:
         self.commands: dict[str, Callable[[dict[str, Any]], None]] = {"replay": self._replay, **(commands or {})}
         self.limits = limits or CommandSettings()
         self.inputs = InputGuard("commands", log, wall=wall)
-        self._conn_log = RateLimitedLog(log, 60.0)
+        self._conn_log = LogLimiter(log, time.monotonic, every_s=60.0, burst=1)
         self._last_replay = float("-inf")
         self._lock = threading.Lock()
         self._inflight: dict[int, int] = {}  # mid -> outbox row id
@@ -198,10 +199,10 @@ class Publisher:
         code = int(getattr(rc, "value", 0x80))
         short = time.monotonic() - self._connected_mono < 10
         self._short_sessions = self._short_sessions + 1 if short else 0
-        self._conn_log.log(logging.WARNING, f"disconnect:{code}", "broker disconnected us: %s (reason code 0x%02X)%s",
+        self._conn_log.log(f"disconnect:{code}", logging.WARNING, "broker disconnected us: %s (reason code 0x%02X)%s",
                            rc, code, _why(code))
         if self._short_sessions >= 3:
-            self._conn_log.log(logging.WARNING, "flapping", "disconnected %d times within 10 s of connecting: is another "
+            self._conn_log.log("flapping", logging.WARNING, "disconnected %d times within 10 s of connecting: is another "
                                "client using client id %r (an agent with the same device id, or copied credentials)?",
                                self._short_sessions, f"footfall-{self.device}")
 
@@ -281,7 +282,7 @@ class Publisher:
             except Exception as exc:  # noqa: BLE001 - a full disk: keep the acks, send nothing new meanwhile
                 with self._lock:
                     self._acked = acked + self._acked
-                self._conn_log.log(logging.WARNING, "mark_sent", "cannot record %d PUBACKs yet: %s", len(acked), exc)
+                self._conn_log.log("mark_sent", logging.WARNING, "cannot record %d PUBACKs yet: %s", len(acked), exc)
                 return 0
             self.last_publish_utc = now
             self.sent_count += len(acked)

@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import sqlite3
 from datetime import date as Date, datetime, time as dtime, timedelta
 from typing import Any
 
 from edge.bins import Binner
 from contract.day_summary import SCHEMA, SiteProfile, day_bounds, summarize_day
-from contract.inputs import RateLimitedLog
+from contract.log_limit import LogLimiter
 from edge.journal import create_tables, is_disk_full
 from edge.outbox import Outbox
 from contract.timebins import bins_between
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS summary_requests (
 );
 """
 log = logging.getLogger(__name__)
-_failures = RateLimitedLog(log)
+_failures = LogLimiter(log, time.monotonic, every_s=60.0, burst=1)
 META_NEXT_DATE = "summary_next_date"
 META_LAST_ID = "summary_last_crossing_id"
 META_LAST_RATING_ID = "summary_last_rating_id"
@@ -150,7 +151,7 @@ class Summaries:
                     self.conn.execute("RELEASE summary_request")
                     raise
                 self.failed += 1
-                _failures.log(logging.ERROR, "summary", "summary request for %s dropped: %s: %s", d, type(exc).__name__, exc)
+                _failures.log("summary", logging.ERROR, "summary request for %s dropped: %s: %s", d, type(exc).__name__, exc)
             self.conn.execute("RELEASE summary_request")
             self.conn.execute("DELETE FROM summary_requests WHERE id = ?", (rid,))
         return queued
@@ -204,4 +205,4 @@ def offline_binner(cfg: Any, conn: sqlite3.Connection) -> Binner:
 
 
 def profile_of(cfg: Any) -> SiteProfile:
-    return SiteProfile(cfg.site.capacity, cfg.occupancy_rule().hours)
+    return SiteProfile(cfg.site.capacity, cfg.occupancy_rule().hours, cfg.site.residents)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 from datetime import date
 from typing import Any
@@ -20,24 +21,41 @@ def local_day(text: str) -> date:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("index", help="reference index consumer (subscribe, dedupe, report)")
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
-    r = verbs.add_parser("run", help="subscribe to all devices and store their counts")
-    r.add_argument("--db", required=True, help="consumer SQLite file")
-    r.add_argument("--host", default="localhost")
-    r.add_argument("--port", type=int, default=1883)
-    r.add_argument("--username")
-    r.add_argument("--password-file", help="file holding the password")
-    r.add_argument("--ca-file", help="CA certificate: enables TLS")
-    r.add_argument("--prefix", default="footfall/v1")
-    r.add_argument("--group", default="index", help="MQTT 5 shared-subscription group")
+    r = verbs.add_parser("run", help="subscribe to all devices and store their counts",
+                         description="Subscribe to every device's messages on the broker, store them (deduplicated) "
+                         "in a SQLite file, and ask devices to replay sequence gaps. Defaults match the agent's "
+                         "[mqtt] section and broker/mosquitto.conf: port 8883 with TLS.")
+    r.add_argument("--db", required=True, help="the consumer's SQLite store (created if absent)")
+    r.add_argument("--host", default="localhost", help="broker host (default localhost)")
+    r.add_argument("--port", type=int, default=8883, help="broker port (default 8883, MQTT over TLS; 1883 is plain)")
+    r.add_argument("--tls", action=argparse.BooleanOptionalAction, default=True,
+                   help="TLS to the broker (default on; --no-tls only for a local test broker)")
+    r.add_argument("--ca-file", help="CA certificate that signed the broker's (default: the system's CAs)")
+    r.add_argument("--username", help="broker user (broker/acl gives the index user read access to all sites)")
+    r.add_argument("--password-file", help="file holding the password (kept out of the process list)")
+    r.add_argument("--prefix", default="footfall/v1", help="topic prefix, as the agents' [mqtt] topic_prefix (default footfall/v1)")
+    r.add_argument("--group", default="index", help="MQTT 5 shared-subscription group: consumers in one group share the load (default index)")
+    r.add_argument("--replay-after", type=float, default=10.0, metavar="S",
+                   help="seconds a sequence gap stays open before the device is asked to replay it (default 10)")
     r.set_defaults(handler=run)
     rep = verbs.add_parser("report", help="per-site daily visits, hourly profile and peak occupancy")
     rep.add_argument("--db", required=True)
     rep.add_argument("--site")
     rep.add_argument("--json", action="store_true")
     rep.add_argument("--week", action="store_true",
-                     help="per site: visits per day and week, week-over-week change, peak hours, usage rate, satisfaction share")
+                     help="per site: visits per day and week, week-over-week change, peak hours, usage rate, gathering rate, satisfaction share")
     rep.add_argument("--end", type=local_day, help="with --week: last local day of the week (default: the last day with bins)")
     rep.set_defaults(handler=report)
+    sv = verbs.add_parser("serve", help="the lobby and district page (HTML, no internet needed) from the store",
+                          description="Serve the district's ranking (visits, usage rate, gathering rate, satisfaction "
+                          "this week) and, per site, today's live curve and the week, from the consumer's store. "
+                          "Pages reload themselves; nothing is fetched from the internet.")
+    sv.add_argument("--db", required=True, help="the consumer's SQLite store (as `footfall index run --db`)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a screen elsewhere)")
+    sv.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    sv.add_argument("--district", default="District", help="the heading of the ranking (default District)")
+    sv.add_argument("--refresh", type=int, default=30, metavar="S", help="seconds between page reloads (default 30)")
+    sv.set_defaults(handler=serve)
     sm = verbs.add_parser("summary", help="a device's day summary: as received, and as recomputed from the stored bins")
     sm.add_argument("--db", required=True)
     sm.add_argument("--device", required=True)
@@ -51,16 +69,71 @@ ENVELOPE = ("schema", "device", "site", "epoch", "seq", "historical", "revision"
 
 
 def summary(args: argparse.Namespace) -> int:
-    """Print both summaries; exit 1 when they differ (the device and the index disagree)."""
+    """Print both summaries, whether they agree and, when not, why; exit 1 when they differ."""
+    import time
+
     from index_system.consumer import IndexStore
 
     store = IndexStore(args.db)
     received = store.received_summary(args.device, args.day)
     recomputed = store.recompute_summary(args.device, args.day)
     figures = None if received is None else {k: v for k, v in received.items() if k not in ENVELOPE}
-    print(json.dumps({"received": received, "recomputed": recomputed,
-                      "agree": None if received is None or recomputed is None else figures == recomputed}, indent=1))
+    agree = None if received is None or recomputed is None else figures == recomputed
+    print(json.dumps({"received": received, "recomputed": recomputed, "agree": agree,
+                      "why": why_not(figures, recomputed, time.time())}, indent=1))
     return 1 if received is not None and figures != recomputed else 0
+
+
+def why_not(received: dict[str, Any] | None, recomputed: dict[str, Any] | None, now_utc: float) -> list[str]:
+    """Plain reasons the device's summary and the consumer's recomputation differ (or cannot be
+    compared); empty when they agree."""
+    from contract.timebins import iso_utc
+
+    if recomputed is None:
+        return ["the consumer stored no bins of this device for this day"]
+    end = recomputed["end_utc"]
+    over = iso_utc(now_utc) >= end
+    if received is None:
+        return ["no summary received yet: " + ("the day is not over (it ends " + end + "); the device sends it "
+                                               "after its re-base time" if not over else
+                                               "the device sends it after its re-base time, or on request "
+                                               "(`footfall summary --day` on the device)")]
+    if received == recomputed:
+        return []
+    reasons = []
+    got, have = received["completeness"]["received_bins"], recomputed["completeness"]["received_bins"]
+    if not over:
+        reasons.append(f"the day is not over yet (it ends {end}): bins are still arriving")
+    if have < got:
+        reasons.append(f"the consumer has {got - have} fewer bins than the device summarised "
+                       f"({have} of {got}): missing bins (a replay may be pending)")
+    elif have > got:
+        reasons.append(f"the consumer has {have - got} bins the device's summary did not include: "
+                       "a newer revision of the summary has not arrived yet")
+    differ = sorted(k for k in set(received) | set(recomputed) if received.get(k) != recomputed.get(k))
+    reasons.append("figures that differ: " + ", ".join(differ))
+    return reasons
+
+
+def serve(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from index_system.consumer import IndexStore
+    from index_system.lobby_server import serve as start
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not 1 <= args.refresh <= 3600:
+        print("footfall: --refresh must be 1..3600 seconds", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server = start(IndexStore(args.db), args.host, args.port, args.district, args.refresh)
+    print(f"serving http://{server.server_address[0]}:{server.server_address[1]}/", flush=True)
+    stop.wait()
+    server.shutdown()
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,10 +145,13 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     password = open(args.password_file).read().strip() if args.password_file else None
     s = ConsumerSettings(host=args.host, port=args.port, username=args.username, password=password,
-                         ca_file=args.ca_file, tls=bool(args.ca_file), prefix=args.prefix, group=args.group)
+                         ca_file=args.ca_file, tls=args.tls, prefix=args.prefix, group=args.group,
+                         replay_after_s=args.replay_after)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    logging.getLogger(__name__).info("index consumer: broker %s:%d%s, store %s", args.host, args.port,
+                                     " (TLS)" if args.tls else " (no TLS)", args.db)
     IndexConsumer(s, IndexStore(args.db)).run_forever(stop)
     return 0
 
@@ -94,17 +170,28 @@ def report(args: argparse.Namespace) -> int:
 
     t = Table(title="Daily visits per site")
     for col in ("site", "date", "in", "out", "peak occ.", "peak hour", "bins", "flagged"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=True)
     for d in days:
         hourly = d["hourly_in"]
         peak_hour = max(range(24), key=hourly.__getitem__)
         t.add_row(d["site"], d["date"], str(d["visits_in"]), str(d["visits_out"]), str(d["peak_occupancy"]),
                   f"{peak_hour:02d}:00 ({hourly[peak_hour]})", str(d["bins"]), str(d["flagged_bins"]))
-    Console().print(t)
+    print_whole(t)
     for d in days:
         bar = " ".join(f"{h:02d}:{n}" for h, n in enumerate(d["hourly_in"]) if n)
         print(f"{d['site']} {d['date']} hourly in: {bar or '-'}")
     return 0
+
+
+def print_whole(table: Any) -> None:
+    """Print a table no narrower than it needs, whatever the terminal (80 columns when piped):
+    site names (up to 64 characters) are shown whole, never cut; a narrow terminal wraps lines."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    con = Console()
+    need = Measurement.get(con, con.options.update(width=10_000), table).maximum
+    (Console(width=need) if need > con.width else con).print(table)
 
 
 def week(store: Any, args: argparse.Namespace) -> int:
@@ -135,6 +222,9 @@ def week(store: Any, args: argparse.Namespace) -> int:
         con.print("peak hours: " + (", ".join(f"{p['hour']:02d}:00 ({p['in']})" for p in v["peak_hours"]) or "-"))
         usage = v["usage_rate"]
         con.print("usage rate (mean over opening hours): " + ("-" if usage is None else f"{usage:.1%}"))
+        gather = v["gathering_rate"]
+        con.print("gathering rate: " + ("- (no `[site] residents` declared)" if gather is None else
+                                        f"{gather:.1f} visits per 1,000 residents ({v['residents']} residents)"))
         share = v["satisfaction_share"]
         con.print("satisfaction share: " + ("- (no counted ratings: no keypad, or nobody rated)" if share is None
                                             else f"{share:.1%} of {v['ratings_counted']} ratings"))

@@ -227,6 +227,13 @@ class IndexStore:
                                     (device, day.isoformat())).fetchone()
         return json.loads(row[0]) if row else None
 
+    def site_bins(self, site: str, day: date) -> list[dict[str, Any]]:
+        """The bins (payloads, highest revisions) of a site's devices on a local date, in time order."""
+        with self.lock:
+            rows = self.conn.execute("SELECT payload FROM bins WHERE site = ? AND local_date = ? ORDER BY start_utc",
+                                     (site, day.isoformat())).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
     def last_date(self) -> date | None:
         with self.lock:
             row = self.conn.execute("SELECT MAX(local_date) FROM bins").fetchone()
@@ -281,7 +288,7 @@ class IndexConsumer:
             c.tls_set(ca_certs=settings.ca_file)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
-        c.on_disconnect = lambda *a: self.connected.clear()
+        c.on_disconnect = self._on_disconnect
         c.reconnect_delay_set(1, 10)
         self.client = c
 
@@ -291,6 +298,12 @@ class IndexConsumer:
             return
         client.subscribe(f"$share/{self.s.group}/{self.s.prefix}/#", qos=1)
         self.connected.set()
+        log.info("index consumer: connected to %s:%d, subscribed to %s/#", self.s.host, self.s.port, self.s.prefix)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if self.connected.is_set():  # once per loss, not per failed reconnect
+            log.warning("index consumer: lost the broker (%s); reconnecting", rc)
+        self.connected.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         where = parse_topic(self.s.prefix, msg.topic)
@@ -332,6 +345,8 @@ class IndexConsumer:
                                 json.dumps({"epoch": epoch, "from_seq": first, "to_seq": last}), qos=1)
             self._gap_seen[gap] = now  # ask again later if it stays open
             sent += 1
+            log.info("asked %s (site %s) to replay epoch %d seq %d..%d (missing for %.0f s)", device, site, epoch,
+                     first, last, now - first_seen)
         return sent
 
     def run_forever(self, stop: threading.Event) -> None:

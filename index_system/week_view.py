@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import date as Date, timedelta
 from typing import Any
 
+from contract.day_summary import per_thousand
 from contract.ratings import pooled_share
 
 Summaries = Mapping[Date, Mapping[str, dict[str, Any] | None]]  # day -> device -> summary (None: no bins)
@@ -22,8 +23,19 @@ def _visits(day: Mapping[str, dict[str, Any] | None]) -> int | None:
     return sum(got) if got else None
 
 
+def residents_of(days: Summaries) -> int | None:
+    """The site's residents: the latest any of its devices declared (None: no device declares it)."""
+    for d in sorted(days, reverse=True):
+        for s in days[d].values():
+            if s is not None and s.get("gathering_rate"):
+                return int(s["gathering_rate"]["residents"])
+    return None
+
+
 def week_view(site: str, days: Summaries, end: Date) -> dict[str, Any]:
-    """Visits per day and week, week-over-week change, peak hours, usage rate, satisfaction share."""
+    """Visits per day and week, week-over-week change, peak hours, usage rate, gathering rate,
+    satisfaction share."""
+    residents = residents_of({d: days.get(d, {}) for d in (end - timedelta(days=i) for i in range(7))})
     this_week = [end - timedelta(days=i) for i in range(6, -1, -1)]
     prev_week = [d - timedelta(days=7) for d in this_week]
     per_day = []
@@ -42,9 +54,11 @@ def week_view(site: str, days: Summaries, end: Date) -> dict[str, Any]:
                 usage.append(s["usage_rate"]["mean"])
             complete.append(s["completeness"]["share"])
             rated.append(s.get("ratings"))
+        visits = _visits(day)
         per_day.append({
             "date": d.isoformat(),
-            "visits_in": _visits(day),
+            "visits_in": visits,
+            "gathering_rate": None if residents is None or visits is None else per_thousand(visits, residents),
             "peak_hour": max((s["peak_hour"] for s in present if s["peak_hour"]), key=lambda p: p["in"], default=None),
             "completeness": round(sum(s["completeness"]["share"] for s in present) / len(present), 4) if present else None,
         })
@@ -64,6 +78,8 @@ def week_view(site: str, days: Summaries, end: Date) -> dict[str, Any]:
         "week_over_week": change,
         "peak_hours": [{"hour": h, "in": n} for h, n in peak_hours if n > 0],
         "usage_rate": round(sum(usage) / len(usage), 4) if usage else None,
+        "residents": residents,
+        "gathering_rate": None if residents is None else per_thousand(week_total, residents),
         "completeness": round(sum(complete) / len(complete), 4) if complete else None,
         "satisfaction_share": share,
         "ratings_counted": n_rated,

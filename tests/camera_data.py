@@ -9,9 +9,18 @@ import pytest
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 DATA = Path(__file__).resolve().parent / "data"
 
-needs_vtest = pytest.mark.skipif(
-    not VTEST.is_file(), reason=f"{VTEST} absent: apt-get install -y opencv-doc (CI installs it)"
-)
+INSTALL_HINT = f"{VTEST} absent: run `make test` (scripts/install-system-deps.sh) or apt-get install -y opencv-doc"
+
+
+def require_vtest() -> Path:
+    """The footage, or a failure that says how to get it (a missing resource never skips)."""
+    if not VTEST.is_file():
+        pytest.fail(INSTALL_HINT, pytrace=False)
+    return VTEST
+
+
+# a test that needs the footage fails with the install hint when it is absent (tests/conftest.py)
+needs_vtest = pytest.mark.usefixtures("vtest_avi")
 
 
 def read_vtest_frames(start: int = 0, count: int = 1):

@@ -58,6 +58,7 @@ class Device:
     rebase: str = "04:00"
     rule: OccupancyRule = field(default_factory=lambda: OccupancyRule("snap", 60, OpeningHours.from_mapping(HOURS)))
     capacity: int | None = 40
+    residents: int | None = None
     device: str = "dev-a"
     site: str = "site-1"
 
@@ -69,7 +70,7 @@ class Device:
         policy = BinPolicy(self.minutes, self.zone, "beam", self.rebase, ("door-1",), self.rule)
         header = {"device": self.device, "site": self.site}
         self.binner = Binner(self.journal.conn, self.outbox, policy, self.topic("bins"), header)
-        self.profile = SiteProfile(self.capacity, self.rule.hours)
+        self.profile = SiteProfile(self.capacity, self.rule.hours, self.residents)
         with self.journal.transaction():
             self.outbox.enqueue(self.topic("birth"), self.birth(), self.start_utc, retain=True)
             self.binner.start_at(self.start_utc)

@@ -1,13 +1,12 @@
 """`footfall count` on real footage against the hand-annotated ground truth.
 
 CI runs a 170-frame stretch of vtest.avi (six annotated crossings); the whole clip runs
-with FOOTFALL_LONG=1 (about half a minute more).
+with `pytest -m long` (about half a minute more; deselected by default in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -109,7 +108,7 @@ def test_corrupt_model_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 @needs_vtest
-@pytest.mark.skipif(not os.environ.get("FOOTFALL_LONG"), reason="whole clip: set FOOTFALL_LONG=1")
+@pytest.mark.long
 def test_whole_clip_gross_accuracy(capsys: pytest.CaptureFixture[str]) -> None:
     result = _run_count(capsys, str(VTEST), "--line", LINE, "--inside", INSIDE)
     score = _score(result, 0, 10_000)

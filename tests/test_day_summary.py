@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 
 import pytest
 from datetime import date
@@ -78,7 +79,8 @@ def test_device_summary_equals_consumer_recomputation_on_simulated_days(tmp_path
     rng = random.Random(7)
     for zone, first, n in ((BERLIN, date(2026, 3, 27), 4), (BERLIN, date(2026, 10, 23), 4),
                            (ZoneInfo("Asia/Kathmandu"), date(2026, 6, 1), 2)):
-        dev = Device(tmp_path / f"{zone.key.replace('/', '_')}-{first}.db", zone, local_midnight(first, zone) + 7 * 3600)
+        dev = Device(tmp_path / f"{zone.key.replace('/', '_')}-{first}.db", zone, local_midnight(first, zone) + 7 * 3600,
+                     residents=8_000 if zone.key == "Asia/Kathmandu" else None)  # one site declares its population
         for d in days(first, n):
             dev.journal.add_crossings(visitors(d, zone, rng, 250))
         # the beam link is down for two hours on the second day: flagged bins
@@ -103,6 +105,11 @@ def test_device_summary_equals_consumer_recomputation_on_simulated_days(tmp_path
             assert figures(s) == recomputed, f"{zone.key} {day_s}: device and consumer disagree"
             assert store.received_summary("dev-a", date.fromisoformat(day_s))["revision"] == s["revision"]
             assert s["visits"]["in"] == truth[day_s]
+            if dev.residents:  # the gathering rate: the simulator's entries per 1,000 residents
+                assert s["gathering_rate"] == {"residents": 8_000, "per_1000": round(truth[day_s] * 1000 / 8_000, 4)}
+                assert s["gathering_rate"]["per_1000"] > 0 and s["profile"]["residents"] == 8_000
+            else:  # additive: a site without residents sends the summary exactly as before
+                assert "gathering_rate" not in s and "residents" not in s["profile"]
             assert s["hours"] == round((day_bounds(date.fromisoformat(day_s), zone)[1] - day_bounds(date.fromisoformat(day_s), zone)[0]) / 3600)
         assert sent[late_day.isoformat()]["revision"] == 1 and sent[first.isoformat()]["revision"] == 0
         flagged = sent[late_day.isoformat()]["completeness"]
@@ -117,7 +124,17 @@ def test_device_summary_equals_consumer_recomputation_on_simulated_days(tmp_path
         store.conn.close()
         assert main(["index", "summary", "--db", str(store_path), "--device", "dev-a", "--day", late_day.isoformat()]) == 0
         shown = json.loads(capsys.readouterr().out)
-        assert shown["agree"] is True and shown["received"]["revision"] == 1
+        assert shown["agree"] is True and shown["received"]["revision"] == 1 and shown["why"] == []
+        # a bin the consumer lost: it says so, and why
+        with sqlite3.connect(store_path) as c:
+            c.execute("DELETE FROM bins WHERE device = 'dev-a' AND local_date = ? AND visits_in > 0 AND rowid ="
+                      " (SELECT MIN(rowid) FROM bins WHERE local_date = ? AND visits_in > 0)",
+                      (late_day.isoformat(), late_day.isoformat()))
+        assert main(["index", "summary", "--db", str(store_path), "--device", "dev-a", "--day", late_day.isoformat()]) == 1
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["agree"] is False
+        assert "the consumer has 1 fewer bins than the device summarised" in shown["why"][0], shown["why"]
+        assert "visits" in shown["why"][-1] and "completeness" in shown["why"][-1]
 
 
 def test_summary_published_at_rebase_and_on_request_through_a_broker(broker, tmp_path):
@@ -187,3 +204,18 @@ def test_cli_summary_refuses_a_bad_date_and_a_missing_journal(tmp_path, capsys):
     assert "YYYY-MM-DD" in capsys.readouterr().err
     assert main(["--config", str(cfg_path), "summary", "--day", "2026-03-29"]) == 2
     assert "has not counted anything yet" in capsys.readouterr().err
+
+
+def test_why_not_says_the_day_is_not_over_and_what_is_missing():
+    from index_system.cli import why_not
+
+    day = summarize_day([], day=date(2026, 6, 1), zone=BERLIN, minutes=15, profile=SiteProfile(), source="beam")
+    mid_day = local_midnight(date(2026, 6, 1), BERLIN) + 12 * 3600
+    assert why_not(day, day, mid_day) == []
+    assert why_not(None, None, mid_day) == ["the consumer stored no bins of this device for this day"]
+    [reason] = why_not(None, day, mid_day)
+    assert reason.startswith("no summary received yet: the day is not over (it ends 2026-06-01T22:00:00Z)")
+    later = dict(day, completeness=dict(day["completeness"], received_bins=48))
+    reasons = why_not(day, later, mid_day)
+    assert reasons[0] == "the day is not over yet (it ends 2026-06-01T22:00:00Z): bins are still arriving"
+    assert "48 bins the device's summary did not include" in reasons[1] and reasons[2] == "figures that differ: completeness"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,13 +13,14 @@ FW = Path(__file__).resolve().parents[1] / "firmware_bridge" / "firmware"
 VECTORS = load()
 HOST_KINDS = {"Ack": 0x81, "Resume": 0x82, "HelloRequest": 0x83, "ConfigGet": 0x84, "ConfigSet": 0x85}
 
-pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is required (CI installs it)")
-
 
 @pytest.fixture(scope="module")
 def binary(tmp_path_factory) -> Path:
+    from conftest import require_tool
+
+    gcc = require_tool("gcc", "gcc")  # absent: fails with the install hint
     out = tmp_path_factory.mktemp("fw") / "test_protocol"
-    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-o", str(out),
+    subprocess.run([gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-o", str(out),
                     str(FW / "test_protocol.c"), str(FW / "protocol.c"), str(FW / "door.c")],
                    check=True)
     return out

@@ -12,9 +12,9 @@ import pytest
 from edge.video_source import Backoff, LatestFrameGrabber, MotionGate, SourceError, VideoSource, classify
 
 try:
-    from tests.camera_data import needs_vtest, read_vtest_frames
+    from tests.camera_data import needs_vtest, read_vtest_frames, require_vtest
 except ImportError:  # pragma: no cover
-    from camera_data import needs_vtest, read_vtest_frames
+    from camera_data import needs_vtest, read_vtest_frames, require_vtest
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,8 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 40-frame MJPG clip cut from vtest.avi (real footage, re-encoded)."""
     frames = read_vtest_frames(100, 40)
     if not frames:
-        pytest.skip("vtest.avi absent: apt-get install -y opencv-doc")
+        require_vtest()  # absent: fails with the install hint
+        pytest.fail("vtest.avi could not be decoded")
     path = tmp_path_factory.mktemp("clip") / "clip.avi"
     h, w = frames[0].shape[:2]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (w, h))

@@ -15,6 +15,7 @@ from index_system.week_view import week_view
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FIRST = date(2026, 6, 1)  # a Monday
 END = date(2026, 6, 14)   # two full weeks
+RESIDENTS = 12_500        # declared by one of the site's two devices: the site's population
 
 
 def test_week_view_from_two_devices_of_one_site(tmp_path, capsys):
@@ -24,7 +25,7 @@ def test_week_view_from_two_devices_of_one_site(tmp_path, capsys):
     truth_hours: Counter = Counter()
     for name, scale in (("door-a", 1.0), ("door-b", 0.5)):
         dev = Device(tmp_path / f"{name}.db", SHANGHAI, local_midnight(FIRST, SHANGHAI), device=name,
-                     capacity=60 if name == "door-a" else None)
+                     capacity=60 if name == "door-a" else None, residents=RESIDENTS if name == "door-a" else None)
         for i, d in enumerate(days(FIRST, 14)):
             n = int((100 + 10 * i) * scale)  # the second week busier than the first
             dev.journal.add_crossings(visitors(d, SHANGHAI, rng, n, tag=name))
@@ -50,12 +51,23 @@ def test_week_view_from_two_devices_of_one_site(tmp_path, capsys):
     assert 0 < v["usage_rate"] < 3  # only door-a has a capacity
     assert v["completeness"] == 1.0
     assert v["satisfaction_share"] is None  # ratings are not implemented yet
+    # the gathering rate: the simulator's entries (both doors) per 1,000 residents, day and week
+    assert v["residents"] == RESIDENTS
+    assert [d["gathering_rate"] for d in v["days"]] == [round(truth_days[d] * 1000 / RESIDENTS, 4)
+                                                         for d in days(date(2026, 6, 8), 7)]
+    assert v["gathering_rate"] == round(this_week * 1000 / RESIDENTS, 4) > 0
+    # each day's summary from door-a carries its own (door-a's visits only) gathering rate
+    for d in days(date(2026, 6, 8), 7):
+        s = store.recompute_summary("door-a", d)
+        assert s["gathering_rate"] == {"residents": RESIDENTS, "per_1000": round(s["visits"]["in"] * 1000 / RESIDENTS, 4)}
+        assert "gathering_rate" not in store.recompute_summary("door-b", d)  # no residents declared: no figure
 
     assert main(["index", "report", "--db", str(tmp_path / "index.db"), "--week", "--end", END.isoformat(), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [v]
     assert main(["index", "report", "--db", str(tmp_path / "index.db"), "--week", "--end", END.isoformat()]) == 0
     text = capsys.readouterr().out
     assert f"visits this week {this_week}, previous week {prev_week}" in text and "satisfaction share: -" in text
+    assert f"gathering rate: {v['gathering_rate']:.1f} visits per 1,000 residents ({RESIDENTS} residents)" in text
 
 
 def test_week_view_with_missing_days_and_no_previous_week():
@@ -65,3 +77,5 @@ def test_week_view_with_missing_days_and_no_previous_week():
     assert [d["visits_in"] for d in v["days"]] == [None] * 6 + [10]
     assert v["visits_week"] == 10 and v["visits_previous_week"] is None and v["week_over_week"] is None
     assert v["usage_rate"] is None and v["completeness"] == 0.5 and v["peak_hours"] == [{"hour": 10, "in": 10}]
+    assert v["residents"] is None and v["gathering_rate"] is None
+    assert [d["gathering_rate"] for d in v["days"]] == [None] * 7

@@ -1,4 +1,5 @@
-"""`footfall demo`: the agent on a simulated door with a local broker (what `make demo` runs).
+"""`footfall demo`: a compressed opening day at one simulated door, through the agent's parts
+on a virtual clock, a local broker and the index consumer (what `make demo` runs).
 
 The simulator and the runner that wires it to the agent live outside the agent, so this runs
 them as their own program (`python -m bench.demo`) rather than importing them."""
@@ -11,17 +12,18 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the agent on a simulated door with a local Mosquitto and index consumer")
-    p.add_argument("--minutes", type=float, default=3.0, help="how long simulated people walk through (default 3)")
-    p.add_argument("--scenario", default="single_file", help="simulator scenario name or TOML file")
-    p.add_argument("--gap", type=float, default=4.0, help="mean seconds between arrivals")
-    p.add_argument("--workdir", help="keep the demo's journal, configs and logs here")
+    p = sub.add_parser("demo", help="a compressed opening day at a simulated door: beams, camera, fusion, keypad, "
+                       "a local Mosquitto and the index consumer")
+    p.add_argument("--passers", type=int, default=30, help="people through the door over the day (default 30)")
+    p.add_argument("--seed", type=int, help="draws the day (default: a fresh one, printed)")
+    p.add_argument("--workdir", help="keep the demo's journal, configs, day report and index store here")
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    cmd = [sys.executable, "-m", "bench.demo", "--minutes", str(args.minutes), "--scenario", args.scenario,
-           "--gap", str(args.gap)]
+    cmd = [sys.executable, "-m", "bench.demo", "--passers", str(args.passers)]
+    if args.seed is not None:
+        cmd += ["--seed", str(args.seed)]
     if args.workdir:
         cmd += ["--workdir", args.workdir]
     try:

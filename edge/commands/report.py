@@ -19,10 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    import cv2
-
+    from contract.figure_labels import day_figures
     from edge.commands.summary import render
-    from edge.day_report import Row, draw, write_csv
+    from edge.day_report import Row, draw, png_bytes, write_csv
     from contract.day_summary import day_bounds
     from edge.summaries import device_summary, offline_binner, profile_of
     from contract.timebins import bins_between
@@ -37,27 +36,26 @@ def handle(args: argparse.Namespace) -> int:
             rows = [Row(b.start_utc, b.end_utc, binner.compute(b) if b.start_utc in closed else None)
                     for b in bins_between(start, end, cfg.bins.minutes, cfg.zone)]
             summary = device_summary(binner, args.day, profile_of(cfg))
+            meta = dict(journal.conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('bins_first_start_utc', 'bins_next_start_utc')").fetchall())
     finally:
         journal.close()
     out = args.out or Path(f"report-{cfg.device.id}-{args.day.isoformat()}.png")
-    v = summary["visits"]
-    title = (f"{cfg.device.site} / {cfg.device.id}  {args.day.isoformat()} ({cfg.device.timezone})  "
-             f"in {v['in']}  out {v['out']}  peak occupancy {summary['peak_occupancy']['value']}  "
-             f"complete {summary['completeness']['share']:.0%}")
-    img = draw(rows, cfg.zone, profile_of(cfg).hours, title, cfg.site.capacity)
+    first = float(meta["bins_first_start_utc"]) if meta.get("bins_first_start_utc") else None
+    due = float(meta["bins_next_start_utc"]) if meta.get("bins_next_start_utc") else None
+    title = f"{cfg.device.site} / {cfg.device.id}   {args.day.isoformat()} ({cfg.device.timezone})"
+    fig = draw(rows, cfg.zone, profile_of(cfg).hours, title, cfg.site.capacity, day_figures(summary), first, due)
     try:
-        ok = cv2.imwrite(str(out), img)
-    except cv2.error as exc:
-        raise UserError(f"cannot write {out}: {exc}") from None
-    if not ok:
-        raise UserError(f"cannot write {out}: check the directory exists and is writable, and the name ends in .png")
+        out.write_bytes(png_bytes(fig))
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror}; check the directory exists and is writable") from None
     if args.csv:
         try:
             write_csv(rows, cfg.zone, args.csv)
         except OSError as exc:
             raise UserError(f"cannot write {args.csv}: {exc.strerror}") from None
     render(cfg.device.id, summary)
-    gaps = sum(r.gap for r in rows)
+    gaps = sum(r.state(first, due) == "gap" for r in rows)
     print(f"  {gaps} of {len(rows)} bins shaded as health gaps")
     print(f"wrote {out}" + (f" and {args.csv}" if args.csv else ""))
     return 0

@@ -82,6 +82,8 @@ def render(device: str, s: dict[str, Any]) -> None:
         + (f" at {s['peak_occupancy']['at_local'][11:16]}" if s["peak_occupancy"]["at_local"] else ""),
         f"  usage rate over opening hours: mean {usage['mean']:.1%}, peak {usage['peak']:.1%} of {usage['capacity']}"
         if usage else "  usage rate: n/a (no [site] capacity, or no opening hours that day)",
+        f"  gathering rate {s['gathering_rate']['per_1000']:.2f} visits per 1,000 residents ({s['gathering_rate']['residents']})"
+        if s.get("gathering_rate") else "  gathering rate: n/a (no [site] residents)",
         f"  completeness {c['share']:.1%} ({c['healthy_bins']} healthy of {c['expected_bins']} bins, {c['received_bins']} closed)",
     ]
     r = s.get("ratings")
