@@ -3,12 +3,13 @@
 Both sides of the wire read messages a stranger may have written (a retained message, a
 device with a bug, a fuzzer). The rule (README, "Inputs from outside"): each kind of input
 enters through one place, which bounds and validates it; a failure with one input is
-counted, logged with a rate limit, kept aside in a bounded quarantine for a person to look
-at, and never ends the thread that read it (logging through `contract.log_limit`). paho-mqtt ends its network thread when a
-callback raises, so every paho callback is wrapped by `InputGuard.callback`.
+counted, logged with a rate limit (`contract.log_limit`), kept aside in a bounded
+quarantine for a person to look at, and never ends the thread that read it. paho-mqtt
+ends its network thread when a callback raises, so every paho callback is wrapped by
+`InputGuard.callback`.
 
-Pure standard library: `contract/` imports no other package of ours, so the agent
-(`edge/`) and the index consumer (`index_system/`) can both use it.
+Standard library only (and `contract.log_limit`): the agent (`edge/`) and the index
+consumer (`index_system/`) can both use it.
 """
 
 from __future__ import annotations
