@@ -6,8 +6,10 @@ extreme values (2**64, negative, dates that do not exist or lie far away), deep 
 payloads up to the broker's packet limit; one in ten is retained. Invariants, checked every
 `CHECK_EVERY` messages and at the end: every message was taken in exactly once (accepted
 or refused, none failed), the agent's threads live and its health is vital, the next bin
-is published on time, memory and disk stay bounded; after a restart the retained poison is
-refused and cleared, and after a second restart nothing comes back.
+is published on time, what the agent keeps per message (in-flight maps, quarantine, log
+limiter, pending summary requests) stays within its bounds, the state directory and the
+process's memory stay bounded; after a restart the retained poison is refused and cleared,
+and after a second restart nothing comes back.
 
 FOOTFALL_FUZZ_N sets the number of messages (CI: 2,000; the documented long run: 100,000,
 docs/RELIABILITY.md); FOOTFALL_FUZZ_SEED replays a run (the seed is drawn and printed; batch k uses seed + k).
@@ -81,7 +83,7 @@ def test_fuzzed_commands_never_stop_the_agent(secure_broker, tmp_path):
         rss0, t0 = rss_mb(), time.monotonic()
         sent = {"n": 0, "retained": 0, "bytes": 0, "kinds": {}}
         worst = {"rss_mb": rss0, "disk_mb": disk_mb(rig)}
-        trend: list[float] = []  # RSS growth at each check: it must level off, not climb
+        trend: list[float] = []  # the process's RSS growth at each check
 
         def check() -> None:
             rig.wait_handled(sent["n"], timeout=60)
@@ -92,6 +94,10 @@ def test_fuzzed_commands_never_stop_the_agent(secure_broker, tmp_path):
             inputs = rig.agent.publisher.inputs
             assert inputs.counts["failed"] == 0, inputs.snapshot()
             assert len(inputs.quarantine) <= 50
+            # everything the agent keeps per message or per request is bounded
+            pub = rig.agent.publisher
+            assert len(pub._inflight) <= rig.cfg.mqtt.max_inflight and len(pub._early) <= rig.cfg.mqtt.max_inflight
+            assert len(pub._acked) <= rig.cfg.mqtt.max_inflight and len(inputs.log._times) <= 8
             pending = rig.agent.writer.call(lambda j: j.conn.execute("SELECT COUNT(*) FROM summary_requests").fetchone()[0])
             assert pending <= rig.cfg.commands.summary_max_pending
 
@@ -135,12 +141,15 @@ def test_fuzzed_commands_never_stop_the_agent(secure_broker, tmp_path):
         report = {"seed": SEED, "messages": sent["n"], "retained": sent["retained"], "payload_mb": round(sent["bytes"] / 2**20, 1),
                   "accepted": counts.get("accepted", 0), "refused": counts.get("refused", 0), "failed": counts.get("failed", 0),
                   "retained_refused_after_restart": after_first.get("refused", 0), "seconds": round(elapsed, 1),
-                  "rss_start_mb": round(rss0, 1), "rss_growth_mb": round(growth, 1), "rss_growth_trend_mb": trend[:: max(1, len(trend) // 10)], "state_dir_max_mb": round(worst["disk_mb"], 2)}
+                  "rss_start_mb": round(rss0, 1), "rss_growth_mb": round(growth, 1),
+                  "rss_growth_trend_mb": trend[:: max(1, len(trend) // 10)], "state_dir_max_mb": round(worst["disk_mb"], 2)}
         print("fuzz report:", json.dumps(report))
         if os.environ.get("FOOTFALL_FUZZ_REPORT"):
             with open(os.environ["FOOTFALL_FUZZ_REPORT"], "w") as f:
                 json.dump(report, f, indent=1)
-        assert growth < 64, f"memory grew {growth:.0f} MB"
+        # the process holds the fuzzer too (hypothesis's caches grow slowly with a run): a loose
+        # bound that a per-message leak of the payloads (1 GB in the long run) would break
+        assert growth < 256, f"the process grew {growth:.0f} MB"
         assert worst["disk_mb"] < 50, f"state dir reached {worst['disk_mb']:.1f} MB"
     finally:
         rig.close()
