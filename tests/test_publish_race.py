@@ -35,17 +35,16 @@ def test_a_puback_during_the_commit_does_not_resend_its_row(secure_broker, tmp_p
         wait_for(lambda: pub.inflight() == 0 and not pub._acked, step=pub.pump, what="quiet publisher")
 
         release, done = threading.Event(), threading.Event()
-        calls = {"n": 0}
         original = pub.client.on_publish
+        mid_b = pub.client._last_mid + 2  # paho numbers messages in order: A, then B
 
-        def on_publish(*args):
-            calls["n"] += 1
-            if calls["n"] == 2:  # B's PUBACK: held until the pump is inside its commit
+        def on_publish(client, userdata, mid, rc, props):
+            if mid == mid_b:  # B's PUBACK: held until the pump is inside its commit
                 assert release.wait(10)
-                original(*args)
+                original(client, userdata, mid, rc, props)
                 done.set()
                 return
-            original(*args)
+            original(client, userdata, mid, rc, props)
 
         pub.client.on_publish = on_publish
 
