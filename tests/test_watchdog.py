@@ -77,6 +77,7 @@ def test_fed_while_counting_and_stopped_when_the_binner_fails_tick_after_tick(se
         rig.close()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the point of the test
 def test_stopped_when_pahos_network_thread_is_gone(secure_broker, tmp_path, notify_socket):
     """If a callback ever raised past the guard (a bug), paho's thread ends and nothing
     reconnects or publishes again: health must say so and the watchdog must stop."""
