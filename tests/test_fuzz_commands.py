@@ -22,6 +22,7 @@ import os
 import random
 import time
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings, strategies as st
 
 from hostile_rig import Rig
@@ -72,6 +73,7 @@ def disk_mb(rig: Rig) -> float:
     return sum(p.stat().st_size for p in rig.cfg.storage.state_dir.iterdir()) / 2**20
 
 
+@pytest.mark.timeout(max(300, N // 40))  # the long run: about 1,000 messages per 10 s
 def test_fuzzed_commands_never_stop_the_agent(secure_broker, tmp_path):
     from datetime import datetime
 
