@@ -1,6 +1,8 @@
 """Rate-limited logging: a part that flaps (a broker going up and down, a serial port that
 comes and goes) must not fill journald. Per key at most `burst` lines in any `every_s`
-window; the lines held back are counted and said with the next one written."""
+window; the lines held back are counted and said with the next one written. Standard
+library only, in `contract/` so that both sides of the wire use it (the agent, the index
+consumer, `contract/inputs.py`)."""
 
 from __future__ import annotations
 
@@ -33,6 +35,6 @@ class LogLimiter:
             self._times[key] = recent + [now]
             held = self._held.pop(key, 0)
         if held:
-            msg += f" ({held} more change(s) of this part not logged in the last {self.every_s:.0f} s)"
+            msg += f" ({held} more like this not logged in the last {self.every_s:.0f} s)"
         self.logger.log(level, msg, *args)
         return True

@@ -1,0 +1,144 @@
+"""Inputs from outside the process: bounded where they enter, a failure kept to that input.
+
+Both sides of the wire read messages a stranger may have written (a retained message, a
+device with a bug, a fuzzer). The rule (README, "Inputs from outside"): each kind of input
+enters through one place, which bounds and validates it; a failure with one input is
+counted, logged with a rate limit (`contract.log_limit`), kept aside in a bounded
+quarantine for a person to look at, and never ends the thread that read it. paho-mqtt
+ends its network thread when a callback raises, so every paho callback is wrapped by
+`InputGuard.callback`.
+
+Standard library only (and `contract.log_limit`): the agent (`edge/`) and the index
+consumer (`index_system/`) can both use it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from contract.log_limit import LogLimiter
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class InputError(ValueError):
+    """An input refused at its entry (too big, not JSON, too deep, outside its range)."""
+
+
+def json_depth(obj: Any) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0), without recursion."""
+    depth, todo = 0, [(obj, 0)]
+    while todo:
+        value, d = todo.pop()
+        if isinstance(value, dict):
+            todo.extend((v, d + 1) for v in value.values())
+        elif isinstance(value, list):
+            todo.extend((v, d + 1) for v in value)
+        depth = max(depth, d + 1 if isinstance(value, (dict, list)) else d)
+    return depth
+
+
+def _no_constant(name: str) -> Any:
+    raise InputError(f"{name} is not JSON")
+
+
+def parse_json(payload: bytes | str, *, max_bytes: int, max_depth: int) -> Any:
+    """JSON from a stranger: at most `max_bytes`, at most `max_depth` nested containers,
+    no NaN/Infinity. Raises InputError for anything else (never RecursionError)."""
+    if len(payload) > max_bytes:
+        raise InputError(f"{len(payload)} bytes, more than {max_bytes}")
+    try:
+        obj = json.loads(payload, parse_constant=_no_constant)
+    except RecursionError:
+        raise InputError("nested too deep to parse") from None
+    except InputError:
+        raise
+    except (ValueError, UnicodeDecodeError, TypeError) as exc:
+        raise InputError(f"not JSON: {str(exc).splitlines()[0][:120]}") from None
+    if json_depth(obj) > max_depth:
+        raise InputError(f"nested deeper than {max_depth}")
+    return obj
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """One input kept aside: where it came in, why it was refused, its first bytes."""
+
+    t_utc: float
+    where: str
+    reason: str
+    size: int
+    head: bytes
+
+
+class InputGuard:
+    """The entry of one kind of input: counts, rate-limited log, bounded quarantine."""
+
+    def __init__(self, name: str, logger: logging.Logger, *, keep: int = 50, head_bytes: int = 256,
+                 log_every_s: float = 60.0, wall: Callable[[], float] = time.time) -> None:
+        self.name = name
+        self.log = LogLimiter(logger, time.monotonic, every_s=log_every_s, burst=1)
+        self.wall = wall
+        self.head_bytes = head_bytes
+        self.counts: Counter[str] = Counter()  # "accepted", "refused", "failed"
+        self.quarantine: deque[Quarantined] = deque(maxlen=keep)
+        self._lock = threading.Lock()
+
+    def accepted(self) -> None:
+        with self._lock:
+            self.counts["accepted"] += 1
+
+    def refuse(self, where: str, reason: str, payload: bytes | str | None = None) -> None:
+        """An input broke its entry's rules: count, keep aside, warn (rate limited)."""
+        self._keep("refused", where, reason, payload)
+        self.log.log(f"refused:{where}", logging.WARNING, "%s: refused input on %s: %s", self.name, where, reason)
+
+    def fail(self, where: str, exc: BaseException, payload: bytes | str | None = None) -> None:
+        """Handling a valid-looking input raised: a bug, but confined to this input."""
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        self._keep("failed", where, reason, payload)
+        self.log.log(f"failed:{where}", logging.ERROR, "%s: handling input on %s failed (%s); input set aside",
+                     self.name, where, reason)
+
+    def _keep(self, outcome: str, where: str, reason: str, payload: bytes | str | None) -> None:
+        raw = payload.encode(errors="replace") if isinstance(payload, str) else (payload or b"")
+        with self._lock:
+            self.counts[outcome] += 1
+            self.quarantine.append(Quarantined(self.wall(), where, reason, len(raw), bytes(raw[: self.head_bytes])))
+
+    def callback(self, where: str, fn: F, describe: Callable[..., tuple[str, bytes]] | None = None) -> F:
+        """`fn` wrapped so that it never raises (paho ends its network thread if it does).
+        `describe(*args)` names the input for the quarantine: (where, payload)."""
+
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - the point: nothing escapes into paho
+                at, payload = where, None
+                if describe is not None:
+                    try:
+                        at, payload = describe(*args)
+                    except Exception:  # noqa: BLE001
+                        pass
+                self.fail(at, exc, payload)
+                return None
+
+        return guarded  # type: ignore[return-value]
+
+    def snapshot(self, last: int = 5) -> dict[str, Any]:
+        """Counts and the latest quarantined inputs, for status and tests."""
+        with self._lock:
+            recent = list(self.quarantine)[-last:]
+            counts = dict(self.counts)
+        return {"counts": counts, "quarantined": len(self.quarantine),
+                "recent": [{"t_utc": q.t_utc, "where": q.where, "reason": q.reason, "size": q.size,
+                            "head": q.head[:64].decode("utf-8", "replace")} for q in recent]}
