@@ -17,10 +17,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from itertools import accumulate
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -30,42 +32,72 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class InputError(ValueError):
-    """An input refused at its entry (too big, not JSON, too deep, outside its range)."""
+    """An input refused at its entry; `reason` is a short code for counting (too_large,
+    not_utf8, too_deep, not_json, and the entry's own: schema, implausible, ...)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
 
 
-def json_depth(obj: Any) -> int:
-    """Nesting depth of a parsed JSON value (a scalar is 0), without recursion."""
-    depth, todo = 0, [(obj, 0)]
-    while todo:
-        value, d = todo.pop()
-        if isinstance(value, dict):
-            todo.extend((v, d + 1) for v in value.values())
-        elif isinstance(value, list):
-            todo.extend((v, d + 1) for v in value)
-        depth = max(depth, d + 1 if isinstance(value, (dict, list)) else d)
-    return depth
+STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+NOT_BRACKETS = re.compile(rb"[^\[\]{}]")
 
 
-def _no_constant(name: str) -> Any:
-    raise InputError(f"{name} is not JSON")
+def nesting_depth(raw: bytes) -> int:
+    """How deeply brackets nest in JSON text, outside strings, without parsing it. Checked
+    before json.loads: its C parser recurses per level, and near the recursion limit an
+    interpreter callback (a GC hook) can turn RecursionError into a fatal stack overflow
+    that no `except` catches (found by the consumer's fuzz suite)."""
+    brackets = NOT_BRACKETS.sub(b"", STRINGS.sub(b"", raw))
+    if not brackets:
+        return 0
+    return max(accumulate(1 if c in b"[{" else -1 for c in brackets))
 
 
-def parse_json(payload: bytes | str, *, max_bytes: int, max_depth: int) -> Any:
-    """JSON from a stranger: at most `max_bytes`, at most `max_depth` nested containers,
-    no NaN/Infinity. Raises InputError for anything else (never RecursionError)."""
-    if len(payload) > max_bytes:
-        raise InputError(f"{len(payload)} bytes, more than {max_bytes}")
+def _refuse_constant(name: str) -> Any:
+    raise InputError("not_json", f"{name} is not JSON")
+
+
+def parse_json(raw: bytes | str, *, max_bytes: int, max_depth: int) -> Any:
+    """A stranger's JSON: size checked before parsing, strict UTF-8, no NaN/Infinity, at
+    most `max_depth` nested containers. Raises InputError, never RecursionError."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if len(raw) > max_bytes:
+        raise InputError("too_large", f"{len(raw)} bytes, more than {max_bytes}")
     try:
-        obj = json.loads(payload, parse_constant=_no_constant)
-    except RecursionError:
-        raise InputError("nested too deep to parse") from None
-    except InputError:
-        raise
-    except (ValueError, UnicodeDecodeError, TypeError) as exc:
-        raise InputError(f"not JSON: {str(exc).splitlines()[0][:120]}") from None
-    if json_depth(obj) > max_depth:
-        raise InputError(f"nested deeper than {max_depth}")
-    return obj
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError("not_utf8", f"not JSON: {str(exc)[:120]}") from None
+    if raw.count(b"[") + raw.count(b"{") > max_depth and nesting_depth(raw) > max_depth:
+        raise InputError("too_deep", f"nested deeper than {max_depth}")
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:  # not reached after the depth check; kept so it can never escape
+        raise InputError("too_deep", "nested too deep to parse") from None
+    except ValueError as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError("not_json", f"not JSON: {str(exc).splitlines()[0][:120] if str(exc) else ''}") from None
+
+
+def never_raises(fn: F, on_error: Callable[[BaseException, tuple[Any, ...]], None]) -> F:
+    """`fn` wrapped for paho (which ends its network thread when a callback raises): an
+    exception goes to `on_error(exc, args)` instead; if that raises too, it is swallowed."""
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the point of this wrapper
+            try:
+                on_error(exc, args)
+            except Exception:  # noqa: BLE001
+                pass
+            return None
+
+    return guarded  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,21 +150,16 @@ class InputGuard:
         """`fn` wrapped so that it never raises (paho ends its network thread if it does).
         `describe(*args)` names the input for the quarantine: (where, payload)."""
 
-        @functools.wraps(fn)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - the point: nothing escapes into paho
-                at, payload = where, None
-                if describe is not None:
-                    try:
-                        at, payload = describe(*args)
-                    except Exception:  # noqa: BLE001
-                        pass
-                self.fail(at, exc, payload)
-                return None
+        def failed(exc: BaseException, args: tuple[Any, ...]) -> None:
+            at, payload = where, None
+            if describe is not None:
+                try:
+                    at, payload = describe(*args)
+                except Exception:  # noqa: BLE001
+                    pass
+            self.fail(at, exc, payload)
 
-        return guarded  # type: ignore[return-value]
+        return never_raises(fn, failed)
 
     def snapshot(self, last: int = 5) -> dict[str, Any]:
         """Counts and the latest quarantined inputs, for status and tests."""

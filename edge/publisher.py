@@ -239,7 +239,7 @@ class Publisher:
         try:
             body = parse_json(msg.payload, max_bytes=COMMAND_MAX_BYTES, max_depth=COMMAND_MAX_DEPTH)
             if not isinstance(body, dict):
-                raise InputError("not a JSON object")
+                raise InputError("not_object", "not a JSON object")
             validate(f"cmd/{name}", body)
             handler(body)
         except ValueError as exc:  # InputError, CommandRefused, or a handler refusing (a date that does not exist)

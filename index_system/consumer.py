@@ -29,7 +29,8 @@ from contract.messages import parse_topic
 from contract.day_summary import SiteProfile, summarize_day
 from index_system import quarantine
 from index_system.availability import OFFLINE, heard_state
-from index_system.guard import InputError, RateLimitedLog, never_raises
+from contract.inputs import InputError, never_raises
+from contract.log_limit import LogLimiter
 from index_system.intake import Accepted, IntakeLimits, admit
 from index_system.quarantine import QuarantineLimits
 from index_system.sequences import SequenceTracker
@@ -84,7 +85,7 @@ class IndexStore:
         self.lock = threading.Lock()
         self.limits = limits
         self.quarantine_limits = quarantine_limits
-        self.log = RateLimitedLog(log)
+        self.log = LogLimiter(log, time.monotonic, every_s=60.0, burst=1)
         self.seqs = SequenceTracker()
         self.rescan()
 
@@ -195,7 +196,7 @@ class IndexStore:
                 self.conn.execute("ROLLBACK")
                 raise
         level = logging.ERROR if reason in ("duplicate_identity", "store_error") else logging.WARNING
-        self.log.log(level, f"{reason}:{device[:64]}", "refused message on %s (%s): %s", topic_name[:200], reason,
+        self.log.log(f"{reason}:{device[:64]}", level, "refused message on %s (%s): %s", topic_name[:200], reason,
                      error.splitlines()[0][:200] if error else "")
 
     def _store(self, msg: Accepted, now: float) -> str:
@@ -371,7 +372,7 @@ class IndexStore:
         try:
             return self.recompute_summary(device, day)
         except Exception as exc:  # noqa: BLE001 - one device's odd rows must not end the report
-            self.log.log(logging.WARNING, f"summary:{device}", "cannot summarise %s on %s: %s: %s", device, day,
+            self.log.log(f"summary:{device}", logging.WARNING, "cannot summarise %s on %s: %s: %s", device, day,
                          type(exc).__name__, exc)
             return None
 
@@ -416,7 +417,7 @@ class ConsumerSettings:
 
 class IndexConsumer:
     """Subscribes, stores, requests bounded replays of missing sequence numbers, and tells
-    when a device falls silent. No paho callback can raise (`guard.never_raises`)."""
+    when a device falls silent. No paho callback can raise (`contract.inputs.never_raises`)."""
 
     def __init__(self, settings: ConsumerSettings, store: IndexStore) -> None:
         self.s = settings
@@ -426,7 +427,7 @@ class IndexConsumer:
         self._gap_seen: dict[tuple[str, int, int, int], float] = {}
         self._sites: dict[str, str] = {}  # device -> site, from admitted messages only
         self._heard: dict[str, str] = {}
-        self.log = RateLimitedLog(log)
+        self.log = LogLimiter(log, time.monotonic, every_s=60.0, burst=1)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=mqtt.MQTTv5)
         if settings.username:
             c.username_pw_set(settings.username, settings.password)
@@ -438,9 +439,9 @@ class IndexConsumer:
         c.reconnect_delay_set(1, 10)
         self.client = c
 
-    def _callback_failed(self, exc: BaseException) -> None:
+    def _callback_failed(self, exc: BaseException, args: tuple[Any, ...] = ()) -> None:
         self.counts["callback_error"] += 1
-        self.log.log(logging.ERROR, f"callback:{type(exc).__name__}", "index consumer: a callback failed: %s: %s",
+        self.log.log(f"callback:{type(exc).__name__}", logging.ERROR, "index consumer: a callback failed: %s: %s",
                      type(exc).__name__, str(exc)[:200])
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:

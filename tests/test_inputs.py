@@ -6,11 +6,11 @@ import logging
 
 import pytest
 
-from contract.inputs import InputError, InputGuard, json_depth, parse_json
+from contract.inputs import InputError, InputGuard, nesting_depth, parse_json
 
 
 @pytest.mark.parametrize("payload, why", [
-    (b"[" * 200_000, "nested too deep"),          # json.loads alone raises RecursionError
+    (b"[" * 200_000, "nested deeper than 4"),     # json.loads alone raises RecursionError (or worse)
     (b"[" * 50 + b"]" * 50, "deeper than 4"),
     (b'{"a": NaN}', "NaN is not JSON"),
     (b"\xff\xfe\x00garbage", "not JSON"),
@@ -24,7 +24,7 @@ def test_parse_json_refuses_with_input_error_only(payload, why):
 
 def test_parse_json_takes_what_is_within_bounds():
     assert parse_json(b'{"a": [1, {"b": 2}]}', max_bytes=100, max_depth=3) == {"a": [1, {"b": 2}]}
-    assert json_depth(1) == 0 and json_depth([]) == 1 and json_depth({"a": [[]]}) == 3
+    assert nesting_depth(b"1") == 0 and nesting_depth(b"[]") == 1 and nesting_depth(b'{"a": [[]], "b": "[[[["}') == 3
 
 
 def test_a_guarded_callback_never_raises_and_the_quarantine_is_bounded(caplog):
