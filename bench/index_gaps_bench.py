@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import random
 import sqlite3
-import statistics
 import time
 from collections import defaultdict
 
 from index_system.sequences import SequenceTracker
+from bench.timing import median_seconds
 
 
 def full_scan(conn: sqlite3.Connection) -> list[tuple[str, int, int, int]]:
@@ -34,13 +34,6 @@ def full_scan(conn: sqlite3.Connection) -> list[tuple[str, int, int, int]]:
     return out
 
 
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -65,8 +58,8 @@ def main() -> None:
         tracker.add(device, epoch, seq)
     add_us = (time.perf_counter() - t) / len(rows) * 1e6
     assert tracker.holes() == full_scan(conn), "the tracker and the scan disagree"
-    scan = best(lambda: full_scan(conn), a.repeat)
-    holes = best(tracker.holes, a.repeat)
+    scan = median_seconds(lambda: full_scan(conn), a.repeat)
+    holes = median_seconds(tracker.holes, a.repeat)
     print(f"{len(rows)} messages ({a.devices} devices x {a.days} days of 1-minute bins), {len(tracker.holes())} holes")
     print(f"full scan per round:       {scan * 1e3:9.2f} ms")
     print(f"tracker holes() per round: {holes * 1e3:9.2f} ms  (scan / tracker = {scan / holes:.0f}x)")

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from bench.timing import median_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -33,13 +34,6 @@ ZONE = ZoneInfo("Europe/Berlin")
 DAY = date(2026, 10, 25)
 
 
-def timed(fn, repeat: int) -> float:
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
 
 
 def one(tmp: Path, minutes: int, n_visitors: int, repeat: int) -> dict[str, float]:
@@ -50,13 +44,13 @@ def one(tmp: Path, minutes: int, n_visitors: int, repeat: int) -> dict[str, floa
     with dev.journal.transaction():
         dev.binner.tick(day_bounds(DAY, ZONE)[1], max_bins=100_000)
     close_s = time.perf_counter() - t0
-    summary_s = timed(lambda: device_summary(dev.binner, DAY, dev.profile), repeat)
+    summary_s = median_seconds(lambda: device_summary(dev.binner, DAY, dev.profile), repeat)
     store = fast_store(tmp / f"i{minutes}.db")
     deliver(dev, store)
-    consumer_s = timed(lambda: store.recompute_summary(dev.device, DAY), repeat)
+    consumer_s = median_seconds(lambda: store.recompute_summary(dev.device, DAY), repeat)
     s, e = day_bounds(DAY, ZONE)
     rows = [Row(b.start_utc, b.end_utc, dev.binner.compute(b)) for b in bins_between(s, e, minutes, ZONE)]
-    draw_s = timed(lambda: png_bytes(draw(rows, ZONE, dev.rule.hours, "bench", 40)), repeat)
+    draw_s = median_seconds(lambda: png_bytes(draw(rows, ZONE, dev.rule.hours, "bench", 40)), repeat)
     return {"bins": len(rows), "close": close_s, "summary": summary_s, "consumer": consumer_s, "draw": draw_s}
 
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from edge import __version__
 from edge.audit import declared_accuracy
 from edge.bins import Binner, BinPolicy
+from contract.log_limit import LogLimiter
 from edge.clock import Clock, SystemClock
 from edge.config import AgentConfig
 from contract.messages import topic
@@ -26,7 +27,6 @@ from edge.fuser import Fuser
 from edge.health import Health
 from edge.journal import Journal
 from edge.journal_writer import JournalWriter
-from edge.log_limit import LogLimiter
 from edge.outbox import Outbox
 from edge.publisher import Publisher, _in_tx
 from contract.day_summary import SiteProfile
@@ -37,6 +37,9 @@ from edge.summaries import Summaries, profile_of, request as request_summary
 log = logging.getLogger(__name__)
 
 ALIVE_EVERY_S = 10.0
+# Consecutive ticks whose binning failed (not for a full disk) before the agent counts its
+# binner as wedged and stops feeding the watchdog, so that systemd restarts it.
+BINNER_FAILURES_BEFORE_STOP = 5
 
 
 class Source(Protocol):
@@ -64,7 +67,8 @@ class Agent:
         self.sources: list[Source] = []
         self.stopping = threading.Event()
         cfg.storage.state_dir.mkdir(parents=True, exist_ok=True)
-        self.writer = JournalWriter(cfg.storage.journal_path, on_health=lambda c, ok, d: self.health.set(c, ok, d))
+        self.writer = JournalWriter(cfg.storage.journal_path, on_health=lambda c, ok, d: self.health.set(c, ok, d),
+                                    max_held=cfg.storage.max_held_crossings)
         self.health = Health(self.clock.wall, on_change=self._journal_health)
         self.epoch = 0
         self.outbox: Outbox | None = None
@@ -75,6 +79,8 @@ class Agent:
         # intervals on the monotonic clock: a wall clock stepped back (NTP) must not hold them off
         self._last_alive = -1e18
         self._last_prune = -1e18
+        self._binning_failures = 0  # consecutive; a full disk does not count (a restart cannot cure it)
+        self._log = LogLimiter(log, self.clock.monotonic, every_s=60.0, burst=1)
 
     def _journal_health(self, t: float, component: str, ok: bool, detail: str) -> None:
         """Log a health change (rate-limited, for journald), journal it (bins derive flags from
@@ -91,14 +97,14 @@ class Agent:
                 self._health_log.log(f"{component}:{ok}", level, "%s %s: %s",
                                      component, "ok" if ok else ("down" if component == "mqtt" else "FAULT"),
                                      detail or "-")
-        if component == "mqtt":
+        if component in ("mqtt", "mqtt_loop"):
             return  # the broker's reachability shows in status and the backlog, not in bins
         alarm = {"schema": "footfall.alarm/1", "device": self.cfg.device.id, "site": self.cfg.device.site,
                  "t_utc": t, "component": component, "ok": ok, "detail": detail}
 
         def write(j: Journal) -> None:
             with j.transaction():
-                if component != "disk":
+                if component not in ("disk", "binner"):  # not a source: no bin flag
                     j.log_health(t, component, ok, detail)
                 if self.outbox is not None and not (first and ok):  # alarms are for changes
                     self.outbox.enqueue(self._topic("alarm"), alarm, t)
@@ -139,7 +145,8 @@ class Agent:
                 if previous is not None:
                     birth["previous_epoch"] = {"epoch": epoch - 1, "last_seq": previous}
                 outbox.enqueue(self._topic("birth"), birth, now, retain=True)
-                summaries = Summaries(binner, outbox, self.site_profile(), self._topic("summary"))
+                summaries = Summaries(binner, outbox, self.site_profile(), self._topic("summary"),
+                                      per_tick=cfg.commands.summary_per_tick)
             return epoch, outbox, binner, summaries
 
         self.epoch, self.outbox, self.binner, self.summaries = self.writer.call(boot)
@@ -149,17 +156,20 @@ class Agent:
         self.publisher = Publisher(
             cfg.mqtt, cfg.device.id, cfg.device.site, self.epoch, self.writer, self.outbox, self.health,
             self.clock.wall, historical_after_s=2 * cfg.bins.minutes * 60, monotonic=self.clock.monotonic,
-            commands={"summary": self._on_summary_request},
+            commands={"summary": self._on_summary_request}, limits=cfg.commands,
         )
 
     def _on_summary_request(self, req: dict[str, Any]) -> None:
-        """The index system asks for a day's summary: journaled, served by the next tick."""
+        """The index system asks for a day's summary: journaled (once per day, a bounded
+        number, only days the journal can have), served a few per tick. Raises ValueError
+        for a request it refuses (a date that does not exist, or outside the journal)."""
         from datetime import date
 
         day = date.fromisoformat(req["date"])
         now = self.clock.wall()
-        self.writer.call(lambda j: _in_tx(j, lambda: request_summary(j.conn, day, now, "cmd/summary")))
-        log.info("summary of %s requested by the index system", day)
+        new = self.writer.call(lambda j: _in_tx(j, lambda: request_summary(
+            j.conn, day, now, "cmd/summary", zone=self.cfg.zone, max_pending=self.cfg.commands.summary_max_pending)))
+        log.info("summary of %s requested by the index system%s", day, "" if new else " (already waiting)")
 
     def _topic(self, kind: str) -> str:
         return topic(self.cfg.mqtt.topic_prefix, self.cfg.device.site, self.cfg.device.id, kind)
@@ -207,7 +217,10 @@ class Agent:
         if self.publisher is not None:
             self.publisher.stop()
         now = self.clock.wall()
-        self.writer.call(lambda j: j.set_meta("alive_until_utc", repr(now)))
+        try:
+            self.writer.call(lambda j: j.set_meta("alive_until_utc", repr(now)))
+        except Exception as exc:  # noqa: BLE001 - a full disk: the last alive mark (10 s old) stands
+            log.warning("could not record the stop time: %s", exc)
         self.writer.stop()
 
     # -- the loop --------------------------------------------------------------------
@@ -218,21 +231,12 @@ class Agent:
         assert self.binner is not None and self.outbox is not None and self.publisher is not None
         assert self.summaries is not None
         self.writer.retry_held()
+        queued = self._derive(now)
         try:
-            def derive(j: Journal) -> int:
-                self.fuser.tick(j.conn, now)  # fused crossings first: the bins below count them
-                return self.binner.tick(now) + self.summaries.tick(now)
-
-            queued = self.writer.call(lambda j: _in_tx(j, lambda: derive(j)))
-            self.health.set("journal", True, str(self.cfg.storage.journal_path))
-            for component, verdict in self.fuser.verdicts(now).items():
-                self.health.set(component, verdict.ok, verdict.detail)
-        except Exception as exc:  # full disk etc.: counting goes on in memory
-            log.error("binning failed: %s", exc)
-            self.fuser.reset()  # its fused rows were rolled back with the bins: re-derive them
-            self.health.set("journal", not _is_full(exc), f"binning failed: {exc}")
-            queued = 0
-        backlog = self.writer.call(lambda j: self.outbox.backlog())
+            backlog = self.writer.call(lambda j: self.outbox.backlog())
+        except Exception as exc:  # noqa: BLE001 - a read; status says the journal is unwell
+            self._log.log("backlog", logging.ERROR, "outbox backlog unreadable: %s", exc)
+            backlog = -1
         full = backlog >= self.cfg.storage.outbox_max_messages
         self.health.set("outbox", not full, f"{backlog} queued" + (" (FULL: counts kept in journal)" if full else ""))
         mono = self.clock.monotonic()
@@ -245,13 +249,58 @@ class Agent:
         if mono - self._last_prune >= 3600:
             self._last_prune = mono
             keep = now - self.cfg.storage.keep_sent_days * 86400
-            self.writer.call(lambda j: _in_tx(j, lambda: self.outbox.prune(keep)))
+            try:
+                self.writer.call(lambda j: _in_tx(j, lambda: self.outbox.prune(keep)))
+            except Exception as exc:  # noqa: BLE001 - a full disk: prune next hour
+                self._log.log("prune", logging.WARNING, "outbox prune failed: %s", exc)
         self.publisher.pump()
+        loop_ok = self.publisher.loop_alive()
+        self.health.set("mqtt_loop", loop_ok, "running" if loop_ok else "paho's network thread ended: restart needed")
         self._write_status(backlog)
         if self.health.vital_ok():
             notify("WATCHDOG=1")
+        held = self.writer.held_in_memory
+        if held:  # the alarm a full disk cannot journal: `systemctl status` shows it
+            notify(f"STATUS=disk full: {held} crossings held in memory")
         if queued:
             log.debug("queued %d bin messages", queued)
+
+    def _derive(self, now: float) -> int:
+        """Bins, then day summaries, each in its own transaction: a summary that fails never
+        rolls back bins. Repeated binning failures (not a full disk) mark the binner wedged."""
+        assert self.binner is not None and self.summaries is not None
+
+        def bins(j: Journal) -> int:
+            self.fuser.tick(j.conn, now)  # fused crossings first: the bins below count them
+            return self.binner.tick(now)
+
+        queued = 0
+        try:
+            queued = self.writer.call(lambda j: _in_tx(j, lambda: bins(j)))
+            self._binning_failures = 0
+            self.health.set("journal", True, str(self.cfg.storage.journal_path))
+            disk = self.health.snapshot().get("disk")
+            if disk is not None and not disk.ok and not self.writer.held_in_memory:
+                self.health.set("disk", True, "")
+            self.health.set("binner", True, "binning")
+            for component, verdict in self.fuser.verdicts(now).items():
+                self.health.set(component, verdict.ok, verdict.detail)
+        except Exception as exc:  # full disk etc.: counting goes on in memory
+            self._log.log("binning", logging.ERROR, "binning failed: %s: %s", type(exc).__name__, exc)
+            self.fuser.reset()  # its fused rows were rolled back with the bins: re-derive them
+            full = _is_full(exc)
+            if full:  # waiting on space a restart cannot make: the watchdog stays fed
+                self.health.set("disk", False, "disk_full")
+            self.health.set("journal", True, f"binning waits for disk space: {exc}" if full else f"binning failed: {exc}")
+            self._binning_failures = 0 if full else self._binning_failures + 1
+            if self._binning_failures >= BINNER_FAILURES_BEFORE_STOP:
+                self.health.set("binner", False, f"wedged: {self._binning_failures} ticks failed: {exc}")
+            return 0
+        try:
+            queued += self.writer.call(lambda j: _in_tx(j, lambda: self.summaries.tick(now)))
+        except Exception as exc:  # noqa: BLE001 - bins above are committed; summaries retry next tick
+            self._log.log("summaries", logging.ERROR, "day summaries failed: %s: %s", type(exc).__name__, exc)
+        return queued
 
     def _write_status(self, backlog: int) -> None:
         status = build_status(self, backlog)
@@ -260,8 +309,8 @@ class Agent:
         try:
             tmp.write_text(json.dumps(status, indent=1))
             os.replace(tmp, path)
-        except OSError as exc:  # a full disk must not end the agent: the status file is only a view
-            log.warning("cannot write %s: %s", path, exc)
+        except OSError as exc:  # a full disk: the loop (and counting) goes on
+            self._log.log("status", logging.WARNING, "cannot write %s: %s", path, exc)
 
     def run_forever(self, period_s: float = 1.0) -> None:
         def _stop(*_: object) -> None:
@@ -278,11 +327,15 @@ class Agent:
         try:
             while not self.stopping.is_set():
                 mono = self.clock.monotonic()
-                if mono >= next_tick:
-                    self.tick()
-                    next_tick = mono + period_s
-                else:
-                    self.publisher.pump()  # woken by PUBACKs: keep the window full while draining
+                try:
+                    if mono >= next_tick:
+                        next_tick = mono + period_s
+                        self.tick()
+                    else:
+                        self.publisher.pump()  # woken by PUBACKs: keep the window full while draining
+                except Exception as exc:  # noqa: BLE001 - one bad turn must not end the agent; a turn
+                    # that fails every time never feeds the watchdog (it is fed at a tick's end)
+                    self._log.log("tick", logging.ERROR, "agent loop turn failed: %s: %s", type(exc).__name__, exc)
                 wake.wait(max(0.0, next_tick - self.clock.monotonic()))
                 wake.clear()
         finally:

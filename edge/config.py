@@ -24,7 +24,6 @@ from edge.camera_settings import CameraSettings
 from edge.fuser import FusionSettings
 
 DEFAULT_PATH = Path("/etc/footfall/agent.toml")
-SECRET_KEYS = {"password"}
 
 
 class _Section(BaseModel):
@@ -63,6 +62,10 @@ class StorageSettings(_Section):
         "counting goes on in the journal, an alarm is raised and bins are queued once it drains.",
     )
     keep_sent_days: float = Field(7.0, ge=0, description="Sent messages kept for replay requests.")
+    max_held_crossings: int = Field(
+        100_000, ge=1000,
+        description="Crossings kept in memory while the disk is full (an alarm says so); committed once space returns.",
+    )
 
     @property
     def journal_path(self) -> Path:
@@ -164,6 +167,17 @@ class MqttSettings(_Section):
         return self.password
 
 
+class CommandSettings(_Section):
+    """Bounds on the index system's requests (cmd/replay, cmd/summary): a stranger's message
+    must not be able to queue unbounded work or delay fresh bins."""
+
+    replay_max_messages: int = Field(1000, ge=1, le=100_000, description="Messages one replay request may re-queue; "
+                                     "the rest of a longer range waits for the next request.")
+    replay_min_interval_s: float = Field(10.0, ge=0, description="Replay requests closer together than this are refused.")
+    summary_max_pending: int = Field(31, ge=1, le=1000, description="Summary requests waiting at once; more are refused.")
+    summary_per_tick: int = Field(4, ge=1, le=100, description="Summary requests served per agent tick (about a second).")
+
+
 class AgentConfig(_Section):
     device: DeviceSettings
     storage: StorageSettings = Field(default_factory=StorageSettings)
@@ -171,6 +185,7 @@ class AgentConfig(_Section):
     site: SiteSettings = Field(default_factory=SiteSettings)
     occupancy: OccupancySettings = Field(default_factory=OccupancySettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    commands: CommandSettings = Field(default_factory=CommandSettings, description="Bounds on the index system's requests.")
     beams: BeamSettings = Field(default_factory=BeamSettings, description="Door infrared beams (docs/beams.md).")
     camera: CameraSettings = Field(default_factory=CameraSettings, description="Camera source and counting lines (docs/camera.md).")
     fusion: FusionSettings = Field(default_factory=FusionSettings, description="One count from beams and camera (docs/fusion.md).")
@@ -209,12 +224,16 @@ class AgentConfig(_Section):
         return list(dict.fromkeys([*doors, *cams, *self.bins.lines]))
 
     def digest(self) -> str:
-        """A short hash of the effective config (sent in the birth message)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        """A short hash of the effective config without its secrets (sent in the birth message)."""
+        from edge.secrets import without_secrets
+
+        blob = json.dumps(without_secrets(self.model_dump(mode="json")), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def masked(self) -> dict[str, Any]:
-        return _mask(self.model_dump(mode="json"))
+        from edge.secrets import masked
+
+        return masked(self.model_dump(mode="json"))
 
 
 class ConfigError(UserError):
@@ -276,14 +295,6 @@ def _known_keys(loc: list[str]) -> list[str]:
         else:
             return []
     return list(model.model_fields)
-
-
-def _mask(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: ("********" if k in SECRET_KEYS and v else _mask(v)) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_mask(v) for v in obj]
-    return obj
 
 
 def _zones() -> list[str]:

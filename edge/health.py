@@ -7,6 +7,8 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
+from edge.secrets import mask_text
+
 
 @dataclass(frozen=True, slots=True)
 class PartHealth:
@@ -18,8 +20,10 @@ class PartHealth:
 class Health:
     """Latest state per component, plus a hook that journals every change (bins' flags)."""
 
-    # Components whose failure means the agent itself is broken (the watchdog stops).
-    VITAL = ("journal",)
+    # Components whose failure means the agent itself is broken and a restart can cure it
+    # (the watchdog stops): the journal refusing commits for a reason other than a full
+    # disk, a binner that failed several ticks running, paho's network thread gone.
+    VITAL = ("journal", "binner", "mqtt_loop")
 
     def __init__(self, clock_wall: Callable[[], float], on_change: Callable[[float, str, bool, str], None] | None = None) -> None:
         self._wall = clock_wall
@@ -28,6 +32,7 @@ class Health:
         self._on_change = on_change
 
     def set(self, component: str, ok: bool, detail: str = "") -> None:
+        detail = mask_text(detail)  # details go to alarms, status.json and the journal
         now = self._wall()
         with self._lock:
             prev = self._parts.get(component)

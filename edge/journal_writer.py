@@ -2,9 +2,11 @@
 
 Sources call the same methods as on `Journal` (add_crossings, add_beam_events, ...); each
 call returns when the work is committed, so a source may acknowledge upstream right
-after. On a full disk, crossings are kept in memory and retried (health shows
-`disk_full`); beam events raise JournalFullError so the link withholds its ack and the
-microcontroller keeps them in its ring buffer.
+after. On a full disk, crossings are kept in memory (up to `max_held`) and retried (health
+shows `disk_full`); beam events raise JournalFullError so the link withholds its ack and
+the microcontroller keeps them in its ring buffer. Past `max_held` (days of traffic at a busy
+door) further crossings are dropped and counted (`dropped_while_full`, in the disk alarm):
+memory stays bounded and no source thread sees an exception.
 """
 
 from __future__ import annotations
@@ -12,27 +14,33 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
+from contract.log_limit import LogLimiter
 from edge.crossing import Crossing
 from edge.journal import BeamEventRow, Journal, JournalFullError
 from contract.ratings import Press
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+_drops = LogLimiter(log, time.monotonic, every_s=60.0, burst=1)
 _STOP = object()
 
 
 class JournalWriter:
-    def __init__(self, path: str | Path, on_health: Callable[[str, bool, str], None] | None = None, **journal_kw: Any) -> None:
+    def __init__(self, path: str | Path, on_health: Callable[[str, bool, str], None] | None = None,
+                 max_held: int = 100_000, **journal_kw: Any) -> None:
         self._init = (path, journal_kw)
         self._q: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="journal", daemon=True)
         self._ready: Future[None] = Future()
         self._held: list[Crossing] = []  # crossings waiting for disk space
+        self.max_held = max_held
+        self.dropped_while_full = 0
         self._on_health = on_health or (lambda *_: None)
         self.journal: Journal | None = None
 
@@ -103,6 +111,12 @@ class JournalWriter:
             if not self._held:
                 log.error("journal full: keeping crossings in memory until space frees (%s)", exc)
                 self._on_health("disk", False, "disk_full")
+            if len(batch) > self.max_held:
+                self.dropped_while_full += len(batch) - self.max_held
+                _drops.log("drop", logging.ERROR, "journal full and %d crossings held in memory: %d dropped so far",
+                           self.max_held, self.dropped_while_full)
+                self._on_health("disk", False, f"disk_full: {self.dropped_while_full} crossings dropped")
+                batch = batch[: self.max_held]
             self._held = batch
             return 0
         if self._held:

@@ -27,10 +27,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_utc REAL    NOT NULL,
     about_utc   REAL    NOT NULL,
     sent_utc    REAL,
+    requeued    INTEGER NOT NULL DEFAULT 0,
     UNIQUE (epoch, seq)
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sent_utc, id);
 """
+# journals made before replays went after fresh messages lack the column
+_MIGRATE = "ALTER TABLE outbox ADD COLUMN requeued INTEGER NOT NULL DEFAULT 0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,8 @@ class Outbox:
         self.epoch = epoch
         self.max_messages = max_messages
         create_tables(conn, SCHEMA)
+        if "requeued" not in {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}:
+            conn.execute(_MIGRATE)
         row = conn.execute("SELECT MAX(seq) FROM outbox WHERE epoch = ?", (epoch,)).fetchone()
         self._next_seq = (row[0] or 0) + 1
 
@@ -76,22 +81,25 @@ class Outbox:
         return seq
 
     def pending(self, limit: int, skip_ids: set[int] | frozenset[int] = frozenset()) -> list[OutboxRow]:
-        """Oldest unsent messages first (the backlog drains in order)."""
+        """Oldest unsent messages first (the backlog drains in order); messages re-queued by a
+        replay request after every fresh one, so a replay never delays fresh bins."""
         cur = self.conn.execute(
             "SELECT id, epoch, seq, topic, payload, qos, retain, created_utc, about_utc FROM outbox"
-            " WHERE sent_utc IS NULL ORDER BY id LIMIT ?",
+            " WHERE sent_utc IS NULL ORDER BY requeued, id LIMIT ?",
             (limit + len(skip_ids),),
         )
         rows = [OutboxRow(*r[:6], bool(r[6]), r[7], r[8]) for r in cur if r[0] not in skip_ids]
         return rows[:limit]
 
     def mark_sent(self, ids: list[int], now_utc: float) -> None:
-        self.conn.executemany("UPDATE outbox SET sent_utc = ? WHERE id = ? AND sent_utc IS NULL", [(now_utc, i) for i in ids])
+        self.conn.executemany("UPDATE outbox SET sent_utc = ?, requeued = 0 WHERE id = ? AND sent_utc IS NULL",
+                              [(now_utc, i) for i in ids])
 
     def requeue(self, epoch: int, first_seq: int, last_seq: int) -> int:
-        """Answer a replay request: mark kept messages of an epoch's seq range unsent again."""
+        """Answer a replay request: mark kept messages of an epoch's seq range unsent again,
+        to go out behind every fresh message."""
         cur = self.conn.execute(
-            "UPDATE outbox SET sent_utc = NULL WHERE epoch = ? AND seq BETWEEN ? AND ? AND sent_utc IS NOT NULL",
+            "UPDATE outbox SET sent_utc = NULL, requeued = 1 WHERE epoch = ? AND seq BETWEEN ? AND ? AND sent_utc IS NOT NULL",
             (epoch, first_seq, last_seq),
         )
         return cur.rowcount

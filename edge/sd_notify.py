@@ -16,6 +16,10 @@ def notify(message: str) -> bool:
     if addr.startswith("@"):  # abstract namespace
         addr = "\0" + addr[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(addr)
-        sock.sendall(message.encode())
+        sock.setblocking(False)  # a listener that is not reading must never stall the loop
+        try:
+            sock.connect(addr)
+            sock.sendall(message.encode())
+        except (BlockingIOError, ConnectionRefusedError, FileNotFoundError):
+            return False
     return True

@@ -62,5 +62,6 @@ def build_status(agent: Agent, backlog: int) -> dict[str, Any]:
         "last_publish_utc": pub.last_publish_utc if pub else None,
         "published_total": pub.sent_count if pub else 0,
         "mqtt_connected": bool(pub and pub.connected),
+        "commands": pub.inputs.snapshot() if pub else None,  # counts and the latest refused, for a person to look at
         "health": {k: {"ok": v.ok, "detail": v.detail, "since_utc": v.since_utc} for k, v in agent.health.snapshot().items()},
     }

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 import sqlite3
 from datetime import date as Date, datetime, time as dtime, timedelta
 from typing import Any
 
 from edge.bins import Binner
 from contract.day_summary import SCHEMA, SiteProfile, day_bounds, summarize_day
-from edge.journal import create_tables
+from contract.log_limit import LogLimiter
+from edge.journal import create_tables, is_disk_full
 from edge.outbox import Outbox
 from contract.timebins import bins_between
 
@@ -33,16 +36,38 @@ CREATE TABLE IF NOT EXISTS summary_requests (
     id INTEGER PRIMARY KEY, local_date TEXT NOT NULL, requested_utc REAL NOT NULL, origin TEXT NOT NULL
 );
 """
+log = logging.getLogger(__name__)
+_failures = LogLimiter(log, time.monotonic, every_s=60.0, burst=1)
 META_NEXT_DATE = "summary_next_date"
 META_LAST_ID = "summary_last_crossing_id"
 META_LAST_RATING_ID = "summary_last_rating_id"
 
 
-def request(conn: sqlite3.Connection, day: Date, now_utc: float, origin: str) -> None:
-    """Ask the agent to (re)send a day's summary on its next tick (inside a transaction)."""
+class RequestRefused(ValueError):
+    """A summary request the agent will not take (a day it cannot have, too many waiting)."""
+
+
+def request(conn: sqlite3.Connection, day: Date, now_utc: float, origin: str, *,
+            zone: Any = None, max_pending: int | None = None) -> bool:
+    """Ask the agent to (re)send a day's summary on its next tick (inside a transaction).
+
+    A day already waiting is not asked twice (returns False). With `zone`, only days from
+    the journal's first binned day to today are taken; with `max_pending`, at most that many
+    wait at once. Both refusals raise RequestRefused."""
     create_tables(conn, TABLES)
+    if zone is not None:
+        first = conn.execute("SELECT value FROM meta WHERE key = 'bins_first_start_utc'").fetchone()
+        lo = datetime.fromtimestamp(float(first[0]), zone).date() if first else None
+        hi = datetime.fromtimestamp(now_utc, zone).date()
+        if lo is None or not lo <= day <= hi:
+            raise RequestRefused(f"{day} is outside the journal's days ({lo} to {hi})")
+    if conn.execute("SELECT 1 FROM summary_requests WHERE local_date = ?", (day.isoformat(),)).fetchone():
+        return False
+    if max_pending is not None and conn.execute("SELECT COUNT(*) FROM summary_requests").fetchone()[0] >= max_pending:
+        raise RequestRefused(f"{max_pending} summary requests already waiting")
     conn.execute("INSERT INTO summary_requests(local_date, requested_utc, origin) VALUES (?, ?, ?)",
                  (day.isoformat(), now_utc, origin))
+    return True
 
 
 def device_summary(binner: Binner, day: Date, profile: SiteProfile) -> dict[str, Any]:
@@ -67,8 +92,10 @@ def send_after(day: Date, rebase_local_time: str, zone: Any) -> float:
 class Summaries:
     """Queues day summaries on schedule and on request."""
 
-    def __init__(self, binner: Binner, outbox: Outbox, profile: SiteProfile, topic: str) -> None:
+    def __init__(self, binner: Binner, outbox: Outbox, profile: SiteProfile, topic: str, per_tick: int = 4) -> None:
         self.binner = binner
+        self.per_tick = per_tick  # requests served per tick: hundreds must not outlast the watchdog
+        self.failed = 0  # requests that could not be served (dropped, logged)
         self.outbox = outbox
         self.profile = profile
         self.topic = topic
@@ -105,10 +132,27 @@ class Summaries:
         self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                           (META_NEXT_DATE, day.isoformat()))
         queued += self._revise(now_utc)
-        for rid, d in self.conn.execute("SELECT id, local_date FROM summary_requests ORDER BY id").fetchall():
+        return queued + self._serve_requests(now_utc)
+
+    def _serve_requests(self, now_utc: float) -> int:
+        """A few requests per tick, oldest first. One that fails is rolled back alone and
+        dropped (logged): it must not take the others down, nor come back after a restart."""
+        queued = 0
+        todo = self.conn.execute("SELECT id, local_date FROM summary_requests ORDER BY id LIMIT ?", (self.per_tick,)).fetchall()
+        for rid, d in todo:
             if self.outbox.is_full():
                 break
-            queued += self.queue(Date.fromisoformat(d), now_utc, "request")
+            self.conn.execute("SAVEPOINT summary_request")
+            try:
+                queued += self.queue(Date.fromisoformat(d), now_utc, "request")
+            except Exception as exc:  # noqa: BLE001 - confined to this request
+                self.conn.execute("ROLLBACK TO summary_request")
+                if is_disk_full(exc):
+                    self.conn.execute("RELEASE summary_request")
+                    raise
+                self.failed += 1
+                _failures.log("summary", logging.ERROR, "summary request for %s dropped: %s: %s", d, type(exc).__name__, exc)
+            self.conn.execute("RELEASE summary_request")
             self.conn.execute("DELETE FROM summary_requests WHERE id = ?", (rid,))
         return queued
 

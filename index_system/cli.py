@@ -24,9 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
     r = verbs.add_parser("run", help="subscribe to all devices and store their counts",
                          description="Subscribe to every device's messages on the broker, store them (deduplicated) "
-                         "in a SQLite file, and ask devices to replay sequence gaps. Defaults match the agent's "
+                         "in a SQLite file or a PostgreSQL database, and ask devices to replay sequence gaps. Several "
+                         "instances (one --group, each its own --username or --client-id) share the load and one PostgreSQL. Defaults match the agent's "
                          "[mqtt] section and broker/mosquitto.conf: port 8883 with TLS.")
-    r.add_argument("--db", required=True, help="the consumer's SQLite store (created if absent)")
+    r.add_argument("--db", required=True, help="the consumer's store: a SQLite file (created if absent) or a PostgreSQL URL, postgresql://user@host/db")
     r.add_argument("--host", default="localhost", help="broker host (default localhost)")
     r.add_argument("--port", type=int, default=8883, help="broker port (default 8883, MQTT over TLS; 1883 is plain)")
     r.add_argument("--tls", action=argparse.BooleanOptionalAction, default=True,
@@ -36,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--password-file", help="file holding the password (kept out of the process list)")
     r.add_argument("--prefix", default="footfall/v1", help="topic prefix, as the agents' [mqtt] topic_prefix (default footfall/v1)")
     r.add_argument("--group", default="index", help="MQTT 5 shared-subscription group: consumers in one group share the load (default index)")
+    r.add_argument("--client-id", default="footfall-index",
+                   help="MQTT client id, one per instance (default footfall-index); a broker with use_username_as_clientid"
+                        " (broker/mosquitto.conf) takes the --username instead")
     r.add_argument("--replay-after", type=float, default=10.0, metavar="S",
                    help="seconds a sequence gap stays open before the device is asked to replay it (default 10)")
     r.add_argument("--door-per-minute", type=int,
@@ -45,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a device is offline after one bin period plus this many seconds without a bin (default 300)")
     r.set_defaults(handler=run)
     rep = verbs.add_parser("report", help="per-site daily visits, hourly profile and peak occupancy")
-    rep.add_argument("--db", required=True)
+    rep.add_argument("--db", required=True, help="the consumer's store: a SQLite file (created if absent) or a PostgreSQL URL, postgresql://user@host/db")
     rep.add_argument("--site")
     rep.add_argument("--json", action="store_true")
     rep.add_argument("--week", action="store_true",
@@ -61,14 +65,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                           description="Serve the district's ranking (visits, usage rate, gathering rate, satisfaction "
                           "this week) and, per site, today's live curve and the week, from the consumer's store. "
                           "Pages reload themselves; nothing is fetched from the internet.")
-    sv.add_argument("--db", required=True, help="the consumer's SQLite store (as `footfall index run --db`)")
+    sv.add_argument("--db", required=True, help="the consumer's store, a SQLite file or a PostgreSQL URL (as `footfall index run --db`)")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for a screen elsewhere)")
     sv.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     sv.add_argument("--district", default="District", help="the heading of the ranking (default District)")
     sv.add_argument("--refresh", type=int, default=30, metavar="S", help="seconds between page reloads (default 30)")
     sv.set_defaults(handler=serve)
     sm = verbs.add_parser("summary", help="a device's day summary: as received, and as recomputed from the stored bins")
-    sm.add_argument("--db", required=True)
+    sm.add_argument("--db", required=True, help="the consumer's store: a SQLite file (created if absent) or a PostgreSQL URL, postgresql://user@host/db")
     sm.add_argument("--device", required=True)
     sm.add_argument("--day", required=True, type=local_day, help="local date YYYY-MM-DD")
     sm.set_defaults(handler=summary)
@@ -157,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     password = open(args.password_file).read().strip() if args.password_file else None
     s = ConsumerSettings(host=args.host, port=args.port, username=args.username, password=password,
-                         ca_file=args.ca_file, tls=args.tls, prefix=args.prefix, group=args.group,
+                         ca_file=args.ca_file, tls=args.tls, prefix=args.prefix, group=args.group, client_id=args.client_id,
                          replay_after_s=args.replay_after, offline_grace_s=args.offline_grace_s)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -22,8 +22,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlite3
-
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -31,31 +29,16 @@ from contract.messages import parse_topic
 from contract.day_summary import SiteProfile, summarize_day
 from index_system import quarantine
 from index_system.availability import OFFLINE, heard_state
-from index_system.guard import InputError, RateLimitedLog, never_raises
+from contract.inputs import InputError, never_raises
+from contract.log_limit import LogLimiter
 from index_system.intake import Accepted, IntakeLimits, admit
 from index_system.quarantine import QuarantineLimits
 from index_system.sequences import SequenceTracker
+from index_system.store_sql import migrate, open_store
 from index_system.week_view import week_view
 
 log = logging.getLogger(__name__)
 
-
-def connect(path: str | Path) -> sqlite3.Connection:
-    """The index store's SQLite file: WAL, durable commits, autocommit outside explicit
-    transactions."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=30000")
-    return conn
-
-
-def create_tables(conn: sqlite3.Connection, ddl: str) -> None:
-    for stmt in ddl.split(";"):
-        if stmt.strip():
-            conn.execute(stmt)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -78,27 +61,31 @@ CREATE TABLE IF NOT EXISTS summaries (
     device TEXT NOT NULL, site TEXT NOT NULL, local_date TEXT NOT NULL, revision INTEGER NOT NULL,
     payload TEXT NOT NULL, PRIMARY KEY (device, local_date)
 );
+CREATE INDEX IF NOT EXISTS messages_received ON messages(received_utc);
+CREATE TABLE IF NOT EXISTS replay_asks (
+    device TEXT PRIMARY KEY, asked_utc REAL NOT NULL
+);
 """
 # Columns added after the first release; an older store gets them on open.
 ADDED = {"messages": {"digest": "TEXT"}, "devices": {"last_bin_utc": "REAL", "bin_minutes": "INTEGER"}}
 
 
 class IndexStore:
-    """The consumer's SQLite store; every method is one transaction.
+    """The consumer's store, a SQLite file or a PostgreSQL database (`store_sql`, chosen by
+    the `url`); every method is one transaction.
 
     `ingest` is the one entry of devices' messages: `intake.admit` checks each message, a
     refused one goes to the bounded quarantine, and nothing a message contains can make
     `ingest` raise. Sequence numbers are tracked incrementally for `gaps()`."""
 
-    def __init__(self, path: str | Path, limits: IntakeLimits = IntakeLimits(),
+    def __init__(self, url: str | Path, limits: IntakeLimits = IntakeLimits(),
                  quarantine_limits: QuarantineLimits = QuarantineLimits()) -> None:
-        self.conn = connect(path)
-        create_tables(self.conn, SCHEMA + quarantine.DDL)
-        quarantine.add_columns(self.conn, {**ADDED, **quarantine.ADDED})
+        self.conn, self.sql = open_store(url)
+        migrate(self.conn, self.sql, SCHEMA + quarantine.DDL, {**ADDED, **quarantine.ADDED})
         self.lock = threading.Lock()
         self.limits = limits
         self.quarantine_limits = quarantine_limits
-        self.log = RateLimitedLog(log)
+        self.log = LogLimiter(log, time.monotonic, every_s=60.0, burst=1)
         self.seqs = SequenceTracker()
         self.rescan()
 
@@ -106,12 +93,63 @@ class IndexStore:
         """Rebuild the sequence tracker from the stored messages (at open, after a repair)."""
         with self.lock:
             self.seqs = SequenceTracker()
-            for device, epoch, seq in self.conn.execute("SELECT device, epoch, seq FROM messages"):
+            self.caught_up_utc = float("-inf")
+            for device, epoch, seq, received in self.conn.execute("SELECT device, epoch, seq, received_utc FROM messages"):
                 self.seqs.add(device, epoch, seq)
+                self.caught_up_utc = max(self.caught_up_utc, received)
             for device, birth in self.conn.execute("SELECT device, birth FROM devices WHERE birth IS NOT NULL"):
-                previous = json.loads(birth).get("previous_epoch")
-                if previous:
-                    self.seqs.expect_end(device, previous["epoch"], previous["last_seq"])
+                self._expect_previous_epoch(device, json.loads(birth))
+
+    def _expect_previous_epoch(self, device: str, birth: dict[str, Any]) -> None:
+        """A birth names the end of the device's previous epoch (a lost tail is a hole too)."""
+        previous = birth.get("previous_epoch")
+        if previous:
+            self.seqs.expect_end(device, previous["epoch"], previous["last_seq"])
+
+    # -- sequences shared by several consumer instances (one PostgreSQL, a shared subscription) --
+
+    def catch_up(self, slack_s: float = 10.0) -> int:
+        """Add to the sequence tracker what other instances stored since the last call, so each
+        instance sees every device's whole sequence, not only its share of the subscription.
+        Rows are read from `slack_s` before the newest seen: an instance commits a row stamped a
+        moment earlier (its clock, then its transaction). A row later still is found by
+        `stored_in` before any replay is asked for. Returns the rows read."""
+        with self.lock:
+            rows = self.conn.execute("SELECT device, epoch, seq, received_utc, kind FROM messages WHERE received_utc >= ?",
+                                     (self.caught_up_utc - slack_s,)).fetchall()
+            for device, epoch, seq, received, kind in rows:
+                self.seqs.add(device, epoch, seq)
+                self.caught_up_utc = max(self.caught_up_utc, received)
+            for device in {r[0] for r in rows if r[4] == "birth"}:
+                row = self.conn.execute("SELECT birth FROM devices WHERE device = ?", (device,)).fetchone()
+                if row and row[0]:
+                    self._expect_previous_epoch(device, json.loads(row[0]))
+        return len(rows)
+
+    def stored_in(self, device: str, epoch: int, first: int, last: int) -> list[int]:
+        """Sequence numbers of (device, epoch) in first..last that the store holds (whoever
+        stored them), added to the tracker: the check before a replay request."""
+        with self.lock:
+            got = [r[0] for r in self.conn.execute("SELECT seq FROM messages WHERE device = ? AND epoch = ?"
+                                                   " AND seq BETWEEN ? AND ?", (device, epoch, first, last))]
+            for seq in got:
+                self.seqs.add(device, epoch, seq)
+        return got
+
+    def claim_replay(self, device: str, now: float, every_s: float) -> bool:
+        """Whether this instance may ask `device` for a replay now: at most one request per
+        device every `every_s` among all instances sharing the store (the row is the lease)."""
+        with self.lock:
+            cur = self.conn.execute("INSERT INTO replay_asks(device, asked_utc) VALUES (?, ?) ON CONFLICT(device)"
+                                    " DO UPDATE SET asked_utc = excluded.asked_utc WHERE replay_asks.asked_utc <= ?",
+                                    (device, now, now - every_s))
+            return cur.rowcount == 1
+
+    def site_of(self, device: str) -> str | None:
+        """The site an admitted message of the device named (the devices table)."""
+        with self.lock:
+            row = self.conn.execute("SELECT site FROM devices WHERE device = ?", (device,)).fetchone()
+        return row[0] if row else None
 
     def ingest(self, topic_name: str, raw: bytes, prefix: str, now: float) -> str:
         """Store one message; returns 'new', 'duplicate', 'conflict' (same identity, other
@@ -149,7 +187,7 @@ class IndexStore:
         if whole:
             limits = QuarantineLimits(limits.max_rows, max(limits.head_bytes, len(raw)), limits.max_devices)
         with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute(self.sql.begin)
             try:
                 quarantine.keep(self.conn, limits, topic=topic_name, device=device, reason=reason, error=error,
                                 raw=raw, now=now)
@@ -158,7 +196,7 @@ class IndexStore:
                 self.conn.execute("ROLLBACK")
                 raise
         level = logging.ERROR if reason in ("duplicate_identity", "store_error") else logging.WARNING
-        self.log.log(level, f"{reason}:{device[:64]}", "refused message on %s (%s): %s", topic_name[:200], reason,
+        self.log.log(f"{reason}:{device[:64]}", level, "refused message on %s (%s): %s", topic_name[:200], reason,
                      error.splitlines()[0][:200] if error else "")
 
     def _store(self, msg: Accepted, now: float) -> str:
@@ -170,10 +208,11 @@ class IndexStore:
                 (device, site, body["state"], body["epoch"], now),
             )
             return "new"
-        c.execute("BEGIN IMMEDIATE")
+        c.execute(self.sql.begin)
         try:
             cur = c.execute(
-                "INSERT OR IGNORE INTO messages(device, epoch, seq, kind, received_utc, digest) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages(device, epoch, seq, kind, received_utc, digest) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
                 (device, body["epoch"], body["seq"], kind, now, msg.digest),
             )
             if cur.rowcount == 0:
@@ -201,8 +240,8 @@ class IndexStore:
             c.execute("ROLLBACK")
             raise
         self.seqs.add(device, body["epoch"], body["seq"])
-        if kind == "birth" and "previous_epoch" in body:
-            self.seqs.expect_end(device, body["previous_epoch"]["epoch"], body["previous_epoch"]["last_seq"])
+        if kind == "birth":
+            self._expect_previous_epoch(device, body)
         return "new"
 
     def _store_bin(self, device: str, site: str, body: dict[str, Any], now: float) -> None:
@@ -210,7 +249,8 @@ class IndexStore:
         local_date, local_hour = b["start_local"][:10], int(b["start_local"][11:13])  # checked by intake
         self.conn.execute(
             "INSERT INTO devices(device, site, last_bin_utc, bin_minutes, updated_utc) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT(device) DO UPDATE SET last_bin_utc = MAX(COALESCE(devices.last_bin_utc, 0), excluded.last_bin_utc),"
+            f" ON CONFLICT(device) DO UPDATE SET last_bin_utc = {self.sql.greatest}(COALESCE(devices.last_bin_utc, 0),"
+            " excluded.last_bin_utc),"
             " bin_minutes = excluded.bin_minutes, site = COALESCE(devices.site, excluded.site)",
             (device, site, now, b["minutes"], now),
         )
@@ -225,7 +265,7 @@ class IndexStore:
         )
 
     def _tx(self, sql: str, args: tuple[Any, ...]) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(self.sql.begin)
         self.conn.execute(sql, args)
         self.conn.execute("COMMIT")
 
@@ -238,9 +278,10 @@ class IndexStore:
         """Per site and local date: visits in/out, bins, flagged bins, peak occupancy, hourly profile."""
         # TOTAL (a float) cannot overflow where SUM would, and rows stored before the intake
         # checks (an hour of 99) are left out, so one device's odd rows cannot break the report.
-        q = ("SELECT site, local_date, local_hour, TOTAL(visits_in), TOTAL(visits_out), COUNT(*), TOTAL(flags != '[]'),"
-             " MAX(occupancy) FROM bins WHERE local_hour BETWEEN 0 AND 23 AND typeof(visits_in) = 'integer'"
-             " AND typeof(visits_out) = 'integer' AND typeof(occupancy) = 'integer'")
+        total = self.sql.total.format
+        flagged = total("CASE WHEN flags <> '[]' THEN 1 ELSE 0 END")
+        q = (f"SELECT site, local_date, local_hour, {total('visits_in')}, {total('visits_out')}, COUNT(*), {flagged},"
+             f" MAX(occupancy) FROM bins WHERE local_hour BETWEEN 0 AND 23{self.sql.typed_rows}")
         args: tuple[Any, ...] = ()
         if site:
             q += " AND site = ?"
@@ -307,8 +348,7 @@ class IndexStore:
 
     def last_date(self) -> date | None:
         with self.lock:
-            row = self.conn.execute("SELECT MAX(local_date) FROM bins"
-                                    " WHERE local_date GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]'").fetchone()
+            row = self.conn.execute(f"SELECT MAX(local_date) FROM bins WHERE {self.sql.iso_date}").fetchone()
         try:
             return date.fromisoformat(row[0]) if row and row[0] else None
         except ValueError:  # a row stored before the intake checks
@@ -332,7 +372,7 @@ class IndexStore:
         try:
             return self.recompute_summary(device, day)
         except Exception as exc:  # noqa: BLE001 - one device's odd rows must not end the report
-            self.log.log(logging.WARNING, f"summary:{device}", "cannot summarise %s on %s: %s: %s", device, day,
+            self.log.log(f"summary:{device}", logging.WARNING, "cannot summarise %s on %s: %s: %s", device, day,
                          type(exc).__name__, exc)
             return None
 
@@ -353,7 +393,7 @@ class IndexStore:
     def totals(self) -> dict[str, int]:
         with self.lock:
             v_in, v_out, n = self.conn.execute("SELECT COALESCE(SUM(visits_in),0), COALESCE(SUM(visits_out),0), COUNT(*) FROM bins").fetchone()
-        return {"in": v_in, "out": v_out, "bins": n}
+        return {"in": int(v_in), "out": int(v_out), "bins": n}  # int: PostgreSQL sums BIGINTs as NUMERIC
 
 
 @dataclass
@@ -371,12 +411,13 @@ class ConsumerSettings:
     replay_max_messages: int = 500  # one request covers at most this many sequence numbers
     replay_every_s: float = 30.0  # at most one request per device this often
     replay_max_per_round: int = 20  # devices asked per round (one round a second)
+    peer_slack_s: float = 10.0  # catch_up: rows other instances stored are read back this far
     offline_grace_s: float = 300.0  # a device is offline after a bin period plus this without a bin
 
 
 class IndexConsumer:
     """Subscribes, stores, requests bounded replays of missing sequence numbers, and tells
-    when a device falls silent. No paho callback can raise (`guard.never_raises`)."""
+    when a device falls silent. No paho callback can raise (`contract.inputs.never_raises`)."""
 
     def __init__(self, settings: ConsumerSettings, store: IndexStore) -> None:
         self.s = settings
@@ -384,10 +425,9 @@ class IndexConsumer:
         self.counts: dict[str, int] = defaultdict(int)
         self.connected = threading.Event()
         self._gap_seen: dict[tuple[str, int, int, int], float] = {}
-        self._asked: dict[str, float] = {}  # device -> when it was last asked to replay
         self._sites: dict[str, str] = {}  # device -> site, from admitted messages only
         self._heard: dict[str, str] = {}
-        self.log = RateLimitedLog(log)
+        self.log = LogLimiter(log, time.monotonic, every_s=60.0, burst=1)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=mqtt.MQTTv5)
         if settings.username:
             c.username_pw_set(settings.username, settings.password)
@@ -399,9 +439,9 @@ class IndexConsumer:
         c.reconnect_delay_set(1, 10)
         self.client = c
 
-    def _callback_failed(self, exc: BaseException) -> None:
+    def _callback_failed(self, exc: BaseException, args: tuple[Any, ...] = ()) -> None:
         self.counts["callback_error"] += 1
-        self.log.log(logging.ERROR, f"callback:{type(exc).__name__}", "index consumer: a callback failed: %s: %s",
+        self.log.log(f"callback:{type(exc).__name__}", logging.ERROR, "index consumer: a callback failed: %s: %s",
                      type(exc).__name__, str(exc)[:200])
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
@@ -452,23 +492,27 @@ class IndexConsumer:
     def request_replays(self, now: float | None = None) -> int:
         """Ask devices to resend sequence ranges missing for longer than replay_after_s:
         at most `replay_max_messages` numbers per request, one request per device every
-        `replay_every_s`, `replay_max_per_round` devices per call."""
+        `replay_every_s` (among all instances sharing the store), `replay_max_per_round`
+        devices per call. Instances sharing a subscription each see every sequence
+        (`catch_up`), and a hole is checked against the store before it is asked for."""
         now = time.time() if now is None else now
         sent = 0
+        self.store.catch_up(self.s.peer_slack_s)
         current = set(self.store.gaps())
         self._gap_seen = {g: t for g, t in self._gap_seen.items() if g in current}
         for gap in sorted(current):
             first_seen = self._gap_seen.setdefault(gap, now)
             device, epoch, first, last = gap
-            if now - first_seen < self.s.replay_after_s or now - self._asked.get(device, -1e18) < self.s.replay_every_s:
+            if now - first_seen < self.s.replay_after_s or sent >= self.s.replay_max_per_round:
                 continue
-            site = self._sites.get(device)
-            if site is None or sent >= self.s.replay_max_per_round:
-                continue
+            site = self._sites.get(device) or self.store.site_of(device)
             last = min(last, first + self.s.replay_max_messages - 1)
+            if site is None or self.store.stored_in(device, epoch, first, last):
+                continue  # stored by another instance since: the tracker knows it now
+            if not self.store.claim_replay(device, now, self.s.replay_every_s):
+                continue  # asked recently, by this instance or another
             self.client.publish(f"{self.s.prefix}/{site}/{device}/cmd/replay",
                                 json.dumps({"epoch": epoch, "from_seq": first, "to_seq": last}), qos=1)
-            self._asked[device] = now
             sent += 1
             log.info("asked %s (site %s) to replay epoch %d seq %d..%d (missing for %.0f s)", device, site, epoch,
                      first, last, now - first_seen)

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jsonschema
 
 from contract.messages import KINDS, validate
-from index_system.guard import InputError, parse_json
+from contract.inputs import InputError, parse_json
 
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LOCAL_START = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d):\d\d(:\d\d)?")

@@ -1,6 +1,6 @@
 """The index store's quarantine: messages it refused, kept for a person to look at, bounded.
 
-Two tables in the store's SQLite file. `rejects` keeps the latest `max_rows` refused
+Two tables in the index store (SQLite or PostgreSQL). `rejects` keeps the latest `max_rows` refused
 messages, each cut to `head_bytes`; `reject_counts` keeps one counter per (reason, device)
 for ever, so the summary survives the rows' rotation. Distinct devices are bounded too: a
 flood of invented names is counted under "*". A refused message is consumed (acknowledged),
@@ -9,8 +9,9 @@ never left for QoS 1 to redeliver.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from index_system.store_sql import Connection
 
 DDL = """
 CREATE TABLE IF NOT EXISTS rejects (
@@ -32,16 +33,7 @@ class QuarantineLimits:
     max_devices: int = 10_000  # distinct (reason, device) counters before new ones go to "*"
 
 
-def add_columns(conn: sqlite3.Connection, added: dict[str, dict[str, str]]) -> None:
-    """Bring an older store's tables up to date (SQLite has no ADD COLUMN IF NOT EXISTS)."""
-    for table, columns in added.items():
-        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        for name, kind in columns.items():
-            if name not in have:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-
-
-def keep(conn: sqlite3.Connection, limits: QuarantineLimits, *, topic: str, device: str, reason: str, error: str,
+def keep(conn: Connection, limits: QuarantineLimits, *, topic: str, device: str, reason: str, error: str,
          raw: bytes, now: float) -> None:
     """Record one refused message inside the caller's transaction."""
     conn.execute("INSERT INTO rejects(topic, reason, device, error, payload, size, received_utc) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -51,10 +43,10 @@ def keep(conn: sqlite3.Connection, limits: QuarantineLimits, *, topic: str, devi
     if known is None and conn.execute("SELECT COUNT(*) FROM reject_counts").fetchone()[0] >= limits.max_devices:
         device = "*"
     conn.execute("INSERT INTO reject_counts(reason, device, n, first_utc, last_utc) VALUES (?, ?, 1, ?, ?)"
-                 " ON CONFLICT(reason, device) DO UPDATE SET n = n + 1, last_utc = excluded.last_utc",
+                 " ON CONFLICT(reason, device) DO UPDATE SET n = reject_counts.n + 1, last_utc = excluded.last_utc",
                  (reason, device[:64], now, now))
 
 
-def counts(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+def counts(conn: Connection) -> dict[tuple[str, str], int]:
     """(reason, device) -> how many messages were refused for that reason."""
     return {(r, d): n for r, d, n in conn.execute("SELECT reason, device, n FROM reject_counts")}

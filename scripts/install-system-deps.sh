@@ -13,6 +13,7 @@ have openssl || need+=(openssl)
 have systemd-analyze || need+=(systemd)        # tests/test_systemd_unit.py verifies the unit
 have gcc || need+=(gcc)                          # tests/test_firmware_vectors.py builds the C parser
 have make || need+=(make)
+have pg_isready || need+=(postgresql)           # tests/test_store_postgres.py, test_consumers_shared.py, test_fleet.py: 127.0.0.1:5432, db `test`, trust
 have chromium || need+=(chromium)                # tests/test_web_page.py: the page in headless Chromium
 [ -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ] || need+=(opencv-doc)  # real pedestrian footage (camera tests)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)

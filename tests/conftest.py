@@ -46,3 +46,29 @@ def secure_broker(tmp_path: Path):
     b.start()
     yield b
     b.stop()
+
+
+PG_SERVER = "postgresql://127.0.0.1:5432/test"  # `make test` machines run PostgreSQL here (trust auth)
+
+
+@pytest.fixture
+def pg_url():
+    """A PostgreSQL store URL of this test's own: a fresh schema in the local server's `test`
+    database (search_path set by the URL), dropped afterwards. Commits skip the fsync wait
+    (durability is not what these tests check; PostgreSQL's own). No server: the test fails
+    with the hint, never skips."""
+    import uuid
+
+    from index_system.store_sql import PgConnection
+
+    try:
+        admin = PgConnection(PG_SERVER)
+    except Exception as exc:  # noqa: BLE001 - any connection failure gets the same hint
+        pytest.fail(f"PostgreSQL is not reachable at {PG_SERVER} ({type(exc).__name__}: {exc}); install and start it:"
+                    " apt-get install -y postgresql && service postgresql start, then"
+                    " createdb -h 127.0.0.1 test (trust auth for 127.0.0.1)", pytrace=False)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    yield f"{PG_SERVER}?options=-csearch_path%3D{schema}%20-csynchronous_commit%3Doff"
+    admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    admin.close()

@@ -121,6 +121,17 @@ def fast_store(path: Path) -> IndexStore:
     return store
 
 
+def morning_outbox(tmp_path: Path, seed: int, n: int, hours: float) -> list[tuple[str, str, int]]:
+    """dev-a's queued messages (birth, bins) after `hours` of a day with `n` visitors, as the
+    journal holds them: (topic, payload, seq)."""
+    zone = ZoneInfo("Asia/Shanghai")
+    day = date(2026, 6, 1)
+    dev = Device(tmp_path / "dev.db", zone, local_midnight(day, zone))
+    dev.journal.add_crossings(visitors(day, zone, random.Random(seed), n))
+    dev.run_until(local_midnight(day, zone) + hours * 3600)
+    return dev.journal.conn.execute("SELECT topic, payload, seq FROM outbox ORDER BY seq").fetchall()
+
+
 def deliver(dev: Device, store: IndexStore, duplicate_every: int = 0) -> dict[str, int]:
     """Hand every queued message to the consumer's store (optionally some twice, as after a lost PUBACK)."""
     results: Counter = Counter()

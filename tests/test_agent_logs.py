@@ -10,7 +10,7 @@ import sqlite3
 
 from edge import config
 from edge.agent import Agent
-from edge.log_limit import LogLimiter
+from contract.log_limit import LogLimiter
 from edge.sources import build_sources
 from harness import agent_toml, wait_for
 
@@ -63,4 +63,4 @@ def test_the_limiter_holds_repeats_and_counts_them(caplog):
     now[0] = 61
     assert lim.log("k", logging.WARNING, "down again")
     assert [r.getMessage() for r in caplog.records] == [
-        "down", "down", "other part", "down again (1 more change(s) of this part not logged in the last 60 s)"]
+        "down", "down", "other part", "down again (1 more like this not logged in the last 60 s)"]

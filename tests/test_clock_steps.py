@@ -120,3 +120,26 @@ def test_board_events_after_a_step_are_stamped_on_the_stepped_clock(tmp_path):
         assert [r.t_utc for r in rows] == [1_800_000_000.0 + HOUR + 0.4, 1_800_000_000.0 - HOUR + 0.9]
     finally:
         store.close()
+
+
+def test_replay_requests_are_spaced_on_the_monotonic_clock(tmp_path):
+    """Replay requests are refused closer than `replay_min_interval_s`; timed on the wall
+    clock, a step back of an hour refused every request for an hour (holes unfilled)."""
+    from edge.publisher import CommandRefused
+
+    clock = SteppedClock(time.time())
+    agent = Agent(agent_config(tmp_path, free_port()), clock)
+    agent.open()
+    pub = agent.publisher
+    try:
+        pub._replay({"epoch": 1, "from_seq": 1, "to_seq": 1})
+        try:
+            pub._replay({"epoch": 1, "from_seq": 1, "to_seq": 1})
+            raise AssertionError("a second request at once must be refused")
+        except CommandRefused:
+            pass
+        clock.step(-HOUR)
+        clock.advance(pub.limits.replay_min_interval_s + 1)
+        pub._replay({"epoch": 1, "from_seq": 1, "to_seq": 1})  # raises CommandRefused on the wall clock
+    finally:
+        agent.stop()

@@ -6,26 +6,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import date
 
 import paho.mqtt.client as mqtt
 
-from day_sim import Device, local_midnight, visitors
+from day_sim import morning_outbox
 from harness import wait_for
 from index_system.consumer import ConsumerSettings, IndexConsumer, IndexStore
 
 
 def test_the_consumer_logs_its_replay_requests(broker, tmp_path, caplog):
-    import random
-    from zoneinfo import ZoneInfo
-
     caplog.set_level(logging.INFO)
-    zone = ZoneInfo("Asia/Shanghai")
-    day = date(2026, 6, 1)
-    dev = Device(tmp_path / "dev.db", zone, local_midnight(day, zone))
-    dev.journal.add_crossings(visitors(day, zone, random.Random(3), 30))
-    dev.run_until(local_midnight(day, zone) + 12 * 3600)
-    msgs = dev.journal.conn.execute("SELECT topic, payload, seq FROM outbox ORDER BY seq").fetchall()
+    msgs = morning_outbox(tmp_path, seed=3, n=30, hours=12)
     held = msgs[5][2]
     cons = IndexConsumer(ConsumerSettings(port=broker.port, replay_after_s=0.5), IndexStore(tmp_path / "index.db"))
     cons.start()

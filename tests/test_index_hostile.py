@@ -362,17 +362,17 @@ def test_door_throughput_bounds_a_bin(tmp_path):
 
 
 def test_refusals_are_logged_once_per_reason_and_device_per_minute(caplog):
-    from index_system.guard import RateLimitedLog
+    from contract.log_limit import LogLimiter
 
     now = [0.0]
-    limited = RateLimitedLog(logging.getLogger("test.limited"), every_s=60, clock=lambda: now[0])
+    limited = LogLimiter(logging.getLogger("test.limited"), lambda: now[0], every_s=60, burst=1)
     with caplog.at_level(logging.WARNING, logger="test.limited"):
         for _ in range(100):
-            limited.log(logging.WARNING, "schema:dev-b", "refused %s", "x")
-        limited.log(logging.WARNING, "schema:dev-c", "refused %s", "y")
+            limited.log("schema:dev-b", logging.WARNING, "refused %s", "x")
+        limited.log("schema:dev-c", logging.WARNING, "refused %s", "y")
         now[0] = 61.0
-        limited.log(logging.WARNING, "schema:dev-b", "refused %s", "x")
-    assert [r.getMessage() for r in caplog.records] == ["refused x", "refused y", "refused x (99 more like this held back)"]
+        limited.log("schema:dev-b", logging.WARNING, "refused %s", "x")
+    assert [r.getMessage() for r in caplog.records] == ["refused x", "refused y", "refused x (99 more like this not logged in the last 60 s)"]
 
 
 def test_a_callback_that_fails_does_not_end_the_network_thread(secure_broker, tmp_path, caplog):
