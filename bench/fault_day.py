@@ -104,14 +104,25 @@ def plan_faults(rng: random.Random, end_vt: float, counts: dict[str, int]) -> li
 def plan_clock_steps(rng: random.Random, n: int, max_s: float) -> list[float]:
     """`n` steps, half forward and half back in a random order, sizes log-uniform in
     [STEP_MIN_S, max_s]; a step that would take the clock more than MAX_OFFSET_S from
-    the truth goes the other way."""
+    the truth goes the other way. The last step goes forward, at least to the highest
+    offset of the day: after a step back the agent closes no new bin until its clock
+    passes the bins it already closed, so it publishes nothing new, and a message tail
+    that a broker SIGKILL lost after its PUBACK would stay unseen at the consumer (which
+    learns an epoch's end only from a later message or birth) for the rest of the day;
+    docs/RELIABILITY.md, "Door link"."""
     signs = [1.0] * ((n + 1) // 2) + [-1.0] * (n // 2)
     rng.shuffle(signs)
-    steps, offset = [], 0.0
-    for sign in signs:
+    if signs:
+        signs.remove(1.0)
+        signs.append(1.0)
+    steps, offset, peak = [], 0.0, 0.0
+    for i, sign in enumerate(signs):
         size = math.exp(rng.uniform(math.log(STEP_MIN_S), math.log(max(STEP_MIN_S, max_s))))
         step = sign * size if abs(offset + sign * size) <= MAX_OFFSET_S else -sign * size
+        if i == n - 1:
+            step = max(step, peak - offset + STEP_MIN_S)
         offset += step
+        peak = max(peak, offset)
         steps.append(step)
     return steps
 

@@ -143,3 +143,21 @@ def test_replay_requests_are_spaced_on_the_monotonic_clock(tmp_path):
         pub._replay({"epoch": 1, "from_seq": 1, "to_seq": 1})  # raises CommandRefused on the wall clock
     finally:
         agent.stop()
+
+
+def test_the_fault_days_steps_go_both_ways_and_end_at_the_days_highest_offset():
+    import itertools
+    import random
+
+    from bench.fault_day import STEP_MIN_S, plan_clock_steps
+
+    seed = random.SystemRandom().randrange(2**32)
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    for n in (5, 20):
+        steps = plan_clock_steps(rng, n, 4 * HOUR)
+        offsets = list(itertools.accumulate(steps))
+        assert len(steps) == n
+        assert sum(s > 0 for s in steps) >= n // 2 and sum(s < 0 for s in steps) >= n // 2 - 1
+        assert all(STEP_MIN_S <= abs(s) <= 4 * HOUR for s in steps[:-1])
+        assert steps[-1] > 0 and offsets[-1] >= max(offsets)  # the agent closes new bins again
