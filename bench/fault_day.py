@@ -406,10 +406,15 @@ def main() -> None:
     ap.add_argument("--per-kind", type=int, default=None, help="faults of each kind (default: the scenario's)")
     ap.add_argument("--seed", type=int, default=None, help="replay a run (default: drawn and printed)")
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"faults that strike (default: all of {','.join(KINDS)})")
+    ap.add_argument("--clock-step-max-s", type=float, default=None,
+                    help="largest clock step, s (default: the scenario's; tests/test_beam_day.py uses 1800)")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     wd = Path(args.workdir or tempfile.mkdtemp(prefix="fault_day-"))
-    res = run(load(args.scenario), wd, passers=args.passers, per_kind=args.per_kind, seed=args.seed,
+    sc = load(args.scenario)
+    if args.clock_step_max_s is not None:
+        sc = replace(sc, faults=replace(sc.faults, clock_step_max_s=args.clock_step_max_s))
+    res = run(sc, wd, passers=args.passers, per_kind=args.per_kind, seed=args.seed,
               kinds=tuple(args.kinds.split(",")))
     out = {k: v for k, v in vars(res).items() if k not in ("accuracy", "lost")}
     out["lost_count"] = len(res.lost)
