@@ -216,3 +216,43 @@ def test_crossing_time_is_when_the_anchor_crossed_whatever_the_counter_waits_for
     c = LineCounter([LINE])
     ev = walk(c, [220, 236, 243, 237, 242, 255, 270])
     assert [(e.direction, round(e.t, 4)) for e in ev] == [("in", round(0.3 + 0.1 * 3 / 5, 4))]
+
+
+def test_a_track_missed_for_one_frame_keeps_its_crossing_when_a_new_id_appears_beside_it():
+    """In a crowd a tracker misses a detection of a track now and then; if a new id
+    appears near it in that frame, it must not take the track's counting state away: the
+    track comes back in the next frame and its crossing counts (the 200-in-view miss,
+    seed 537157859, docs/tracker.md)."""
+    c = LineCounter([LINE], params=CountingParams(settle_s=0.5))
+    ev = walk(c, np.linspace(150, 236, 10), tid=1)  # outside, in the band at the end
+    # frame 10: track 1 missed; a new, unconfirmed id 2 appears 40 px beside it, outside
+    ev += c.update(np.array([2]), box_at(360, 230), np.array([False]), 1.0)
+    for k, y in enumerate(np.linspace(240, 330, 10)):  # track 1 is back and walks in
+        t = 1.1 + 0.1 * k
+        ev += c.update(np.array([1, 2]), np.vstack([box_at(320, y), box_at(360, 230)]),
+                       np.array([True, k > 2]), t)
+    ev += c.flush()
+    assert [(e.direction, e.track_id) for e in ev] == [("in", 1)]
+    assert c.totals.tolist() == [[1, 0]]
+
+
+def test_an_heir_that_crosses_back_before_settling_undoes_the_vanished_tracks_crossing():
+    """Re-identification copies a vanished track's state to the new id; the crossing the
+    vanished track left settling is still undone if its heir crosses straight back."""
+    c = LineCounter([LINE], params=CountingParams(settle_s=0.5))
+    ev = walk(c, [200, 220, 238, 252], tid=1)  # in (settling), then lost
+    ev += walk(c, [250, 230, 210, 190, 180, 170, 160, 150], tid=2, t0=0.4)  # heir, back out
+    assert ev + c.flush() == [] and c.totals.tolist() == [[0, 0]]
+
+
+def test_a_vanished_track_that_returns_is_no_longer_undone_by_its_heir():
+    """Once the vanished track is seen again the new id was another person: each counts
+    its own crossing (the returning track its in, the other one its out)."""
+    c = LineCounter([LINE], params=CountingParams(settle_s=0.5))
+    ev = walk(c, [200, 220, 238, 252], tid=1)  # in (settling), then missed for a frame
+    ev += c.update(np.array([2]), box_at(340, 256), np.array([True]), 0.4)
+    for k, (y1, y2) in enumerate(zip([262, 272, 282, 292], [236, 220, 200, 180])):
+        ev += c.update(np.array([1, 2]), np.vstack([box_at(320, y1), box_at(340, y2)]),
+                       np.array([True, True]), 0.5 + 0.1 * k)
+    ev += c.flush()
+    assert sorted((e.direction, e.track_id) for e in ev) == [("in", 1), ("out", 2)]
