@@ -109,6 +109,13 @@ class CountingParams:
     """A new track appearing within this time of a vanished one may inherit it."""
     reid_px: float = 60.0
     """...if it appears within this distance of where that one was last seen."""
+    reid_gap_frames: float = 1.0
+    """A track is a candidate for re-identification only once it has been unseen for
+    more than this many of the stream's frame intervals (the shortest step seen so far),
+    besides the current frame; 0: as soon as it is missing from a frame. A track missed
+    for a single frame is usually still there (the tracker coasts it and it comes back);
+    a new id beside it then is someone else, whose own side must not be replaced by the
+    missed track's (that counted a crossing nobody made)."""
     forget_s: float = 5.0
     """Counting state of a track unseen for this long is dropped."""
     segment_margin_px: float = 0.0
@@ -124,7 +131,7 @@ class CountingParams:
     `edge.camera_pipeline.CAMERA_COUNTING`: 0.5 s)."""
 
     def __post_init__(self) -> None:
-        if min(self.reid_s, self.reid_px, self.forget_s, self.segment_margin_px, self.settle_s) < 0:
+        if min(self.reid_s, self.reid_px, self.reid_gap_frames, self.forget_s, self.segment_margin_px, self.settle_s) < 0:
             raise ValueError("counting distances and times must not be negative")
         if self.forget_s < self.reid_s:
             raise ValueError("forget_s must be at least reid_s")
@@ -216,6 +223,7 @@ class LineCounter:
         self._born_t = np.full(cap, np.inf)
         self._bequeathed = np.zeros(cap, dtype=bool)
         self._t: float | None = None
+        self._dt = math.inf  # the stream's frame interval: the shortest step seen
         self.totals = np.zeros((nl, 2), dtype=np.int64)
         self._held: list[_Held] = []  # crossings still settling
 
@@ -240,6 +248,8 @@ class LineCounter:
             raise ValueError(f"time went back: {t} after {self._t}")
         if k and np.unique(ids).shape[0] != k:
             raise ValueError("track ids must be unique within a frame")
+        if self._t is not None and t > self._t:
+            self._dt = min(self._dt, t - self._t)
         self._t = t
         self._forget(t)
         if k == 0:
@@ -372,7 +382,8 @@ class LineCounter:
         p = self.params
         live = np.array(sorted(self._slot_of.values()), dtype=np.int64)
         # Vanished recently (not seen this frame), not out through the edge, no heir yet.
-        ok = ((self._last_t[live] < t) & (self._last_t[live] >= t - p.reid_s)
+        gap = p.reid_gap_frames * self._dt if p.reid_gap_frames and math.isfinite(self._dt) else 0.0
+        ok = ((self._last_t[live] < t - gap - 1e-9) & (self._last_t[live] >= t - p.reid_s)
               & ~self._last_edge[live] & ~self._bequeathed[live])
         fresh_set = set(fresh)
         present = {int(slots[i]) for i in range(ids.shape[0]) if i not in fresh_set}

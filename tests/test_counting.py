@@ -240,8 +240,8 @@ def test_an_heir_that_crosses_back_before_settling_undoes_the_vanished_tracks_cr
     """Re-identification copies a vanished track's state to the new id; the crossing the
     vanished track left settling is still undone if its heir crosses straight back."""
     c = LineCounter([LINE], params=CountingParams(settle_s=0.5))
-    ev = walk(c, [200, 220, 238, 252], tid=1)  # in (settling), then lost
-    ev += walk(c, [250, 230, 210, 190, 180, 170, 160, 150], tid=2, t0=0.4)  # heir, back out
+    ev = walk(c, [200, 220, 238, 252], tid=1)  # in (settling), then lost for two frames
+    ev += walk(c, [250, 230, 210, 190, 180, 170, 160, 150], tid=2, t0=0.5)  # heir, back out
     assert ev + c.flush() == [] and c.totals.tolist() == [[0, 0]]
 
 
@@ -249,10 +249,27 @@ def test_a_vanished_track_that_returns_is_no_longer_undone_by_its_heir():
     """Once the vanished track is seen again the new id was another person: each counts
     its own crossing (the returning track its in, the other one its out)."""
     c = LineCounter([LINE], params=CountingParams(settle_s=0.5))
-    ev = walk(c, [200, 220, 238, 252], tid=1)  # in (settling), then missed for a frame
-    ev += c.update(np.array([2]), box_at(340, 256), np.array([True]), 0.4)
+    ev = walk(c, [200, 220, 238, 252], tid=1)  # in (settling), then missed for two frames
+    ev += c.update(np.array([2]), box_at(340, 256), np.array([True]), 0.5)  # its heir
     for k, (y1, y2) in enumerate(zip([262, 272, 282, 292], [236, 220, 200, 180])):
         ev += c.update(np.array([1, 2]), np.vstack([box_at(320, y1), box_at(340, y2)]),
-                       np.array([True, True]), 0.5 + 0.1 * k)
+                       np.array([True, True]), 0.6 + 0.1 * k)
     ev += c.flush()
     assert sorted((e.direction, e.track_id) for e in ev) == [("in", 1), ("out", 2)]
+
+
+def test_a_new_id_beside_a_track_missed_for_one_frame_keeps_its_own_side():
+    """The track missed for one frame is not vanished yet, so a new id that appears
+    beside it, across the line from it, is someone else: it does not take the missed
+    track's side (which made it count an "in" at once) and counts nothing."""
+    c = LineCounter([LINE], params=CountingParams(settle_s=0.5))
+    ev = walk(c, np.linspace(150, 220, 8), tid=1)  # outside
+    ev += c.update(np.array([2]), box_at(340, 262), np.array([True]), 0.8)  # 1 missed
+    for k in range(10):  # both stay where they are, each on its own side
+        ev += c.update(np.array([1, 2]), np.vstack([box_at(320, 220), box_at(340, 262)]),
+                       np.array([True, True]), 0.9 + 0.1 * k)
+    assert ev + c.flush() == [] and c.totals.tolist() == [[0, 0]]
+    gone = LineCounter([LINE], params=CountingParams(settle_s=0.5))
+    walk(gone, np.linspace(150, 236, 10), tid=1)  # lost for two frames, then as id 2 ...
+    ev = walk(gone, np.linspace(250, 330, 8), tid=2, t0=1.1)
+    assert [e.direction for e in ev + gone.flush()] == ["in"]  # ... one "in", not two
