@@ -125,6 +125,7 @@ def test_several_lines_and_a_zone():
     lambda: LineCounter([LINE, LINE]),
     lambda: LineCounter([LINE], anchor="top"),  # type: ignore[arg-type]
     lambda: CountingParams(reid_s=10, forget_s=1),
+    lambda: CountingParams(reid_gap_frames=-1),
 ])
 def test_bad_configuration_is_refused(bad):
     with pytest.raises(ValueError):
