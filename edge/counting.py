@@ -111,9 +111,9 @@ class CountingParams:
     """...if it appears within this distance of where that one was last seen."""
     reid_gap_frames: float = 1.0
     """A track is a candidate for re-identification only once it has been unseen for
-    more than this many of the stream's frame intervals (the shortest step seen so far),
-    besides the current frame; 0: as soon as it is missing from a frame. A track missed
-    for a single frame is usually still there (the tracker coasts it and it comes back);
+    more than this many of the stream's frame intervals (the median of the last 15 steps
+    between updates), besides the current frame; 0: as soon as it is missing from a
+    frame. A track missed for a single frame is usually still there (the tracker coasts it and it comes back);
     a new id beside it then is someone else, whose own side must not be replaced by the
     missed track's (that counted a crossing nobody made)."""
     forget_s: float = 5.0
@@ -223,7 +223,10 @@ class LineCounter:
         self._born_t = np.full(cap, np.inf)
         self._bequeathed = np.zeros(cap, dtype=bool)
         self._t: float | None = None
-        self._dt = math.inf  # the stream's frame interval: the shortest step seen
+        # The stream's frame interval: the median of the last steps between updates (one
+        # frame delivered late and the next early must not shrink it).
+        self._steps = np.full(15, np.nan)
+        self._n_steps = 0
         self.totals = np.zeros((nl, 2), dtype=np.int64)
         self._held: list[_Held] = []  # crossings still settling
 
@@ -249,7 +252,8 @@ class LineCounter:
         if k and np.unique(ids).shape[0] != k:
             raise ValueError("track ids must be unique within a frame")
         if self._t is not None and t > self._t:
-            self._dt = min(self._dt, t - self._t)
+            self._steps[self._n_steps % self._steps.shape[0]] = t - self._t
+            self._n_steps += 1
         self._t = t
         self._forget(t)
         if k == 0:
@@ -382,8 +386,10 @@ class LineCounter:
         p = self.params
         live = np.array(sorted(self._slot_of.values()), dtype=np.int64)
         # Vanished recently (not seen this frame), not out through the edge, no heir yet.
-        gap = p.reid_gap_frames * self._dt if p.reid_gap_frames and math.isfinite(self._dt) else 0.0
-        ok = ((self._last_t[live] < t - gap - 1e-9) & (self._last_t[live] >= t - p.reid_s)
+        # Unseen for more than reid_gap_frames intervals besides this frame: last seen at
+        # least reid_gap_frames + 1 intervals ago, give or take half of one (jitter).
+        gap = (p.reid_gap_frames + 0.5) * float(np.nanmedian(self._steps)) if self._n_steps else 0.0
+        ok = ((self._last_t[live] < t - gap) & (self._last_t[live] >= t - p.reid_s)
               & ~self._last_edge[live] & ~self._bequeathed[live])
         fresh_set = set(fresh)
         present = {int(slots[i]) for i in range(ids.shape[0]) if i not in fresh_set}
