@@ -238,6 +238,11 @@ def schedule(names: list[str], n_frames: int, interleave: bool, shift: int
             yield fi, n
 
 
+def _x_at(path: tuple[list[float], list[float]], t: float) -> float:
+    """A track's position along the line at time ``t``, interpolated between its frames."""
+    return float(np.interp(t, path[0], path[1]))
+
+
 def run_stream(stream: DetectionStream, names: list[str], with_mot: bool = True,
                interleave: bool = False, shift: int = 0) -> dict[str, dict[str, object]]:
     fps = stream.spec.fps
@@ -246,9 +251,10 @@ def run_stream(stream: DetectionStream, names: list[str], with_mot: bool = True,
     counters = {n: LineCounter([line], anchor="centre", params=COUNTING_PARAMS,
                                frame_size=(stream.spec.width, stream.spec.height)) for n in names}
     results = {n: Result() for n in names}
-    # Where each track was along the line at each frame: a settled crossing is reported
-    # after the frame it happened in.
-    where: dict[str, dict[int, dict[float, float]]] = {n: {} for n in names}
+    # Where each track was along the line at each frame (times, x): a crossing is
+    # stamped with the interpolated moment it happened, between two frames, and reported
+    # once settled, so its position is interpolated from this path.
+    where: dict[str, dict[int, tuple[list[float], list[float]]]] = {n: {} for n in names}
     if with_mot:
         import motmetrics as mm
     accs = {n: mm.MOTAccumulator(auto_id=True) for n in names} if with_mot else {}
@@ -261,14 +267,16 @@ def run_stream(stream: DetectionStream, names: list[str], with_mot: bool = True,
         ids, boxes = finish(raw)
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         for i, x in zip(ids.tolist(), ((boxes[:, 0] + boxes[:, 2]) / 2).tolist()):
-            where[n].setdefault(i, {})[fr.t] = x
+            ts, xs = where[n].setdefault(i, ([], []))
+            ts.append(fr.t)
+            xs.append(x)
         evs = counters[n].update(ids, boxes, np.ones(len(ids), bool), fr.t)
-        results[n].events += [(e.t, e.direction, where[n][e.track_id][e.t]) for e in evs]
+        results[n].events += [(e.t, e.direction, _x_at(where[n][e.track_id], e.t)) for e in evs]
         if with_mot:
             dist = _iou_distance(fr.gt_boxes.astype(np.float64), boxes)
             accs[n].update(fr.gt_ids.tolist(), ids.tolist(), dist)
     for n in names:  # crossings still settling at the end
-        results[n].events += [(e.t, e.direction, where[n][e.track_id][e.t])
+        results[n].events += [(e.t, e.direction, _x_at(where[n][e.track_id], e.t))
                               for e in counters[n].flush()]
     table: dict[str, dict[str, object]] = {}
     mh = mm.metrics.create() if with_mot else None

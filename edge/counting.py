@@ -16,8 +16,13 @@ Why each rule exists:
   while unconfirmed, a track's side is only initialised, so a crossing made during
   confirmation is counted at confirmation.
 * **Re-identification.** When a new track id first appears within ``reid_px`` of where
-  a track vanished less than ``reid_s`` ago, it inherits that track's sides and what it
-  already counted, so an identity switch does not count twice.
+  a track vanished less than ``reid_s`` ago, it inherits a copy of that track's sides and
+  what it already counted, so an identity switch does not count twice. A copy, not the
+  track's own state: in a crowd the tracker misses a track's detection for a frame now
+  and then, a new id near it is common, and the track that comes back must still have
+  its side, or its crossing is lost. While the vanished track stays away its heir can
+  also undo the crossing it left settling (crossing straight back); once it is seen
+  again the two are different people and each counts only its own.
   With ``frame_size`` given, tracks that leave or enter through the picture's edge
   take no part in this (people come and go there all the time).
 * **Settling.** A crossing is reported once it is ``settle_s`` old; one its track
@@ -104,6 +109,13 @@ class CountingParams:
     """A new track appearing within this time of a vanished one may inherit it."""
     reid_px: float = 60.0
     """...if it appears within this distance of where that one was last seen."""
+    reid_gap_frames: float = 1.0
+    """A track is a candidate for re-identification only once it has been unseen for
+    more than this many of the stream's frame intervals (the median of the last 15 steps
+    between updates), besides the current frame; 0: as soon as it is missing from a
+    frame. A track missed for a single frame is usually still there (the tracker coasts it and it comes back);
+    a new id beside it then is someone else, whose own side must not be replaced by the
+    missed track's (that counted a crossing nobody made)."""
     forget_s: float = 5.0
     """Counting state of a track unseen for this long is dropped."""
     segment_margin_px: float = 0.0
@@ -119,7 +131,7 @@ class CountingParams:
     `edge.camera_pipeline.CAMERA_COUNTING`: 0.5 s)."""
 
     def __post_init__(self) -> None:
-        if min(self.reid_s, self.reid_px, self.forget_s, self.segment_margin_px, self.settle_s) < 0:
+        if min(self.reid_s, self.reid_px, self.reid_gap_frames, self.forget_s, self.segment_margin_px, self.settle_s) < 0:
             raise ValueError("counting distances and times must not be negative")
         if self.forget_s < self.reid_s:
             raise ValueError("forget_s must be at least reid_s")
@@ -203,7 +215,18 @@ class LineCounter:
         self._last_s = np.full((cap, nl), np.nan)  # signed distance at the last sighting
         self._zero_t = np.full((cap, nl), np.nan)  # when the anchor last crossed the line
         self._id_of = np.full(cap, -1, dtype=np.int64)
+        # Re-identification: the slot each slot's state was copied from (-1: none), that
+        # slot's id then, when the copy was made, and whether a slot was copied since it
+        # was last seen (a vanished track has one heir).
+        self._parent = np.full(cap, -1, dtype=np.int64)
+        self._parent_id = np.full(cap, -1, dtype=np.int64)
+        self._born_t = np.full(cap, np.inf)
+        self._bequeathed = np.zeros(cap, dtype=bool)
         self._t: float | None = None
+        # The stream's frame interval: the median of the last steps between updates (one
+        # frame delivered late and the next early must not shrink it).
+        self._steps = np.full(15, np.nan)
+        self._n_steps = 0
         self.totals = np.zeros((nl, 2), dtype=np.int64)
         self._held: list[_Held] = []  # crossings still settling
 
@@ -228,6 +251,9 @@ class LineCounter:
             raise ValueError(f"time went back: {t} after {self._t}")
         if k and np.unique(ids).shape[0] != k:
             raise ValueError("track ids must be unique within a frame")
+        if self._t is not None and t > self._t:
+            self._steps[self._n_steps % self._steps.shape[0]] = t - self._t
+            self._n_steps += 1
         self._t = t
         self._forget(t)
         if k == 0:
@@ -249,6 +275,7 @@ class LineCounter:
         self._last_t[slots] = t
         self._last_xy[slots] = xy
         self._last_edge[slots] = at_edge
+        self._bequeathed[slots] = False
         if flip.any():
             self._hold(flip & within, side, slots, ids, t)
         return self._release(t)
@@ -279,10 +306,12 @@ class LineCounter:
         for r, li in zip(*np.nonzero(flips)):
             d = 0 if side[r, li] > 0 else 1
             slot = int(slots[r])
-            back = next((h for h in self._held if h.slot == slot and h.li == li and h.d != d), None)
+            kin = (slot, self._vanished_parent(slot))
+            back = next((h for h in self._held if h.slot in kin and h.li == li and h.d != d), None)
             if back is not None:  # crossed back before it settled: neither counts
                 self._held.remove(back)
-                self._counted[slot, li, back.d] -= 1
+                for k in {slot, back.slot}:
+                    self._counted[k, li, back.d] = max(0, self._counted[k, li, back.d] - 1)
                 continue
             if cap and self._counted[slot, li, d] >= cap:
                 continue
@@ -290,6 +319,14 @@ class LineCounter:
             t_cross = float(tz) if np.isfinite(tz) and tz <= t else t
             self._held.append(_Held(t_cross, int(li), d, slot, int(ids[r]), t))
             self._counted[slot, li, d] += 1
+
+    def _vanished_parent(self, slot: int) -> int:
+        """The slot whose state ``slot`` copied, while that track has not been seen
+        since (else -1: it came back, so the heir is someone else)."""
+        p = int(self._parent[slot])
+        if p < 0 or self._id_of[p] != self._parent_id[slot] or self._last_t[p] >= self._born_t[slot]:
+            return -1
+        return p
 
     def _release(self, t: float) -> list[LineCrossing]:
         """Held crossings at least settle_s old, as counted crossings."""
@@ -348,8 +385,12 @@ class LineCounter:
         """Give new ids a slot, inheriting a recently vanished track's state if near."""
         p = self.params
         live = np.array(sorted(self._slot_of.values()), dtype=np.int64)
-        # Vanished recently (not seen this frame), and not out through the edge.
-        ok = (self._last_t[live] < t) & (self._last_t[live] >= t - p.reid_s) & ~self._last_edge[live]
+        # Vanished recently (not seen this frame), not out through the edge, no heir yet.
+        # Unseen for more than reid_gap_frames intervals besides this frame: last seen at
+        # least reid_gap_frames + 1 intervals ago, give or take half of one (jitter).
+        gap = (p.reid_gap_frames + 0.5) * float(np.nanmedian(self._steps)) if self._n_steps else 0.0
+        ok = ((self._last_t[live] < t - gap) & (self._last_t[live] >= t - p.reid_s)
+              & ~self._last_edge[live] & ~self._bequeathed[live])
         fresh_set = set(fresh)
         present = {int(slots[i]) for i in range(ids.shape[0]) if i not in fresh_set}
         cand = np.array([c for c in live[ok].tolist() if c not in present], dtype=np.int64)
@@ -362,16 +403,26 @@ class LineCounter:
                 if dist[j] <= p.reid_px:
                     heir = int(cand[j])
                     cand = np.delete(cand, j)
+            slot = self._new_slot()
             if heir >= 0:
-                # The new id takes over the vanished track's slot and history.
-                del self._slot_of[int(self._id_of[heir])]
-                slot = heir
+                # The new id gets a copy of the vanished track's sides and counts; the
+                # vanished track keeps its own in case it comes back.
+                self._side[slot] = self._side[heir]
+                self._counted[slot] = self._counted[heir]
+                self._last_s[slot] = self._last_s[heir]
+                self._zero_t[slot] = self._zero_t[heir]
+                self._last_t[slot] = self._last_t[heir]
+                self._bequeathed[heir] = True
+                self._parent_id[slot] = self._id_of[heir]
             else:
-                slot = self._new_slot()
                 self._side[slot] = 0
                 self._counted[slot] = 0
                 self._last_s[slot] = np.nan
                 self._zero_t[slot] = np.nan
+                self._parent_id[slot] = -1
+            self._parent[slot] = heir
+            self._born_t[slot] = t
+            self._bequeathed[slot] = False
             self._slot_of[tid] = slot
             self._id_of[slot] = tid
             slots[i] = slot
@@ -387,6 +438,10 @@ class LineCounter:
             self._last_s = np.concatenate([self._last_s, np.full_like(self._last_s, np.nan)])
             self._zero_t = np.concatenate([self._zero_t, np.full_like(self._zero_t, np.nan)])
             self._id_of = np.concatenate([self._id_of, np.full(cap, -1, dtype=np.int64)])
+            self._parent = np.concatenate([self._parent, np.full(cap, -1, dtype=np.int64)])
+            self._parent_id = np.concatenate([self._parent_id, np.full(cap, -1, dtype=np.int64)])
+            self._born_t = np.concatenate([self._born_t, np.full(cap, np.inf)])
+            self._bequeathed = np.concatenate([self._bequeathed, np.zeros(cap, dtype=bool)])
             self._free = list(range(2 * cap - 1, cap - 1, -1))
         return self._free.pop()
 

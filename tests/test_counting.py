@@ -125,6 +125,7 @@ def test_several_lines_and_a_zone():
     lambda: LineCounter([LINE, LINE]),
     lambda: LineCounter([LINE], anchor="top"),  # type: ignore[arg-type]
     lambda: CountingParams(reid_s=10, forget_s=1),
+    lambda: CountingParams(reid_gap_frames=-1),
 ])
 def test_bad_configuration_is_refused(bad):
     with pytest.raises(ValueError):
@@ -216,3 +217,81 @@ def test_crossing_time_is_when_the_anchor_crossed_whatever_the_counter_waits_for
     c = LineCounter([LINE])
     ev = walk(c, [220, 236, 243, 237, 242, 255, 270])
     assert [(e.direction, round(e.t, 4)) for e in ev] == [("in", round(0.3 + 0.1 * 3 / 5, 4))]
+
+
+def test_a_track_missed_for_one_frame_keeps_its_crossing_when_a_new_id_appears_beside_it():
+    """In a crowd a tracker misses a detection of a track now and then; if a new id
+    appears near it in that frame, it must not take the track's counting state away: the
+    track comes back in the next frame and its crossing counts (the 200-in-view miss,
+    seed 537157859, docs/tracker.md)."""
+    c = LineCounter([LINE], params=CountingParams(settle_s=0.5))
+    ev = walk(c, np.linspace(150, 236, 10), tid=1)  # outside, in the band at the end
+    # frame 10: track 1 missed; a new, unconfirmed id 2 appears 40 px beside it, outside
+    ev += c.update(np.array([2]), box_at(360, 230), np.array([False]), 1.0)
+    for k, y in enumerate(np.linspace(240, 330, 10)):  # track 1 is back and walks in
+        t = 1.1 + 0.1 * k
+        ev += c.update(np.array([1, 2]), np.vstack([box_at(320, y), box_at(360, 230)]),
+                       np.array([True, k > 2]), t)
+    ev += c.flush()
+    assert [(e.direction, e.track_id) for e in ev] == [("in", 1)]
+    assert c.totals.tolist() == [[1, 0]]
+
+
+def test_an_heir_that_crosses_back_before_settling_undoes_the_vanished_tracks_crossing():
+    """Re-identification copies a vanished track's state to the new id; the crossing the
+    vanished track left settling is still undone if its heir crosses straight back."""
+    c = LineCounter([LINE], params=CountingParams(settle_s=0.5))
+    ev = walk(c, [200, 220, 238, 252], tid=1)  # in (settling), then lost for two frames
+    ev += walk(c, [250, 230, 210, 190, 180, 170, 160, 150], tid=2, t0=0.5)  # heir, back out
+    assert ev + c.flush() == [] and c.totals.tolist() == [[0, 0]]
+
+
+def test_a_vanished_track_that_returns_is_no_longer_undone_by_its_heir():
+    """Once the vanished track is seen again the new id was another person: each counts
+    its own crossing (the returning track its in, the other one its out)."""
+    c = LineCounter([LINE], params=CountingParams(settle_s=0.5))
+    ev = walk(c, [200, 220, 238, 252], tid=1)  # in (settling), then missed for two frames
+    ev += c.update(np.array([2]), box_at(340, 256), np.array([True]), 0.5)  # its heir
+    for k, (y1, y2) in enumerate(zip([262, 272, 282, 292], [236, 220, 200, 180])):
+        ev += c.update(np.array([1, 2]), np.vstack([box_at(320, y1), box_at(340, y2)]),
+                       np.array([True, True]), 0.6 + 0.1 * k)
+    ev += c.flush()
+    assert sorted((e.direction, e.track_id) for e in ev) == [("in", 1), ("out", 2)]
+
+
+def test_a_new_id_beside_a_track_missed_for_one_frame_keeps_its_own_side():
+    """The track missed for one frame is not vanished yet, so a new id that appears
+    beside it, across the line from it, is someone else: it does not take the missed
+    track's side (which made it count an "in" at once) and counts nothing."""
+    c = LineCounter([LINE], params=CountingParams(settle_s=0.5))
+    ev = walk(c, np.linspace(150, 220, 8), tid=1)  # outside
+    ev += c.update(np.array([2]), box_at(340, 262), np.array([True]), 0.8)  # 1 missed
+    for k in range(10):  # both stay where they are, each on its own side
+        ev += c.update(np.array([1, 2]), np.vstack([box_at(320, 220), box_at(340, 262)]),
+                       np.array([True, True]), 0.9 + 0.1 * k)
+    assert ev + c.flush() == [] and c.totals.tolist() == [[0, 0]]
+    gone = LineCounter([LINE], params=CountingParams(settle_s=0.5))
+    walk(gone, np.linspace(150, 236, 10), tid=1)  # lost for two frames, then as id 2 ...
+    ev = walk(gone, np.linspace(250, 330, 8), tid=2, t0=1.1)
+    assert [e.direction for e in ev + gone.flush()] == ["in"]  # ... one "in", not two
+
+
+def test_the_one_frame_rule_holds_with_jittered_timestamps_and_a_late_frame():
+    """The frame interval is the stream's own (a median), so a late frame and +-4 ms of
+    timestamp jitter at 30 fps do not make a track missed for one frame vanished."""
+    rng = np.random.default_rng(7)
+    ts = np.arange(40) / 30.0 + rng.uniform(-0.004, 0.004, 40)
+    ts[21:] += 0.01  # the frame where track 1 is missed comes 10 ms late
+    c = LineCounter([LINE], params=CountingParams(settle_s=0.5))
+    ev = []
+    for k, t in enumerate(ts):
+        if k < 30:
+            ids, boxes = np.array([1]), box_at(320, 220)
+            if k >= 21:  # id 2 beside it, across the line, from frame 21
+                ids, boxes = np.array([1, 2]), np.vstack([boxes, box_at(340, 262)])
+        else:
+            ids, boxes = np.array([1, 2]), np.vstack([box_at(320, 220), box_at(340, 262)])
+        if k == 21:  # track 1 missed in the frame id 2 appears
+            ids, boxes = ids[1:], boxes[1:]
+        ev += c.update(ids, boxes, np.ones(len(ids), bool), float(t))
+    assert ev + c.flush() == []

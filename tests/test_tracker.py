@@ -413,3 +413,15 @@ def test_bench_draws_fresh_seeds_never_the_dev_ones():
     assert not set(seeds) & set(DEV_SEEDS)
     assert all(FRESH_SEEDS[0] <= s < FRESH_SEEDS[1] for s in seeds)
     assert FRESH_SEEDS[0] > max(DEV_SEEDS)
+
+
+def test_bench_scores_a_stream_whose_crossings_fall_between_frames():
+    """Crossing times are interpolated between frames (edge.counting), so the bench
+    must place each crossing along the line at that time, not look up a frame."""
+    from bench.tracker_bench import run_stream
+
+    stream = generate(StreamSpec(in_view=20, fps=30.0, duration_s=8.0, seed=3))
+    row = run_stream(stream, ["footfall"], with_mot=False)["footfall"]
+    counting = row["counting"]
+    assert sum(counting[d]["true"] for d in ("in", "out")) > 0
+    assert all(0.0 <= counting[d]["accuracy"] <= 1.0 for d in ("in", "out"))
