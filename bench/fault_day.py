@@ -9,20 +9,20 @@ at random instants of the door's timeline, whatever is in flight:
 - SIGKILLs of the broker (restarted on the same port after `broker_down_s`),
 - a full disk: the agent's state directory is a small tmpfs (mounting one needs root),
   filled to the last byte with a ballast file for `disk_full_s`, then freed,
+- clock steps: the agent's wall clock stepped forward or back (seconds to hours, as NTP
+  steps a device's clock; `bench/stepped_clock.py`), its monotonic clock untouched,
 - byte corruption both ways, dropped and truncated frames, all day.
 
 The seed of a run is drawn at start and printed; `--seed` replays it. Then the journal is
 checked, by sequence, against the board's own record of what it emitted, the crossings
 against a clean decode of the journaled edges, and the consumer's bins against the
 agent's last revision of each bin.
-
-Not struck here (yet): clock steps of the agent process (it has no clock a second
-process can step; libfaketime breaks Python's sleep on this system).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import signal
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from bench.stepped_clock import write_offset
 from edge.beam_decoder import BeamDecoder, DecoderConfig, Edge
 from index_system.consumer import ConsumerSettings, IndexConsumer, IndexStore
 from index_system.intake import IntakeLimits
@@ -45,11 +46,13 @@ from simulator.scenario import Scenario
 from simulator.scoring import DirectionScore
 from simulator.virtual_mcu import VirtualMcu
 
-KINDS = ("unplug", "reset", "kill", "broker", "disk_full")
+KINDS = ("unplug", "reset", "kill", "broker", "disk_full", "clock")
 STATE_FS_MB = 64  # the agent's state directory: a day's journal fits with room to spare
 RING = 96
 BOARD_AHEAD_S = 30 * 86400  # the virtual board's clock runs `speedup` times real time
 IN_FLIGHT_WAIT_S = 1.0  # after its instant, a fault waits at most this long for events in flight
+STEP_MIN_S = 1.0  # clock steps: sizes log-uniform in [STEP_MIN_S, the scenario's clock_step_max_s]
+MAX_OFFSET_S = 86400.0  # the agent's clock stays within a day of the truth (the consumer takes 2 days ahead)
 
 
 @dataclass
@@ -73,11 +76,13 @@ class DayResult:
     in_flight: dict[str, int] = field(default_factory=dict)  # faults that struck with events unacked on the board
     wire: dict[str, int] = field(default_factory=dict)
     accuracy: dict[str, DirectionScore] = field(default_factory=dict)
+    clock_steps: list[float] = field(default_factory=list)  # the steps made, seconds (+ forward, - back)
     wall_s: float = 0.0
 
 
-def _agent_cmd(port: Path, state: Path, door: str, mqtt_port: int) -> list[str]:
-    """The real agent (`footfall run`), its state in `state`, beams on `port`."""
+def _agent_cmd(port: Path, state: Path, door: str, mqtt_port: int, clock_file: Path | None = None) -> list[str]:
+    """The real agent (`footfall run`), its state in `state`, beams on `port`; with
+    `clock_file`, its wall clock stepped by the offset that file holds."""
     cfg = state / "agent.toml"
     cfg.write_text(
         f'[device]\nid = "sim-door"\nsite = "sim-site"\n\n[storage]\nstate_dir = "{state}"\n\n'
@@ -86,13 +91,40 @@ def _agent_cmd(port: Path, state: Path, door: str, mqtt_port: int) -> list[str]:
         f'[[beams.doors]]\nname = "{door}"\nport = "{port}"\n'
         f'board_time_ahead_s = {BOARD_AHEAD_S}\n'
     )
-    return [sys.executable, "-m", "edge.cli", "--config", str(cfg), "run", "--log-level", "WARNING"]
+    entry = ["-m", "edge.cli"] if clock_file is None else ["-m", "bench.stepped_clock", str(clock_file)]
+    return [sys.executable, *entry, "--config", str(cfg), "run", "--log-level", "WARNING"]
 
 
 def plan_faults(rng: random.Random, end_vt: float, counts: dict[str, int]) -> list[tuple[float, str]]:
     """Fault instants, uniform over the door's timeline (not on quiet moments)."""
     plan = [(rng.uniform(0.02, 0.98) * end_vt, kind) for kind, n in counts.items() for _ in range(n)]
     return sorted(plan)
+
+
+def plan_clock_steps(rng: random.Random, n: int, max_s: float) -> list[float]:
+    """`n` steps, half forward and half back in a random order, sizes log-uniform in
+    [STEP_MIN_S, max_s]; a step that would take the clock more than MAX_OFFSET_S from
+    the truth goes the other way. The last step goes forward, at least to the highest
+    offset of the day: after a step back the agent closes no new bin until its clock
+    passes the bins it already closed, so it publishes nothing new, and a message tail
+    that a broker SIGKILL lost after its PUBACK would stay unseen at the consumer (which
+    learns an epoch's end only from a later message or birth) for the rest of the day;
+    docs/RELIABILITY.md, "Door link"."""
+    signs = [1.0] * ((n + 1) // 2) + [-1.0] * (n // 2)
+    rng.shuffle(signs)
+    if signs:
+        signs.remove(1.0)
+        signs.append(1.0)
+    steps, offset, peak = [], 0.0, 0.0
+    for i, sign in enumerate(signs):
+        size = math.exp(rng.uniform(math.log(STEP_MIN_S), math.log(max(STEP_MIN_S, max_s))))
+        step = sign * size if abs(offset + sign * size) <= MAX_OFFSET_S else -sign * size
+        if i == n - 1:
+            step = max(step, peak - offset + STEP_MIN_S)
+        offset += step
+        peak = max(peak, offset)
+        steps.append(step)
+    return steps
 
 
 def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: int | None = None,
@@ -111,7 +143,7 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: in
     f = sc.faults
     wire = WireFaults(f.byte_corruption, f.drop_frame, f.truncate_frame, seed=rng.randrange(2**31))
     counts = {"unplug": f.unplugs, "reset": f.mcu_resets, "kill": f.agent_kills, "broker": f.broker_kills,
-              "disk_full": f.disk_fulls}
+              "disk_full": f.disk_fulls, "clock": f.clock_steps}
     if per_kind is not None:
         counts = dict.fromkeys(KINDS, per_kind)
     counts = {k: (n if k in kinds else 0) for k, n in counts.items()}
@@ -123,6 +155,11 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: in
         counts["disk_full"] = 0
         log("fault day: NO disk-full faults (mounting a tmpfs for the state directory needs root)")
     journal = state / "journal.db"
+    clock_file = workdir / "clock_offset" if counts["clock"] else None
+    steps = plan_clock_steps(rng, counts["clock"], f.clock_step_max_s)
+    offset = 0.0
+    if clock_file is not None:
+        write_offset(clock_file, offset)
     broker = Broker(workdir / "broker")
     broker.start()
     # The board's clock runs `speedup` times real time, so a minute of agent time holds that
@@ -139,7 +176,7 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: in
     agent_log = open(workdir / "agent.log", "ab")
 
     def spawn() -> subprocess.Popen:
-        return subprocess.Popen(_agent_cmd(port, state, door, broker.port), env=env, stdout=agent_log, stderr=agent_log)
+        return subprocess.Popen(_agent_cmd(port, state, door, broker.port, clock_file), env=env, stdout=agent_log, stderr=agent_log)
 
     end_vt = edges[-1][0] if edges else 0.0
     plan = plan_faults(rng, end_vt, counts)
@@ -147,8 +184,12 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: in
     in_flight = dict.fromkeys(KINDS, 0)
     agent = spawn()
     mcu.start()
+    asked = time.monotonic()
     try:
         while True:
+            if time.monotonic() - asked >= 1.0:  # as the consumer's run_forever does: holes are
+                asked = time.monotonic()  # asked for while the day runs, not only once it ends
+                consumer.request_replays()
             if time.monotonic() - t_start > timeout_s:
                 raise TimeoutError(f"fault day not finished in {timeout_s} s: vt {mcu.vt:.0f}/{end_vt:.0f}")
             while plan and mcu.vt >= plan[0][0]:  # strike now, whatever the link is doing
@@ -161,6 +202,10 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: in
                     mcu.plug()
                 elif kind == "reset":
                     mcu.reset()
+                elif kind == "clock":
+                    assert clock_file is not None
+                    offset += steps[done["clock"] - 1]
+                    write_offset(clock_file, offset)
                 elif kind == "kill":
                     agent.send_signal(signal.SIGKILL)
                     agent.wait()
@@ -191,6 +236,7 @@ def run(sc: Scenario, workdir: Path, *, passers: int | None = None, per_kind: in
     res = check(mcu, journal, door, crowd, done, time.monotonic() - t_start)
     res.seed = seed
     res.in_flight = in_flight
+    res.clock_steps = steps[:done["clock"]]
     res.bins_agent, res.bins_at_consumer_latest, res.consumer_totals_match = bins
     res.messages_missing_mid, res.messages_missing_tail = _missing_at_consumer(journal, workdir / "index.db")
     return res
@@ -360,10 +406,15 @@ def main() -> None:
     ap.add_argument("--per-kind", type=int, default=None, help="faults of each kind (default: the scenario's)")
     ap.add_argument("--seed", type=int, default=None, help="replay a run (default: drawn and printed)")
     ap.add_argument("--kinds", default=",".join(KINDS), help=f"faults that strike (default: all of {','.join(KINDS)})")
+    ap.add_argument("--clock-step-max-s", type=float, default=None,
+                    help="largest clock step, s (default: the scenario's; tests/test_beam_day.py uses 1800)")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     wd = Path(args.workdir or tempfile.mkdtemp(prefix="fault_day-"))
-    res = run(load(args.scenario), wd, passers=args.passers, per_kind=args.per_kind, seed=args.seed,
+    sc = load(args.scenario)
+    if args.clock_step_max_s is not None:
+        sc = replace(sc, faults=replace(sc.faults, clock_step_max_s=args.clock_step_max_s))
+    res = run(sc, wd, passers=args.passers, per_kind=args.per_kind, seed=args.seed,
               kinds=tuple(args.kinds.split(",")))
     out = {k: v for k, v in vars(res).items() if k not in ("accuracy", "lost")}
     out["lost_count"] = len(res.lost)

@@ -76,6 +76,7 @@ class Agent:
         self.summaries: Summaries | None = None
         self.publisher: Publisher | None = None
         self.fuser = Fuser(cfg.fusion)
+        # intervals on the monotonic clock: a wall clock stepped back (NTP) must not hold them off
         self._last_alive = -1e18
         self._last_prune = -1e18
         self._binning_failures = 0  # consecutive; a full disk does not count (a restart cannot cure it)
@@ -154,7 +155,7 @@ class Agent:
             self.health.set("clock", clock_synced(), "NTP synchronized" if clock_synced() else "waiting for NTP")
         self.publisher = Publisher(
             cfg.mqtt, cfg.device.id, cfg.device.site, self.epoch, self.writer, self.outbox, self.health,
-            self.clock.wall, historical_after_s=2 * cfg.bins.minutes * 60,
+            self.clock.wall, historical_after_s=2 * cfg.bins.minutes * 60, monotonic=self.clock.monotonic,
             commands={"summary": self._on_summary_request}, limits=cfg.commands,
         )
 
@@ -238,14 +239,15 @@ class Agent:
             backlog = -1
         full = backlog >= self.cfg.storage.outbox_max_messages
         self.health.set("outbox", not full, f"{backlog} queued" + (" (FULL: counts kept in journal)" if full else ""))
-        if now - self._last_alive >= ALIVE_EVERY_S:
-            self._last_alive = now
+        mono = self.clock.monotonic()
+        if mono - self._last_alive >= ALIVE_EVERY_S:
+            self._last_alive = mono
             try:
                 self.writer.call(lambda j: j.set_meta("alive_until_utc", repr(now)))
             except Exception:
                 pass
-        if now - self._last_prune >= 3600:
-            self._last_prune = now
+        if mono - self._last_prune >= 3600:
+            self._last_prune = mono
             keep = now - self.cfg.storage.keep_sent_days * 86400
             try:
                 self.writer.call(lambda j: _in_tx(j, lambda: self.outbox.prune(keep)))

@@ -148,6 +148,9 @@ class DoorPipeline:
         self._anchor: tuple[int, int, float] | None = (
             (self._last_hb["epoch"], self._last_hb["t_us"], self._last_hb["utc"])
             if self._last_hb and "t_us" in self._last_hb else None)
+        # monotonic time of that heartbeat's receipt in this process (None: read from the
+        # journal): the wall clock may be stepped (NTP) between a heartbeat and an event
+        self._anchor_mono: float | None = None
         self._last_hb_saved = -1e9
         self.last_heartbeat: m.Heartbeat | None = None
         self.link = BeamLink(door.port, self, baudrate=door.baudrate,
@@ -292,7 +295,12 @@ class DoorPipeline:
         agent restart) keep the time they happened; receipt time without an anchor.
         None: the stamp is implausible (no board's uptime, or mapped outside
         [now - MAX_LATE_S, now + MAX_AHEAD_S]): the caller bins it at receipt, flagged."""
-        return board_utc(self._anchor, epoch, t_us, now_utc, self.door.board_time_ahead_s)
+        anchor = self._anchor
+        if anchor is not None and self._anchor_mono is not None:
+            # the heartbeat's receipt on the wall clock as it reads now: a step since then
+            # moves the board's events with it, as it moves every other time the agent reads
+            anchor = (anchor[0], anchor[1], now_utc - (self.clock.monotonic() - self._anchor_mono))
+        return board_utc(anchor, epoch, t_us, now_utc, self.door.board_time_ahead_s)
 
     def _stamp(self, epoch: int, seq: int, t_us: int, now_utc: float) -> tuple[int, float]:
         """(mcu_us, t_utc) to journal for a board stamp; an implausible one is journaled as
@@ -340,6 +348,7 @@ class DoorPipeline:
         self._flush_meta()
         self.last_heartbeat = hb
         self._anchor = (hb.epoch, hb.t_us, self.clock.wall())
+        self._anchor_mono = self.clock.monotonic()
         self._last_hb = {"epoch": hb.epoch, "last_seq": hb.last_seq, "overflow": hb.overflow,
                          "counters": list(hb.counters), "t_us": hb.t_us, "utc": self._anchor[2]}
         now = self.clock.monotonic()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import ssl
 import threading
 import time
@@ -62,6 +63,7 @@ class Publisher:
         historical_after_s: float,
         commands: dict[str, Callable[[dict[str, Any]], None]] | None = None,
         limits: CommandSettings | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.s = settings
         self.device = device
@@ -70,7 +72,8 @@ class Publisher:
         self.writer = writer
         self.outbox = outbox
         self.health = health
-        self.wall = wall
+        self.wall = wall  # records only; waits are on `monotonic` (an NTP step must not stretch them)
+        self.monotonic = monotonic
         self.historical_after_s = historical_after_s
         # Requests from the index system on cmd/<name>, validated against the contract's schema;
         # a handler raises ValueError for a request it refuses.
@@ -89,7 +92,7 @@ class Publisher:
         self._connected_mono = 0.0
         self._short_sessions = 0  # disconnects soon after connecting, in a row
         self._protocol = mqtt.MQTTv311 if settings.protocol == "3.1.1" else mqtt.MQTTv5
-        self._refused_until = 0.0
+        self._refused_until = -math.inf  # monotonic
         self._loop_wanted = False  # between start() and stop(): paho's thread must be alive
         self.last_publish_utc: float | None = None
         self.sent_count = 0
@@ -214,7 +217,7 @@ class Publisher:
                 row = self._inflight.pop(mid, None)
                 log.error("broker refused message (row %s): %s", row, rc)
                 self.health.set("mqtt", False, f"publish refused: {rc}")
-                self._refused_until = self.wall() + 30
+                self._refused_until = self.monotonic() + 30
                 return
             row = self._inflight.pop(mid, None)
             if row is None:
@@ -255,7 +258,7 @@ class Publisher:
         """Re-queue kept messages the index system says it never received: at most
         `replay_max_messages` per request (the consumer asks again for the rest), at most one
         request per `replay_min_interval_s`; they go out after fresh messages."""
-        now = self.wall()
+        now = self.monotonic()  # not the wall clock: a step back must not refuse requests for its length
         if now - self._last_replay < self.limits.replay_min_interval_s:
             raise CommandRefused(f"replay requests closer than {self.limits.replay_min_interval_s:g} s")
         epoch, first, last = int(req["epoch"]), int(req["from_seq"]), int(req["to_seq"])
@@ -286,7 +289,7 @@ class Publisher:
                 return 0
             self.last_publish_utc = now
             self.sent_count += len(acked)
-        if not self._connected.is_set() or self.wall() < self._refused_until:
+        if not self._connected.is_set() or self.monotonic() < self._refused_until:
             return 0
         with self._lock:
             room = self.s.max_inflight - len(self._inflight)

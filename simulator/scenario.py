@@ -29,6 +29,8 @@ class FaultSpec:
     broker_down_s: float = 1.0
     disk_fulls: int = 0  # the agent's disk filled to the last byte (for disk_full_s, then freed)
     disk_full_s: float = 1.5
+    clock_steps: int = 0  # steps of the agent's wall clock, forward and back (NTP), monotonic untouched
+    clock_step_max_s: float = 4 * 3600.0  # step sizes: log-uniform from 1 s to this
     seed: int = 3
 
 
