@@ -68,6 +68,7 @@ class Agent:
         self.stopping = threading.Event()
         cfg.storage.state_dir.mkdir(parents=True, exist_ok=True)
         self.writer = JournalWriter(cfg.storage.journal_path, on_health=lambda c, ok, d: self.health.set(c, ok, d),
+                                    on_wait=_still_starting,
                                     max_held=cfg.storage.max_held_crossings)
         self.health = Health(self.clock.wall, on_change=self._journal_health)
         self.epoch = 0
@@ -109,6 +110,8 @@ class Agent:
                 if self.outbox is not None and not (first and ok):  # alarms are for changes
                     self.outbox.enqueue(self._topic("alarm"), alarm, t)
 
+        if self.writer.journal is None:
+            return  # not open yet (a full disk waited out at start): the log line above says it
         try:
             self.writer.call(write)
         except Exception:  # a full disk must not stop health reporting
@@ -351,3 +354,9 @@ def _is_full(exc: BaseException) -> bool:
 
 def state_path(cfg: AgentConfig) -> Path:
     return cfg.storage.status_path
+
+
+def _still_starting(why: str) -> None:
+    """Starting takes longer (a full disk is waited out): tell systemd, so that its start
+    timeout does not kill and restart us into the same wait (a restart frees no space)."""
+    notify(f"EXTEND_TIMEOUT_USEC=30000000\nSTATUS={why}")

@@ -7,6 +7,10 @@ shows `disk_full`); beam events raise JournalFullError so the link withholds its
 the microcontroller keeps them in its ring buffer. Past `max_held` (days of traffic at a busy
 door) further crossings are dropped and counted (`dropped_while_full`, in the disk alarm):
 memory stays bounded and no source thread sees an exception.
+
+A disk already full when the journal is opened (a device booting on a full SD card) is
+waited out, not fatal: the open is retried every `open_retry_s` (health `disk` down,
+`on_wait` told each time), since a restart cannot free space and would only loop.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any, TypeVar
 
 from contract.log_limit import LogLimiter
 from edge.crossing import Crossing
-from edge.journal import BeamEventRow, Journal, JournalFullError
+from edge.journal import BeamEventRow, Journal, JournalFullError, is_disk_full
 from contract.ratings import Press
 
 T = TypeVar("T")
@@ -33,8 +37,11 @@ _STOP = object()
 
 class JournalWriter:
     def __init__(self, path: str | Path, on_health: Callable[[str, bool, str], None] | None = None,
-                 max_held: int = 100_000, **journal_kw: Any) -> None:
+                 max_held: int = 100_000, on_wait: Callable[[str], None] | None = None, open_retry_s: float = 1.0,
+                 **journal_kw: Any) -> None:
         self._init = (path, journal_kw)
+        self._on_wait = on_wait or (lambda _why: None)
+        self._open_retry_s = open_retry_s
         self._q: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="journal", daemon=True)
         self._ready: Future[None] = Future()
@@ -66,10 +73,27 @@ class JournalWriter:
     def held_in_memory(self) -> int:
         return len(self._held)
 
+    def _open(self) -> Journal:
+        """The journal, once there is space to open it (a full disk is waited out)."""
+        path, kw = self._init
+        while True:
+            try:
+                journal = Journal(path, **kw)
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                why = f"disk full: waiting for space to open the journal {path}"
+                self._on_health("disk", False, "disk_full")
+                _drops.log("open", logging.WARNING, "%s", why)
+                self._on_wait(why)
+                time.sleep(self._open_retry_s)
+                continue
+            self._on_health("disk", True, "")
+            return journal
+
     def _run(self) -> None:
         try:
-            path, kw = self._init
-            self.journal = Journal(path, **kw)
+            self.journal = self._open()
         except BaseException as exc:  # surfaced to start()
             self._ready.set_exception(exc)
             return
