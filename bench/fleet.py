@@ -27,6 +27,7 @@ import json
 import math
 import multiprocessing as mp
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -80,7 +81,8 @@ class Meter:
 
 def run(devices: int = 50, hours: float = 1.0, speed: float = 360.0, faults: bool = False, seed: int | None = None,
         per_worker: int = 125, timeout_s: float = 300.0, replay_after_s: float = 10.0, summaries: bool = True,
-        pg_restart_mode: str = "fast", workdir: str | None = None) -> dict[str, Any]:
+        pg_restart_mode: str = "fast", workdir: str | None = None,
+        keep: bool = False) -> dict[str, Any]:
     """One fleet run; returns the figures and the invariant's counts (printed as it goes)."""
     import psycopg
 
@@ -90,8 +92,8 @@ def run(devices: int = 50, hours: float = 1.0, speed: float = 360.0, faults: boo
     day = int(time.time() // 86400) * 86400 - 2 * 86400  # two days ago, UTC midnight: within intake's window
     sim_start, sim_end = float(day), day + hours * 3600.0
     minutes = round(hours * 60)
-    tmp = tempfile.TemporaryDirectory(prefix="fleet-", dir=workdir)
-    work = Path(tmp.name)
+    work = Path(tempfile.mkdtemp(prefix="fleet-", dir=workdir))
+    say(f"work dir {work}")
     pg = PgCluster(work / "pg")
     topo = Topology(work / "brokers")
     consumers: dict[str, Any] = {}
@@ -267,7 +269,8 @@ def run(devices: int = 50, hours: float = 1.0, speed: float = 360.0, faults: boo
                 p.kill()
         topo.stop()
         pg.stop()
-        tmp.cleanup()
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def quarantine_counts(db: str) -> dict[str, int]:
@@ -291,12 +294,16 @@ def check(db: str, results: list[dict[str, Any]], minutes: int, sim_start: float
     for dev, seq, received in msgs:
         by_dev.setdefault(dev, {})[seq] = received
     missing = doubled = bad_bins = 0
+    sample: dict[str, list[int]] = {}
     latency: list[float] = []
     recovered = requests = requeued = 0
     truth_in = stored_in = 0
     for r in results:
         got = by_dev.get(r["name"], {})
-        missing += sum(1 for s in range(1, r["last_seq"] + 1) if s not in got)
+        lost = [s for s in range(1, r["last_seq"] + 1) if s not in got]
+        missing += len(lost)
+        if lost and len(sample) < 8:
+            sample[r["name"]] = lost[:12]
         doubled += sum(1 for s in got if not 1 <= s <= r["last_seq"])  # PK: a seq cannot be stored twice
         n, revs, v_in, v_out = per_dev_bins.get(r["name"], (0, 0, 0, 0))
         if (n, int(revs or 0), int(v_in or 0), int(v_out or 0)) != (r["bins"], r["revisions"], r["in"], r["out"]) \
@@ -325,7 +332,7 @@ def check(db: str, results: list[dict[str, Any]], minutes: int, sim_start: float
     span = received[-1] - received[0] if len(received) > 1 else float("nan")
     return {
         "expected_messages": sum(r["last_seq"] for r in results), "stored_messages": len(msgs),
-        "lost": missing, "doubled": doubled, "devices_with_wrong_bins": bad_bins,
+        "lost": missing, "lost_sample": sample, "doubled": doubled, "devices_with_wrong_bins": bad_bins,
         "expected_bins": len(results) * minutes, "truth_in": truth_in, "stored_in": stored_in,
         "summaries_sent": sums, "summaries_equal_recomputed": same,
         "replay_requests_served": requests, "messages_requeued_by_replay": requeued,
@@ -357,10 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the index after the clock ends")
     ap.add_argument("--workdir", help="parent of the run's temp dir (default: the system's)")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (journals, logs) after the run")
     ap.add_argument("--out", help="also write the figures as JSON here")
     args = ap.parse_args(argv)
     out = run(args.devices, args.hours, args.speed, args.faults, args.seed, args.per_worker, args.timeout,
-              args.replay_after, not args.no_summaries, args.pg_restart, args.workdir)
+              args.replay_after, not args.no_summaries, args.pg_restart, args.workdir, args.keep)
     out["invariant_holds"] = ok(out)
     text = json.dumps(out, indent=1)
     print(text)

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -35,27 +36,28 @@ class LinkProxy:
 
     def __init__(self, target: int) -> None:
         self.target = target
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.sock.listen(16)
+        self.port = 0
         self.down = threading.Event()
         self.closed = threading.Event()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self.bytes = 0
-        threading.Thread(target=self._accept, daemon=True, name="link-proxy").start()
+        self._listen()
 
-    def _accept(self) -> None:
+    def _listen(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.port = self.sock.getsockname()[1]
+        self.sock.listen(16)
+        threading.Thread(target=self._accept, args=(self.sock,), daemon=True, name="link-proxy").start()
+
+    def _accept(self, sock: socket.socket) -> None:
         while not self.closed.is_set():
             try:
-                client, _ = self.sock.accept()
+                client, _ = sock.accept()
             except OSError:
                 return
-            if self.down.is_set():
-                client.close()
-                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
                 upstream.settimeout(None)
@@ -84,25 +86,31 @@ class LinkProxy:
                 pass
 
     def cut(self) -> None:
-        """Drop the link: close what it carries, refuse new connections."""
+        """Drop the link: reset what it carries, refuse new connections (nothing listens)."""
         self.down.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; the port stops listening
+        except OSError:
+            pass
+        self.sock.close()
         with self._lock:
             pairs, self._pairs = self._pairs, []
         for pair in pairs:
             for s in pair:
                 try:
-                    s.shutdown(socket.SHUT_RDWR)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, as a lost route
+                    s.close()
                 except OSError:
                     pass
-                s.close()
 
     def restore(self) -> None:
-        self.down.clear()
+        if self.down.is_set():
+            self.down.clear()
+            self._listen()
 
     def close(self) -> None:
         self.closed.set()
         self.cut()
-        self.sock.close()
 
 
 class PgCluster:
