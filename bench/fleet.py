@@ -165,15 +165,33 @@ def run(devices: int = 50, hours: float = 1.0, speed: float = 360.0, faults: boo
                 Fault(0.20 * m + down, f"restart broker {a}", lambda: topo.restart_district(a)),
                 Fault(0.35 * m, f"cut the bridge link {b} -> central", lambda: topo.proxies[b].cut()),
                 Fault(0.35 * m + 10, f"restore the bridge link {b} -> central", lambda: topo.proxies[b].restore()),
-                Fault(0.50 * m, "SIGKILL consumer index-2", lambda: kill(consumers["index-2"])),
-                Fault(0.50 * m + back, "restart consumer index-2", lambda: consumers.__setitem__(
-                    "index-2", start_consumer(topo, db, "index-2", logs / "index-2.log", replay_after_s))),
+                Fault(0.50 * m, "SIGKILL consumer index-2", lambda: kill_consumer("index-2")),
+                Fault(0.50 * m + back, "restart consumer index-2", lambda: restart_consumer("index-2")),
                 Fault(0.70 * m, f"restart PostgreSQL ({pg_restart_mode})", restart_pg),
             ]
             for f in plan:
                 say(f"fault planned at sim minute {f.at_min:.1f}: {f.what}")
         else:
             log_event = say  # noqa: F841
+
+        down: set[str] = set()  # consumers the fault plan keeps down
+
+        def supervise() -> None:
+            """Restart a consumer that exited on its own (as systemd's Restart= would): one
+            started while PostgreSQL restarts fails to open its store and exits."""
+            for user, c in list(consumers.items()):
+                if user not in down and c.poll() is not None:
+                    say(f"consumer {user} exited ({c.returncode}); restarting it")
+                    events.append(f"sim minute {sim_min():7.1f}: consumer {user} exited by itself ({c.returncode}), restarted")
+                    consumers[user] = start_consumer(topo, db, user, logs / f"{user}.log", replay_after_s)
+
+        def kill_consumer(user: str) -> None:
+            down.add(user)
+            kill(consumers[user])
+
+        def restart_consumer(user: str) -> None:
+            down.discard(user)
+            consumers[user] = start_consumer(topo, db, user, logs / f"{user}.log", replay_after_s)
 
         clock_done = [False] * len(pipes)
         last_sample = time.time()
@@ -184,6 +202,7 @@ def run(devices: int = 50, hours: float = 1.0, speed: float = 360.0, faults: boo
                     f.act()
                     if "PostgreSQL" not in f.what:
                         log_event(f.what)
+            supervise()
             for i, pipe in enumerate(pipes):
                 if not clock_done[i] and pipe.poll(0):
                     msg = pipe.recv()
@@ -224,6 +243,7 @@ def run(devices: int = 50, hours: float = 1.0, speed: float = 360.0, faults: boo
             if backlog == 0 and all(have.get(dev) == (n, 1, n) for dev, n in last_seq.items()):
                 complete = True
                 break
+            supervise()
             if time.time() - last_sample > 5:
                 meter.sample(roles())
                 last_sample = time.time()
