@@ -181,7 +181,7 @@ class Topology:
     users: dict[str, str] = field(default_factory=dict)
     pki: object = None
 
-    def start(self, restart_timeout: str = "1 5") -> None:
+    def start(self, restart_timeout: str = "1 5", proxy: bool = True) -> None:
         self.pki = make_test_pki(self.workdir / "pki")
         self.users = {"index": "pw-index-0000", "index-2": "pw-index-2222"}
         self.users.update({f"bridge-{d}": f"pw-bridge-{d}-secret" for d in self.districts})
@@ -195,9 +195,9 @@ class Topology:
             pw = self.workdir / f"{d}.password"
             pw.write_text(self.users[f"bridge-{d}"] + "\n")
             out, acl_out = self.workdir / f"{d}-bridge.conf", self.workdir / f"{d}-central-acl"
-            self.proxies[d] = proxy = LinkProxy(0)  # target set once the central's port is known
+            self.proxies[d] = link = LinkProxy(0)  # target set once the central's port is known
             subprocess.run([sys.executable, str(BRIDGE_SCRIPT), "--district", d, "--central-host", "localhost",
-                            "--central-port", str(proxy.port), "--cafile", str(self.pki.ca_cert), "--password-file",
+                            "--central-port", str(link.port if proxy else self.central.port), "--cafile", str(self.pki.ca_cert), "--password-file",
                             str(pw), "--out", str(out), "--acl-out", str(acl_out), "--restart-timeout", restart_timeout],
                            check=True, capture_output=True)
             confs[d] = out.read_text()
@@ -224,12 +224,13 @@ class Topology:
         self.district_brokers[d].start()
 
     def stop(self) -> None:
-        for b in self.district_brokers.values():
-            b.stop()
+        for b in [*self.district_brokers.values(), *([self.central] if self.central else [])]:
+            try:
+                b.stop()
+            except subprocess.TimeoutExpired:  # a wedged Mosquitto ignores SIGTERM
+                b.stop(kill=True)
         for p in self.proxies.values():
             p.close()
-        if self.central:
-            self.central.stop()
 
 
 def start_consumer(topo: Topology, db: str, user: str, log: Path, replay_after_s: float = 10.0) -> subprocess.Popen:
