@@ -15,7 +15,7 @@ from bench.fleet import ok, run
 
 
 def test_fifty_devices_for_a_simulated_hour_through_two_districts_with_faults():
-    out = run(devices=50, hours=1.0, speed=360.0, faults=True, timeout_s=30.0, replay_after_s=2.0)
+    out = run(devices=50, hours=1.0, speed=360.0, faults=True, timeout_s=45.0, replay_after_s=2.0)
     print(out)
     assert len(out["faults"]) >= 7, out["faults"]  # every planned fault struck
     assert out["harness_processes"] == 2 and out["devices_connected_at_start"] == 50
