@@ -28,6 +28,7 @@ import math
 import multiprocessing as mp
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -402,6 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work dir (journals, logs) after the run")
     ap.add_argument("--out", help="also write the figures as JSON here")
     args = ap.parse_args(argv)
+
+    def interrupted(signum: int, frame: Any) -> None:  # SIGTERM: tear down as on Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
     out = run(args.devices, args.hours, args.speed, args.faults, args.seed, args.per_worker, args.timeout,
               args.replay_after, not args.no_summaries, args.pg_restart, args.workdir, args.keep,
               args.synchronous_commit, not args.no_link_proxy)
