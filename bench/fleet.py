@@ -280,7 +280,7 @@ def run(devices: int = 50, hours: float = 1.0, speed: float = 360.0, faults: boo
         out = check(db, results, minutes, clean_until)
         out.update({
             "seed": seed, "devices": devices, "simulated_hours": hours, "speed": speed, "faults": events,
-            "harness_processes": len(procs), "devices_connected_at_start": connected, "index_complete": complete,
+            "harness_processes": len(procs), "publisher_pumps": pumps, "devices_connected_at_start": connected, "index_complete": complete,
             "clock_real_s": round(t_clock - t0, 1), "drain_after_clock_s": round(t_end - t_clock, 1),
             "cpu_core_share": {r: round(s / (t_end - t0), 3) for r, s in sorted(meter.cpu.items())},
             "peak_rss_mb": {r: round(v / 2**20, 1) for r, v in sorted(meter.rss.items())},
