@@ -490,8 +490,8 @@ class IndexConsumer:
         self.client.loop_stop()
 
     def request_replays(self, now: float | None = None) -> int:
-        """Ask devices to resend sequence ranges missing for longer than replay_after_s:
-        at most `replay_max_messages` numbers per request, one request per device every
+        """Ask devices to resend sequence ranges missing for longer than replay_after_s: one
+        request per device spans its holes, at most `replay_max_messages` numbers, one every
         `replay_every_s` (among all instances sharing the store), `replay_max_per_round`
         devices per call. Instances sharing a subscription each see every sequence
         (`catch_up`), and a hole is checked against the store before it is asked for."""
@@ -500,22 +500,35 @@ class IndexConsumer:
         self.store.catch_up(self.s.peer_slack_s)
         current = set(self.store.gaps())
         self._gap_seen = {g: t for g, t in self._gap_seen.items() if g in current}
+        due: dict[tuple[str, int], list[tuple[int, int]]] = defaultdict(list)
         for gap in sorted(current):
             first_seen = self._gap_seen.setdefault(gap, now)
-            device, epoch, first, last = gap
-            if now - first_seen < self.s.replay_after_s or sent >= self.s.replay_max_per_round:
-                continue
+            if now - first_seen >= self.s.replay_after_s:
+                due[(gap[0], gap[1])].append((gap[2], gap[3]))
+        for (device, epoch), holes in sorted(due.items()):
+            if sent >= self.s.replay_max_per_round:
+                break
+            # One request spans the device's holes (up to replay_max_messages numbers): holes
+            # scattered by a burst shared among instances are asked for at once, not one per
+            # replay_every_s; what it re-sends that is stored already is dropped as a duplicate.
+            first = holes[0][0]
+            limit = first + self.s.replay_max_messages - 1
+            last = max(min(hi, limit) for lo, hi in holes if lo <= limit)
             site = self._sites.get(device) or self.store.site_of(device)
-            last = min(last, first + self.s.replay_max_messages - 1)
-            if site is None or self.store.stored_in(device, epoch, first, last):
+            if site is None:
+                continue
+            have = set(self.store.stored_in(device, epoch, first, last))
+            missing = [q for lo, hi in holes if lo <= last for q in range(lo, min(hi, last) + 1) if q not in have]
+            if not missing:
                 continue  # stored by another instance since: the tracker knows it now
+            first, last = missing[0], missing[-1]
             if not self.store.claim_replay(device, now, self.s.replay_every_s):
                 continue  # asked recently, by this instance or another
             self.client.publish(f"{self.s.prefix}/{site}/{device}/cmd/replay",
                                 json.dumps({"epoch": epoch, "from_seq": first, "to_seq": last}), qos=1)
             sent += 1
-            log.info("asked %s (site %s) to replay epoch %d seq %d..%d (missing for %.0f s)", device, site, epoch,
-                     first, last, now - first_seen)
+            log.info("asked %s (site %s) to replay epoch %d seq %d..%d (%d missing, for %.0f s)", device, site, epoch,
+                     first, last, len(missing), now - min(self._gap_seen.get((device, epoch, lo, hi), now) for lo, hi in holes))
         return sent
 
     def check_availability(self, now: float | None = None) -> dict[str, str]:
