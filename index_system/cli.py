@@ -155,8 +155,9 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from index_system.consumer import ConsumerSettings, IndexConsumer, IndexStore
+    from index_system.consumer import ConsumerSettings, IndexConsumer, open_store_when_up
     from index_system.intake import IntakeLimits
+    from index_system.store_sql import shown_url
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     password = open(args.password_file).read().strip() if args.password_file else None
@@ -167,9 +168,11 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     logging.getLogger(__name__).info("index consumer: broker %s:%d%s, store %s", args.host, args.port,
-                                     " (TLS)" if args.tls else " (no TLS)", args.db)
+                                     " (TLS)" if args.tls else " (no TLS)", shown_url(args.db))
     limits = IntakeLimits() if args.door_per_minute is None else IntakeLimits(door_per_minute=args.door_per_minute)
-    IndexConsumer(s, IndexStore(args.db, limits)).run_forever(stop)
+    store = open_store_when_up(args.db, limits, stop)
+    if store is not None:  # None: stopped while waiting for the store
+        IndexConsumer(s, store).run_forever(stop)
     return 0
 
 

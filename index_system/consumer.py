@@ -34,7 +34,7 @@ from contract.log_limit import LogLimiter
 from index_system.intake import Accepted, IntakeLimits, admit
 from index_system.quarantine import QuarantineLimits
 from index_system.sequences import SequenceTracker
-from index_system.store_sql import migrate, open_store
+from index_system.store_sql import migrate, open_store, shown_url, store_unreachable_errors
 from index_system.week_view import week_view
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,26 @@ CREATE TABLE IF NOT EXISTS replay_asks (
 """
 # Columns added after the first release; an older store gets them on open.
 ADDED = {"messages": {"digest": "TEXT"}, "devices": {"last_bin_utc": "REAL", "bin_minutes": "INTEGER"}}
+
+
+def open_store_when_up(url: str | Path, limits: IntakeLimits, stop: threading.Event,
+                       max_wait_s: float = 30.0) -> "IndexStore | None":
+    """Open the store, waiting for it while it is unreachable (a PostgreSQL restarting, a
+    database host rebooting with the consumer's): the consumer starts when the store comes
+    back instead of exiting, and its devices' messages wait meanwhile in its broker session.
+    Retries back off from 1 s to `max_wait_s`; the wait is logged at most once a minute.
+    None when `stop` is set first."""
+    says = LogLimiter(log, time.monotonic, every_s=60.0, burst=1)
+    wait = 1.0
+    while not stop.is_set():
+        try:
+            return IndexStore(url, limits)
+        except store_unreachable_errors() as exc:
+            says.log("store", logging.WARNING, "store %s unreachable, retrying every %.0f s at most: %s", shown_url(url), max_wait_s,
+                         str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        stop.wait(wait)
+        wait = min(max_wait_s, wait * 2)
+    return None
 
 
 class IndexStore:

@@ -105,6 +105,25 @@ def open_store(url: str | Path) -> tuple[Connection, Dialect]:
     return connect_sqlite(url), SQLITE
 
 
+def shown_url(url: str | Path) -> str:
+    """The store URL as logs may show it: a password in it (`postgresql://u:pw@host`, or a
+    `password=` key of a conninfo string) replaced by ***."""
+    text = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", str(url))
+    return re.sub(r"(password\s*=\s*)[^\s&]+", r"\1***", text, flags=re.IGNORECASE)
+
+
+def store_unreachable_errors() -> tuple[type[BaseException], ...]:
+    """The errors that mean the store's server or file is not there yet (a PostgreSQL still
+    starting or restarting, a network down, a file system not mounted), as opposed to a
+    mistake in the URL: what a consumer starting waits out instead of exiting."""
+    errors: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
+    try:
+        import psycopg
+    except ImportError:  # the embedded default: psycopg is the `index` extra
+        return errors
+    return (*errors, psycopg.OperationalError)
+
+
 def migrate(conn: Connection, dialect: Dialect, ddl: str, added: dict[str, dict[str, str]]) -> None:
     """Create the tables (each `IF NOT EXISTS`) and bring an older store's tables up to date
     with the columns added since. On PostgreSQL an advisory lock serialises the first opens

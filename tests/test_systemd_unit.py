@@ -16,6 +16,7 @@ import pytest
 from simulator.local_broker import REPO_ROOT, SECURE_USERS, Broker
 
 UNIT = REPO_ROOT / "systemd" / "footfall-agent.service"
+INDEX_UNIT = REPO_ROOT / "systemd" / "footfall-index.service"  # the index host's consumer
 UDEV_RULE = REPO_ROOT / "systemd" / "99-footfall-door.rules"
 SANDBOX = Path(__file__).with_name("systemd_sandbox.py")
 
@@ -43,16 +44,17 @@ def systemd_analyze() -> str:
     return require_tool("systemd-analyze", "systemd")  # absent: fails with the install hint
 
 
-def test_systemd_accepts_every_directive_of_the_unit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unit", [UNIT, INDEX_UNIT], ids=lambda u: u.stem)
+def test_systemd_accepts_every_directive_of_the_unit(tmp_path: Path, unit: Path) -> None:
     """`systemd-analyze verify` on a copy whose ExecStart points at a binary that exists
     here (verify refuses a missing one); any complaint about the unit fails the test."""
     tool = systemd_analyze()
-    text = UNIT.read_text()
+    text = unit.read_text()
     assert text.count("\nExecStart=/opt/footfall/venv/bin/footfall ") == 1
-    copy = tmp_path / UNIT.name
+    copy = tmp_path / unit.name
     copy.write_text(text.replace("ExecStart=/opt/footfall/venv/bin/footfall ", f"ExecStart={shutil.which('true')} "))
     done = subprocess.run([tool, "verify", "--man=no", str(copy)], capture_output=True, text=True, timeout=60)
-    about_unit = [line for line in (done.stdout + done.stderr).splitlines() if UNIT.name in line]
+    about_unit = [line for line in (done.stdout + done.stderr).splitlines() if unit.name in line]
     assert done.returncode == 0 and about_unit == [], done.stdout + done.stderr
 
 
@@ -68,12 +70,14 @@ def test_verify_would_catch_a_bad_directive(tmp_path: Path) -> None:
     assert any("sometimes" in line for line in complaints), complaints
 
 
-def test_hardening_exposure_stays_low(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unit", [UNIT, INDEX_UNIT], ids=lambda u: u.stem)
+def test_hardening_exposure_stays_low(tmp_path: Path, unit: Path) -> None:
     """`systemd-analyze security --offline=yes` scores the sandbox (0 = locked down, 10 =
-    none). The unit scores 1.6 on systemd 252; a change that loosens it fails here."""
+    none). The agent's unit scores 1.6 on systemd 252, the index consumer's 1.1; a change
+    that loosens either past 2.0 fails here."""
     tool = systemd_analyze()
-    copy = tmp_path / UNIT.name
-    copy.write_text(UNIT.read_text().replace("ExecStart=/opt/footfall/venv/bin/footfall ",
+    copy = tmp_path / unit.name
+    copy.write_text(unit.read_text().replace("ExecStart=/opt/footfall/venv/bin/footfall ",
                                              f"ExecStart={shutil.which('true')} "))
     done = subprocess.run([tool, "security", "--offline=yes", "--no-pager", str(copy)], capture_output=True,
                           text=True, timeout=60)
