@@ -148,30 +148,39 @@ SPANNING_LINES = {
 }
 
 
-def spanning_throughput(frames: int, threads: int, rounds: int) -> dict:
+def spanning_throughput(frames: int, threads: int | None, rounds: int) -> dict:
     """End-to-end fps (decode in its own thread -> front-end -> track -> count) with a line
-    spanning the 768x576 frame, for the front-ends side by side in one run: tiles (the
-    default: model-sized tiles along the line, quiet tiles skipped), tiles without the
-    motion skip, and the single window (roi). Rounds alternate; medians reported."""
+    spanning the 768x576 frame, old and new front-ends side by side in one run: the tiles
+    as first shipped (the grid of model-sized tiles, 1 onnxruntime thread), the default
+    now (windows re-planned to the people's size once learnt, threads = cores), the new
+    tiles on 1 thread, and the single window (roi). Rounds alternate; medians reported."""
     from edge.camera_pipeline import CameraPipeline, front_end_for
     from edge.counting import CountingLine
     from edge.detector import OnnxDetector
     from edge.tiled_detector import TiledDetector
     from edge.video_source import LatestFrameGrabber, VideoSource
 
-    det = OnnxDetector("ssdlite_person", threads=threads)
-    out: dict = {"bare_ms_per_inference": bare_model_ms(threads, rounds)}
+    dets = {"default": OnnxDetector("ssdlite_person", threads=threads), "1": OnnxDetector("ssdlite_person", threads=1)}
+    out: dict = {"threads_default": dets["default"].threads,
+                 "bare_ms_per_inference": bare_model_ms(dets["default"].threads, rounds)}
     print("bare inference (ms, one model-sized window):", out["bare_ms_per_inference"], flush=True)
+    configs = {  # name: (front-end, detector threads, re-plan windows)
+        "tiles as first shipped (grid, 1 thread)": ("tiles", "1", False),
+        "tiles (default)": ("tiles", "default", True),
+        "tiles, 1 thread": ("tiles", "1", True),
+        "roi (one window), default threads": ("roi", "default", False),
+        "roi (one window), 1 thread": ("roi", "1", False),
+    }
     for label, (p1, p2, inside) in SPANNING_LINES.items():
         line = CountingLine("span", p1, p2, inside)
-        configs = {"tiles (default)": "tiles", "tiles, no motion skip": "tiles-all", "roi (one window)": "roi"}
         runs: dict[str, list[float]] = {k: [] for k in configs}
         extra: dict[str, dict] = {}
         for _ in range(rounds):
-            for name, kind in configs.items():
-                front, roi = front_end_for(det, [line], 768, 576, "roi" if kind == "roi" else "tiles")
-                if kind == "tiles-all":
-                    front = TiledDetector(det, front.tiles, motion=False, frame_size=(768, 576))
+            for name, (kind, th, adapt) in configs.items():
+                det = dets[th]
+                front, roi = front_end_for(det, [line], 768, 576, kind)
+                if kind == "tiles" and not adapt:
+                    front = TiledDetector(det, front.tiles, frame_size=(768, 576))
                 pipe = CameraPipeline(front, [line], run_id="span", roi=roi, frame_size=(768, 576))
                 src = VideoSource(VTEST, live=False)
                 grabber = LatestFrameGrabber(src, drop_stale=False)
@@ -188,7 +197,9 @@ def spanning_throughput(frames: int, threads: int, rounds: int) -> dict:
                 src.close()
                 runs[name].append(n / wall)
                 if isinstance(front, TiledDetector):
-                    extra[name] = {"tiles": len(front.tiles), "tile_inferences_skipped": round(front.skipped_share, 3)}
+                    extra[name] = {"tiles": len(front.tiles), "tiles_at_start": len(front_end_for(det, [line], 768, 576)[0].tiles),
+                                   "replanned_at_frame": front.replanned_at, "windows": [list(t) for t in front.tiles],
+                                   "tile_inferences_skipped": round(front.skipped_share, 3)}
         out[label] = {name: {"median_fps": round(statistics.median(v), 1), "rounds_fps": [round(x, 1) for x in v],
                              **extra.get(name, {})} for name, v in runs.items()}
         print("spanning line:", label, json.dumps(out[label]), flush=True)
@@ -400,7 +411,7 @@ def vtest_accuracy(threads: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.camera_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="default: cores - 1")
+    ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: the detector's, cores)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--accuracy", action="store_true", help="also run the accuracy tables (minutes)")
     ap.add_argument("--seeds", type=int, default=3)
@@ -420,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{VTEST} missing: apt-get install -y opencv-doc", file=sys.stderr)
         return 2
     results: dict = {}
+    if args.threads is None and not args.spanning:  # the earlier modes' figures were taken at cores - 1
+        args.threads = max(1, (os.cpu_count() or 2) - 1)
     if args.spanning:
         results["spanning"] = spanning_throughput(args.frames, args.threads, args.rounds)
         if args.json:
