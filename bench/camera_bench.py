@@ -206,6 +206,53 @@ def spanning_throughput(frames: int, threads: int | None, rounds: int) -> dict:
     return out
 
 
+def replan_agreement(min_persons: list[float], threads: int | None, last_frame: int = 399) -> dict:
+    """Dev evidence for the windows sized to the people (`MIN_PERSON_PX`): a line from corner
+    to corner, vtest.avi's dev frames only (0-``last_frame``), counted with the grid of
+    model-sized tiles and with the re-planned windows at each ``min_person``; the grid's
+    counts stand in for truth (no annotation exists for this line): matched within 1 s."""
+    from contract.crossing_score import score_crossings
+    from edge.camera_pipeline import CameraPipeline, front_end_for
+    from edge.counting import CountingLine
+    from edge.detector import OnnxDetector
+    from edge.tiled_detector import TiledDetector
+    from edge.video_source import VideoSource
+
+    det = OnnxDetector("ssdlite_person", threads=threads)
+    p1, p2, inside = SPANNING_LINES["diagonal, corner to corner"]
+    line = CountingLine("corner", p1, p2, inside)
+
+    def count(min_person: float | None) -> tuple[list[tuple[float, str]], TiledDetector]:
+        front, _ = front_end_for(det, [line], 768, 576)
+        if min_person is None:
+            front = TiledDetector(det, front.tiles, frame_size=(768, 576))
+        else:
+            front.min_person = min_person
+        pipe = CameraPipeline(front, [line], run_id="agree", frame_size=(768, 576))
+        src = VideoSource(VTEST, live=False)
+        out, t0 = [], None
+        for f in src.frames():
+            if f.index > last_frame:
+                break
+            t0 = f.t_utc - f.t_mono if t0 is None else t0
+            out += pipe.process(f)
+        out += pipe.flush()
+        src.close()
+        return [(e.crossing.t_utc - t0, e.crossing.direction) for e in out], front
+
+    grid, front = count(None)
+    res: dict = {"grid": {"windows": len(front.tiles), "in": sum(d == "in" for _, d in grid),
+                          "out": sum(d == "out" for _, d in grid)}}
+    print("corner line, dev frames, grid:", json.dumps(res["grid"]), flush=True)
+    for mp in min_persons:
+        got, front = count(mp)
+        sc = score_crossings(grid, got, tolerance_s=1.0)
+        res[str(mp)] = {"windows": len(front.tiles), "replanned_at_frame": front.replanned_at,
+                        **{d: f"{v['matched']}/{v['true']} of the grid's, +{v['extra']}" for d, v in sc.items()}}
+        print(f"corner line, dev frames, min_person {mp}:", json.dumps(res[str(mp)]), flush=True)
+    return res
+
+
 def bare_model_ms(threads: int, rounds: int, n: int = 40) -> dict:
     """Milliseconds per onnxruntime call on one model-sized window of real frames, the two
     shipped detectors alternating (rounds; medians): what one tile costs."""
@@ -423,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="composed scenes' walkers: none of vtest.avi's test people (default), or any (the earlier bank)")
     ap.add_argument("--spanning", action="store_true", help="only: end-to-end fps with a line spanning the frame, "
                     "tiles vs one window")
+    ap.add_argument("--replan-agreement", default=None, metavar="PX,PX",
+                    help="only: corner-to-corner counts on the dev frames, grid tiles vs windows re-planned at these "
+                         "min_person values (the dev evidence for MIN_PERSON_PX)")
     ap.add_argument("--json", default=None, help="write all results to this file")
     args = ap.parse_args(argv)
     global BANK_HELD_OUT
@@ -431,8 +481,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{VTEST} missing: apt-get install -y opencv-doc", file=sys.stderr)
         return 2
     results: dict = {}
-    if args.threads is None and not args.spanning:  # the earlier modes' figures were taken at cores - 1
+    if args.threads is None and not (args.spanning or args.replan_agreement):  # the earlier modes' figures were taken at cores - 1
         args.threads = max(1, (os.cpu_count() or 2) - 1)
+    if args.replan_agreement:
+        results["replan_agreement"] = replan_agreement([float(v) for v in args.replan_agreement.split(",")], args.threads)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        return 0
     if args.spanning:
         results["spanning"] = spanning_throughput(args.frames, args.threads, args.rounds)
         if args.json:
