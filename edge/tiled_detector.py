@@ -9,6 +9,13 @@ then NMS), and a tile whose picture has not changed since its last inference han
 its last boxes instead of running the model again (people standing still keep their
 boxes; an empty quiet tile costs nothing).
 
+Near the camera people are large, and model-sized tiles there are more than the model
+needs: once `PersonScale` has learnt the camera's perspective (box height against feet
+row, from the detector's own boxes in the first frames), the windows are re-planned,
+each as large as still shows the smallest person in it at least `MIN_PERSON_PX` tall at
+the model's input, and the plan is kept when it needs fewer windows (a line from corner
+to corner of a 768x576 view: 12 tiles -> 6 windows).
+
 `tile_rects` (pure geometry) chooses the tiles; `TiledDetector` runs any `OnnxDetector`
 over them and has the same `detect(frame)` face, so the pipeline does not know.
 """
