@@ -148,7 +148,8 @@ SPANNING_LINES = {
 }
 
 
-def spanning_throughput(frames: int, threads: int | None, rounds: int) -> dict:
+def spanning_throughput(frames: int, threads: int | None, rounds: int, only_lines: list[str] | None = None,
+                        only_configs: list[str] | None = None) -> dict:
     """End-to-end fps (decode in its own thread -> front-end -> track -> count) with a line
     spanning the 768x576 frame, old and new front-ends side by side in one run: the tiles
     as first shipped (the grid of model-sized tiles, 1 onnxruntime thread), the default
@@ -161,9 +162,10 @@ def spanning_throughput(frames: int, threads: int | None, rounds: int) -> dict:
     from edge.video_source import LatestFrameGrabber, VideoSource
 
     dets = {"default": OnnxDetector("ssdlite_person", threads=threads), "1": OnnxDetector("ssdlite_person", threads=1)}
-    out: dict = {"threads_default": dets["default"].threads,
-                 "bare_ms_per_inference": bare_model_ms(dets["default"].threads, rounds)}
-    print("bare inference (ms, one model-sized window):", out["bare_ms_per_inference"], flush=True)
+    out: dict = {"threads_default": dets["default"].threads}
+    if not only_configs:
+        out["bare_ms_per_inference"] = bare_model_ms(dets["default"].threads, rounds)
+        print("bare inference (ms, one model-sized window):", out["bare_ms_per_inference"], flush=True)
     configs = {  # name: (front-end, detector threads, re-plan windows)
         "tiles as first shipped (grid, 1 thread)": ("tiles", "1", False),
         "tiles (default)": ("tiles", "default", True),
@@ -171,7 +173,11 @@ def spanning_throughput(frames: int, threads: int | None, rounds: int) -> dict:
         "roi (one window), default threads": ("roi", "default", False),
         "roi (one window), 1 thread": ("roi", "1", False),
     }
+    if only_configs:
+        configs = {k: v for k, v in configs.items() if any(o in k for o in only_configs)}
     for label, (p1, p2, inside) in SPANNING_LINES.items():
+        if only_lines and not any(o in label for o in only_lines):
+            continue
         line = CountingLine("span", p1, p2, inside)
         runs: dict[str, list[float]] = {k: [] for k in configs}
         extra: dict[str, dict] = {}
@@ -470,6 +476,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="composed scenes' walkers: none of vtest.avi's test people (default), or any (the earlier bank)")
     ap.add_argument("--spanning", action="store_true", help="only: end-to-end fps with a line spanning the frame, "
                     "tiles vs one window")
+    ap.add_argument("--span-lines", default=None, help="with --spanning: only lines whose label contains one of these "
+                    "(comma-separated: 'width', 'corner')")
+    ap.add_argument("--span-configs", default=None, help="with --spanning: only front-ends whose label contains one of "
+                    "these (comma-separated, e.g. 'first shipped,default,1 thread'); skips the bare-model timing")
     ap.add_argument("--replan-agreement", default=None, metavar="PX,PX",
                     help="only: corner-to-corner counts on the dev frames, grid tiles vs windows re-planned at these "
                          "min_person values (the dev evidence for MIN_PERSON_PX)")
@@ -489,7 +499,9 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps(results, indent=2))
         return 0
     if args.spanning:
-        results["spanning"] = spanning_throughput(args.frames, args.threads, args.rounds)
+        results["spanning"] = spanning_throughput(args.frames, args.threads, args.rounds,
+                                                  args.span_lines.split(",") if args.span_lines else None,
+                                                  args.span_configs.split(",") if args.span_configs else None)
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
         return 0
