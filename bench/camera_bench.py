@@ -152,26 +152,26 @@ def spanning_throughput(frames: int, threads: int | None, rounds: int, only_line
                         only_configs: list[str] | None = None) -> dict:
     """End-to-end fps (decode in its own thread -> front-end -> track -> count) with a line
     spanning the 768x576 frame, old and new front-ends side by side in one run: the tiles
-    as first shipped (the grid of model-sized tiles, 1 onnxruntime thread), the default
-    now (windows re-planned to the people's size once learnt, threads = cores), the new
-    tiles on 1 thread, and the single window (roi). Rounds alternate; medians reported."""
+    as first shipped (the grid of model-sized tiles), the default now (windows re-planned
+    to the people's size once learnt), the same with onnxruntime threads = cores, and the
+    single window (roi). Rounds alternate; medians reported."""
     from edge.camera_pipeline import CameraPipeline, front_end_for
     from edge.counting import CountingLine
     from edge.detector import OnnxDetector
     from edge.tiled_detector import TiledDetector
     from edge.video_source import LatestFrameGrabber, VideoSource
 
-    dets = {"default": OnnxDetector("ssdlite_person", threads=threads), "1": OnnxDetector("ssdlite_person", threads=1)}
+    dets = {"default": OnnxDetector("ssdlite_person", threads=threads), "1": OnnxDetector("ssdlite_person", threads=1),
+            "all": OnnxDetector("ssdlite_person", threads=os.cpu_count() or 1)}
     out: dict = {"threads_default": dets["default"].threads}
     if not only_configs:
         out["bare_ms_per_inference"] = bare_model_ms(dets["default"].threads, rounds)
         print("bare inference (ms, one model-sized window):", out["bare_ms_per_inference"], flush=True)
     configs = {  # name: (front-end, detector threads, re-plan windows)
-        "tiles as first shipped (grid, 1 thread)": ("tiles", "1", False),
+        "tiles as first shipped (grid)": ("tiles", "default", False),
         "tiles (default)": ("tiles", "default", True),
-        "tiles, 1 thread": ("tiles", "1", True),
-        "roi (one window), default threads": ("roi", "default", False),
-        "roi (one window), 1 thread": ("roi", "1", False),
+        "tiles, threads = cores": ("tiles", "all", True),
+        "roi (one window)": ("roi", "default", False),
     }
     if only_configs:
         configs = {k: v for k, v in configs.items() if any(o in k for o in only_configs)}
@@ -464,7 +464,7 @@ def vtest_accuracy(threads: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.camera_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: the detector's, cores)")
+    ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: the detector's, cores - 1)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--accuracy", action="store_true", help="also run the accuracy tables (minutes)")
     ap.add_argument("--seeds", type=int, default=3)
@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{VTEST} missing: apt-get install -y opencv-doc", file=sys.stderr)
         return 2
     results: dict = {}
-    if args.threads is None and not (args.spanning or args.replan_agreement):  # the earlier modes' figures were taken at cores - 1
+    if args.threads is None and not (args.spanning or args.replan_agreement):
         args.threads = max(1, (os.cpu_count() or 2) - 1)
     if args.replan_agreement:
         results["replan_agreement"] = replan_agreement([float(v) for v in args.replan_agreement.split(",")], args.threads)

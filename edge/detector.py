@@ -244,15 +244,14 @@ def _pick(outputs: dict[str, np.ndarray], stem: str) -> np.ndarray:
 # --------------------------------------------------------------------------- detector
 
 def default_threads() -> int:
-    """Inference threads: all cores (the capture thread's decoding fits in the gaps).
+    """Inference threads: all cores but one, which the capture thread needs for decoding.
 
-    On the 2-core dev machine 2 threads ran the tiled front-end end to end faster than 1,
-    decode thread included (docs/camera.md, "Throughput"); cores - 1 was chosen earlier
-    on the ratio to bare inference, not on frames per second.
+    Measured on a 2-core machine: 2 inference threads + decoding ran slower than 1
+    (docs/PERFORMANCE.md, camera path).
     """
     import os
 
-    return max(1, os.cpu_count() or 1)
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 _ORT_DTYPES = {"uint8": "tensor(uint8)", "float32": "tensor(float)"}
