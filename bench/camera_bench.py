@@ -148,30 +148,45 @@ SPANNING_LINES = {
 }
 
 
-def spanning_throughput(frames: int, threads: int, rounds: int) -> dict:
+def spanning_throughput(frames: int, threads: int | None, rounds: int, only_lines: list[str] | None = None,
+                        only_configs: list[str] | None = None) -> dict:
     """End-to-end fps (decode in its own thread -> front-end -> track -> count) with a line
-    spanning the 768x576 frame, for the front-ends side by side in one run: tiles (the
-    default: model-sized tiles along the line, quiet tiles skipped), tiles without the
-    motion skip, and the single window (roi). Rounds alternate; medians reported."""
+    spanning the 768x576 frame, old and new front-ends side by side in one run: the tiles
+    as first shipped (the grid of model-sized tiles), the default now (windows re-planned
+    to the people's size once learnt), the same with onnxruntime threads = cores, and the
+    single window (roi). Rounds alternate; medians reported."""
     from edge.camera_pipeline import CameraPipeline, front_end_for
     from edge.counting import CountingLine
     from edge.detector import OnnxDetector
     from edge.tiled_detector import TiledDetector
     from edge.video_source import LatestFrameGrabber, VideoSource
 
-    det = OnnxDetector("ssdlite_person", threads=threads)
-    out: dict = {"bare_ms_per_inference": bare_model_ms(threads, rounds)}
-    print("bare inference (ms, one model-sized window):", out["bare_ms_per_inference"], flush=True)
+    dets = {"default": OnnxDetector("ssdlite_person", threads=threads), "1": OnnxDetector("ssdlite_person", threads=1),
+            "all": OnnxDetector("ssdlite_person", threads=os.cpu_count() or 1)}
+    out: dict = {"threads_default": dets["default"].threads}
+    if not only_configs:
+        out["bare_ms_per_inference"] = bare_model_ms(dets["default"].threads, rounds)
+        print("bare inference (ms, one model-sized window):", out["bare_ms_per_inference"], flush=True)
+    configs = {  # name: (front-end, detector threads, re-plan windows)
+        "tiles as first shipped (grid)": ("tiles", "default", False),
+        "tiles (default)": ("tiles", "default", True),
+        "tiles, threads = cores": ("tiles", "all", True),
+        "roi (one window)": ("roi", "default", False),
+    }
+    if only_configs:
+        configs = {k: v for k, v in configs.items() if any(o in k for o in only_configs)}
     for label, (p1, p2, inside) in SPANNING_LINES.items():
+        if only_lines and not any(o in label for o in only_lines):
+            continue
         line = CountingLine("span", p1, p2, inside)
-        configs = {"tiles (default)": "tiles", "tiles, no motion skip": "tiles-all", "roi (one window)": "roi"}
         runs: dict[str, list[float]] = {k: [] for k in configs}
         extra: dict[str, dict] = {}
         for _ in range(rounds):
-            for name, kind in configs.items():
-                front, roi = front_end_for(det, [line], 768, 576, "roi" if kind == "roi" else "tiles")
-                if kind == "tiles-all":
-                    front = TiledDetector(det, front.tiles, motion=False, frame_size=(768, 576))
+            for name, (kind, th, adapt) in configs.items():
+                det = dets[th]
+                front, roi = front_end_for(det, [line], 768, 576, kind)
+                if kind == "tiles" and not adapt:
+                    front = TiledDetector(det, front.tiles, frame_size=(768, 576))
                 pipe = CameraPipeline(front, [line], run_id="span", roi=roi, frame_size=(768, 576))
                 src = VideoSource(VTEST, live=False)
                 grabber = LatestFrameGrabber(src, drop_stale=False)
@@ -188,11 +203,60 @@ def spanning_throughput(frames: int, threads: int, rounds: int) -> dict:
                 src.close()
                 runs[name].append(n / wall)
                 if isinstance(front, TiledDetector):
-                    extra[name] = {"tiles": len(front.tiles), "tile_inferences_skipped": round(front.skipped_share, 3)}
+                    extra[name] = {"tiles": len(front.tiles), "tiles_at_start": len(front_end_for(det, [line], 768, 576)[0].tiles),
+                                   "replanned_at_frame": front.replanned_at, "windows": [list(t) for t in front.tiles],
+                                   "tile_inferences_skipped": round(front.skipped_share, 3)}
         out[label] = {name: {"median_fps": round(statistics.median(v), 1), "rounds_fps": [round(x, 1) for x in v],
                              **extra.get(name, {})} for name, v in runs.items()}
         print("spanning line:", label, json.dumps(out[label]), flush=True)
     return out
+
+
+def replan_agreement(min_persons: list[float], threads: int | None, last_frame: int = 399) -> dict:
+    """Dev evidence for the windows sized to the people (`MIN_PERSON_PX`): a line from corner
+    to corner, vtest.avi's dev frames only (0-``last_frame``), counted with the grid of
+    model-sized tiles and with the re-planned windows at each ``min_person``; the grid's
+    counts stand in for truth (no annotation exists for this line): matched within 1 s."""
+    from contract.crossing_score import score_crossings
+    from edge.camera_pipeline import CameraPipeline, front_end_for
+    from edge.counting import CountingLine
+    from edge.detector import OnnxDetector
+    from edge.tiled_detector import TiledDetector
+    from edge.video_source import VideoSource
+
+    det = OnnxDetector("ssdlite_person", threads=threads)
+    p1, p2, inside = SPANNING_LINES["diagonal, corner to corner"]
+    line = CountingLine("corner", p1, p2, inside)
+
+    def count(min_person: float | None) -> tuple[list[tuple[float, str]], TiledDetector]:
+        front, _ = front_end_for(det, [line], 768, 576)
+        if min_person is None:
+            front = TiledDetector(det, front.tiles, frame_size=(768, 576))
+        else:
+            front.min_person = min_person
+        pipe = CameraPipeline(front, [line], run_id="agree", frame_size=(768, 576))
+        src = VideoSource(VTEST, live=False)
+        out, t0 = [], None
+        for f in src.frames():
+            if f.index > last_frame:
+                break
+            t0 = f.t_utc - f.t_mono if t0 is None else t0
+            out += pipe.process(f)
+        out += pipe.flush()
+        src.close()
+        return [(e.crossing.t_utc - t0, e.crossing.direction) for e in out], front
+
+    grid, front = count(None)
+    res: dict = {"grid": {"windows": len(front.tiles), "in": sum(d == "in" for _, d in grid),
+                          "out": sum(d == "out" for _, d in grid)}}
+    print("corner line, dev frames, grid:", json.dumps(res["grid"]), flush=True)
+    for mp in min_persons:
+        got, front = count(mp)
+        sc = score_crossings(grid, got, tolerance_s=1.0)
+        res[str(mp)] = {"windows": len(front.tiles), "replanned_at_frame": front.replanned_at,
+                        **{d: f"{v['matched']}/{v['true']} of the grid's, +{v['extra']}" for d, v in sc.items()}}
+        print(f"corner line, dev frames, min_person {mp}:", json.dumps(res[str(mp)]), flush=True)
+    return res
 
 
 def bare_model_ms(threads: int, rounds: int, n: int = 40) -> dict:
@@ -400,7 +464,7 @@ def vtest_accuracy(threads: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.camera_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="default: cores - 1")
+    ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: the detector's, cores - 1)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--accuracy", action="store_true", help="also run the accuracy tables (minutes)")
     ap.add_argument("--seeds", type=int, default=3)
@@ -412,6 +476,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="composed scenes' walkers: none of vtest.avi's test people (default), or any (the earlier bank)")
     ap.add_argument("--spanning", action="store_true", help="only: end-to-end fps with a line spanning the frame, "
                     "tiles vs one window")
+    ap.add_argument("--span-lines", default=None, help="with --spanning: only lines whose label contains one of these "
+                    "(comma-separated: 'width', 'corner')")
+    ap.add_argument("--span-configs", default=None, help="with --spanning: only front-ends whose label contains one of "
+                    "these (comma-separated, e.g. 'first shipped,default,1 thread'); skips the bare-model timing")
+    ap.add_argument("--replan-agreement", default=None, metavar="PX,PX",
+                    help="only: corner-to-corner counts on the dev frames, grid tiles vs windows re-planned at these "
+                         "min_person values (the dev evidence for MIN_PERSON_PX)")
     ap.add_argument("--json", default=None, help="write all results to this file")
     args = ap.parse_args(argv)
     global BANK_HELD_OUT
@@ -420,8 +491,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{VTEST} missing: apt-get install -y opencv-doc", file=sys.stderr)
         return 2
     results: dict = {}
+    if args.threads is None and not (args.spanning or args.replan_agreement):
+        args.threads = max(1, (os.cpu_count() or 2) - 1)
+    if args.replan_agreement:
+        results["replan_agreement"] = replan_agreement([float(v) for v in args.replan_agreement.split(",")], args.threads)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        return 0
     if args.spanning:
-        results["spanning"] = spanning_throughput(args.frames, args.threads, args.rounds)
+        results["spanning"] = spanning_throughput(args.frames, args.threads, args.rounds,
+                                                  args.span_lines.split(",") if args.span_lines else None,
+                                                  args.span_configs.split(",") if args.span_configs else None)
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
         return 0

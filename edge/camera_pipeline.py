@@ -88,7 +88,9 @@ def front_end_for(
 
     ``tiles``: the model at its own input size on overlapping tiles along the lines
     (`edge.tiled_detector`), so people far from the camera reach it as large as the
-    camera sees them; quiet tiles reuse their last boxes. ``roi``: the model on one
+    camera sees them; quiet tiles reuse their last boxes; once the people seen give the
+    camera's perspective, larger windows (shrunk to the input) where people are large,
+    when that needs fewer windows. ``roi``: the model on one
     window around the lines, scaled to its input (people far away shrink).
     """
     if kind == "roi":
@@ -99,7 +101,7 @@ def front_end_for(
 
     spec = detector.manifest.input  # type: ignore[attr-defined]
     tiles = tile_rects(lines, frame_w, frame_h, tile=min(spec.width, spec.height))
-    return TiledDetector(detector, tiles, frame_size=(frame_w, frame_h)), None  # type: ignore[arg-type]
+    return TiledDetector(detector, tiles, frame_size=(frame_w, frame_h), lines=lines), None  # type: ignore[arg-type]
 
 
 def tracker_params_for(detector: Detector, night: bool = False) -> TrackerParams:

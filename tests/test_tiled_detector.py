@@ -88,3 +88,82 @@ def test_tiles_on_real_frames_map_back_to_the_frame_and_quiet_tiles_reuse_their_
     moved = read_vtest_frames(262, 1)[0]  # people walked on: the tiles they walk in run again
     tiled.detect(moved)
     assert held < tiled.inferences <= held + len(tiles)
+
+
+# vtest.avi's perspective as measured for the composed scenes (docs/camera.md, door geometry):
+# 72 px tall with feet at row 232, 0.256 px more per row
+def _vtest_height(row: float) -> float:
+    return 0.256 * (row + 49)
+
+
+@pytest.mark.parametrize("name", ["corner", "diagonal", "spanning"])
+def test_windows_sized_to_the_people_hold_everyone_whole_and_large_enough(name: str) -> None:
+    from edge.tiled_detector import MIN_PERSON_PX
+
+    line = {**LINES, "corner": CountingLine("d", (0, 0), (768, 576), (700, 50))}[name]
+    rects = np.array(tile_rects([line], 768, 576, person_height=_vtest_height, min_person=MIN_PERSON_PX))
+    side = rects[:, 2] - rects[:, 0]
+    assert (side == rects[:, 3] - rects[:, 1]).all() and (side >= 300).all()
+    assert (rects[:, :2] >= 0).all() and (rects[:, 2] <= 768).all() and (rects[:, 3] <= 576).all()
+    rng = np.random.default_rng(11)
+    (x1, y1), (x2, y2) = line.p1, line.p2
+    for _ in range(400):  # a person of the expected height with feet within 50 px of the line
+        u = rng.uniform()
+        fx = x1 + (x2 - x1) * u + rng.uniform(-50, 50)
+        fy = y1 + (y2 - y1) * u + rng.uniform(-50, 50)
+        if not (0 <= fx <= 768 and 0 <= fy <= 576):
+            continue
+        h = _vtest_height(fy)
+        box = np.clip([fx - h / 4, fy - h, fx + h / 4, fy], 0, [768, 576, 768, 576])
+        whole = ((rects[:, 0] <= box[0]) & (rects[:, 1] <= box[1]) & (rects[:, 2] >= box[2]) & (rects[:, 3] >= box[3]))
+        shown = h * 300 / side  # the person's height at the model's input in each window
+        assert (whole & (shown >= min(h, MIN_PERSON_PX) - 0.5)).any(), (name, box)
+    # corner to corner took the grid 12 model-sized tiles; sized to the people it takes half
+    if name == "corner":
+        assert len(tile_rects([line], 768, 576)) == 12 and len(rects) <= 6
+
+
+def test_the_perspective_is_learnt_from_whole_confident_boxes_and_only_when_enough_is_seen() -> None:
+    from edge.tiled_detector import PersonScale
+
+    rng = np.random.default_rng(3)
+    scale = PersonScale(576, min_boxes=60)
+    feet = rng.uniform(150, 560, 80)
+    h = _vtest_height(feet) * rng.uniform(0.9, 1.1, feet.size)
+    boxes = np.stack([feet * 0 + 300, feet - h, feet * 0 + 330, feet], axis=1)
+    scale.add(boxes[:50], np.full(50, 0.8), np.zeros(50, bool))
+    assert scale.fit() is None  # too few yet
+    # cut or unsure boxes are not evidence
+    scale.add(boxes[50:] * [1, 0.5, 1, 1], np.full(30, 0.8), np.ones(30, bool))
+    scale.add(boxes[50:] * [1, 0.5, 1, 1], np.full(30, 0.3), np.zeros(30, bool))
+    assert scale.fit() is None
+    scale.add(boxes[50:], np.full(30, 0.8), np.zeros(30, bool))
+    fit = scale.fit()
+    assert fit is not None
+    for row in (200.0, 300.0, 450.0):
+        assert abs(fit(row) - _vtest_height(row)) < 0.1 * _vtest_height(row)
+    assert fit(2000.0) == pytest.approx(fit(float(np.percentile(feet, 95))))  # never larger than seen
+    narrow = PersonScale(576, min_boxes=10)  # people seen in a band of rows only: no perspective
+    narrow.add(boxes[:40] * [1, 0, 1, 0] + [0, 250, 0, 300], np.full(40, 0.8), np.zeros(40, bool))
+    assert narrow.fit() is None
+
+
+@needs_vtest
+def test_a_corner_to_corner_line_is_replanned_to_fewer_windows_on_real_frames() -> None:
+    from edge.camera_pipeline import front_end_for
+    from edge.detector import OnnxDetector
+
+    det = OnnxDetector("ssdlite_person", threads=1)
+    line = CountingLine("d", (0, 0), (768, 576), (700, 50))
+    front, _ = front_end_for(det, [line], 768, 576)
+    assert isinstance(front, TiledDetector) and len(front.tiles) == 12
+    for frame in read_vtest_frames(0, 30):
+        front.detect(frame)
+        if front.replanned:
+            break
+    assert front.replanned_at is not None and front.replanned_at <= 30
+    assert 3 <= len(front.tiles) <= 6
+    sides = sorted(t[2] - t[0] for t in front.tiles)
+    assert sides[0] == 300 and sides[-1] > 300  # model-sized far away, larger near the camera
+    got = front.detect(read_vtest_frames(40, 1)[0])
+    assert len(got) >= 5  # the plaza's people are still found
