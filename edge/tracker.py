@@ -239,6 +239,8 @@ class Tracker:
         dt = t - t_prev if t_prev is not None else 0.0
         if self._optimal:
             run = self._run
+            if not self.compiled:  # numpy drops expired tracks first (compiled: in apply)
+                n = _k.expire(self._st, n, t)
             if n and dt > 0.0:
                 run.predict(self._st, n, dt, self._prm[_k.PRM_Q])
             if n and m:

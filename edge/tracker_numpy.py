@@ -55,15 +55,18 @@ _DET_FROM_XYXY = np.ascontiguousarray(XYXY_TO_DET.T)
 # that each quantity is a contiguous vector). Both start with the detection columns'
 # quantities, x1 y1 x2 y2 cx cy w h area, so that a pair's two sides line up row by
 # row (x and y go through each operation together), except that cx is the centre "for
-# distance": +inf for a weak detection and -inf for a tentative or expired track, so
-# that such a pair's distance is infinite without a mask (only a confident detection
-# and a confirmed track may pair by distance). Then, per track, its gate (box height
-# squared x chi-square x predicted variance: a centre distance squared under it
-# passes), its two stage penalties, and its true cx (for the sorted windows of big
+# distance": pushed FAR away (+ for a weak detection, - for a tentative track) so that
+# such a pair's distance is out of every gate without a mask (only a confident
+# detection and a confirmed track may pair by distance). Then, per detection, its weak
+# flag (1.0/0.0); per track, its gate (box height squared x chi-square x predicted
+# variance: a centre distance squared under it passes), its stage penalty (+1 when
+# tentative), the extra penalty of a weak detection on it (+2 on a confirmed track,
+# forbidding on a tentative one), and its true cx (for the sorted windows of big
 # frames).
 _CX, _W, _A = 4, 6, 8
-_PAIR_ROWS = 9  # a detection's rows
-_K_GATE, _K_BOTH, _K_TENT, _K_CX, _KQ_ROWS, _KQ_PAIR = 9, 10, 11, 12, 13, 10
+_D_WEAK, _DQ_ROWS = 9, 10
+_K_GATE, _K_TENT, _K_WEAK, _K_CX, _KQ_ROWS, _KQ_PAIR = 9, 10, 11, 12, 13, 12
+FAR = 1e100  # squared, still finite; over any gate
 
 
 def predict(st: np.ndarray, n: int, dt: float, q: float) -> None:
@@ -94,9 +97,9 @@ _F_STILL = np.eye(ONE + 1, ONE)  # dt = 0 (the covariance block is set per dt)
 _VEL, _POS = np.arange(4, 8), np.arange(0, 4)  # edge += dt x its velocity
 
 
-def track_table(st: np.ndarray, n: int, t: float, prm: np.ndarray) -> np.ndarray:
+def track_table(st: np.ndarray, n: int, prm: np.ndarray, windows: bool = True) -> np.ndarray:
     """What association needs of each live track, as a ``(_KQ_ROWS, n)`` table (rows:
-    see the layout above)."""
+    see the layout above; the true cx only with ``windows``)."""
     s = st[:n]
     k = np.empty((_KQ_ROWS, n))
     np.matmul(_DET_FROM_XYXY, s[:, 0:4].T, out=k[0:8])
@@ -111,30 +114,29 @@ def track_table(st: np.ndarray, n: int, t: float, prm: np.ndarray) -> np.ndarray
     np.minimum(gate, prm[PRM_GATE_MAX2], out=gate)
     gate *= w[1] * w[1]
     # Tentative tracks come after confirmed ones (+1); weak detections only continue
-    # confirmed tracks (+2, and BIG on tentative ones); a track past its expiry pairs
-    # with nothing (it is dropped at the end of this frame, and its stale prediction
-    # must not take a stranger). Neither a tentative nor an expired one pairs by
-    # distance (cx = -inf).
+    # confirmed tracks (+2, and BIG on tentative ones). A tentative one does not pair by
+    # distance (cx = -inf). (Expired tracks are gone: see expire.)
     tent = k[_K_TENT]
     np.subtract(1.0, s[:, CONF], out=tent)
-    tent[s[:, EXPIRE] < t] = BIG
-    both = k[_K_BOTH]
-    np.multiply(tent, BIG, out=both)
-    both += 2.0
-    k[_K_CX] = k[_CX]
-    k[_CX][tent > 0.5] = -np.inf
+    wpen = np.multiply(tent, BIG - 1.0, out=k[_K_WEAK])  # exact: small integers
+    wpen += 2.0
+    if windows:
+        k[_K_CX] = k[_CX]
+    k[_CX] -= tent * FAR
     return k
 
 
-def det_table(det: np.ndarray, weak: np.ndarray) -> np.ndarray:
-    """The detections' side of association, a ``(9, m)`` table (rows: see the layout
-    above; a weak detection's distance centre is +inf)."""
-    d = np.ascontiguousarray(det.T)
-    d[_CX][weak] = np.inf
+def det_table(det: np.ndarray, scores: np.ndarray, high: float) -> np.ndarray:
+    """The detections' side of association, a ``(_DQ_ROWS, m)`` table (rows: see the
+    layout above)."""
+    d = np.empty((_DQ_ROWS, det.shape[0]))
+    d[0:9] = det.T
+    weak = np.less(scores, high, out=d[_D_WEAK])
+    d[_CX] += weak * FAR
     return d
 
 
-def costs(d: np.ndarray, k: np.ndarray, pen: np.ndarray, iou_min: float) -> np.ndarray:
+def costs(d: np.ndarray, k: np.ndarray, iou_min: float) -> np.ndarray:
     """Cost of each pair, from its detection's rows ``d`` and its track's rows ``k``
     (both laid out as the tables' first rows, materialised to the same shape: same-shape
     operations cost a third of broadcasting ones at this size); REJECT or more where
@@ -142,9 +144,9 @@ def costs(d: np.ndarray, k: np.ndarray, pen: np.ndarray, iou_min: float) -> np.n
 
     -IoU when IoU >= iou_min, else (confident detections on confirmed tracks only: the
     others' distance centre is infinite) the squared centre distance over the gate,
-    which must be < 1; plus the stage penalty ``pen`` (+2 for a weak detection,
-    forbidding on a tentative track, and the track's own). x and y go through each
-    operation together.
+    which must be < 1; plus the stage penalties (+1 on a tentative track, +2 for a weak
+    detection, forbidding on a tentative track). x and y go through each operation
+    together.
     """
     wh = np.minimum(d[2:4], k[2:4])
     wh -= np.maximum(d[0:2], k[0:2])
@@ -157,9 +159,21 @@ def costs(d: np.ndarray, k: np.ndarray, pen: np.ndarray, iou_min: float) -> np.n
     e *= e
     dist = e[0] + e[1]
     dist /= k[_K_GATE]  # squared centre distance over the gate
-    dist[dist >= 1.0] = np.inf
-    c = np.where(inter >= iou_min, np.negative(inter, out=inter), dist)
-    c += pen
+    # Arithmetic rather than masks and np.where (several times dearer at this size):
+    # outside the gate (dist >= 1) costs BIG more; an overlap under iou_min BIG - IoU,
+    # else -IoU; the pair takes the cheaper. Every term added is 0.0 for an allowed
+    # pair, so its cost is exact.
+    f = np.floor(dist)
+    f *= BIG
+    dist += f
+    x = np.subtract(inter, iou_min, out=f)
+    np.floor(x, out=x)  # -1 under iou_min, else 0
+    x *= BIG
+    x += inter
+    np.negative(x, out=x)
+    c = np.minimum(dist, x, out=dist)
+    c += k[_K_TENT]
+    c += np.multiply(d[_D_WEAK], k[_K_WEAK], out=x)
     return c
 
 
@@ -177,16 +191,15 @@ def scored(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float
     pairs, and one coasting track with a wide gate widens only its own window.
     """
     m = det.shape[0]
-    k = track_table(st, n, t, prm)
-    weak = scores < prm[PRM_HIGH]
-    d = det_table(det, weak)
-    if m * n <= prm[PRM_DENSE]:
-        dd = np.empty((_PAIR_ROWS, m, n))
-        np.copyto(dd, d[:_PAIR_ROWS, :, None])
+    dense = m * n <= prm[PRM_DENSE]
+    k = track_table(st, n, prm, windows=not dense)
+    d = det_table(det, scores, prm[PRM_HIGH])
+    if dense:
+        dd = np.empty((_DQ_ROWS, m, n))
+        np.copyto(dd, d[:, :, None])
         kk = np.empty((_KQ_PAIR, m, n))
         np.copyto(kk, k[:_KQ_PAIR, None, :])
-        pen = np.where(weak[:, None], k[_K_BOTH], k[_K_TENT])
-        return costs(dd, kk, pen, prm[PRM_IOU])
+        return costs(dd, kk, prm[PRM_IOU])
     gate_r = np.sqrt(k[_K_GATE])
     hw = 0.5 * det[:, 6:8].max(axis=0)
     rx = (np.maximum(0.5 * k[_W], gate_r) + hw[0]) * (1.0 + 1e-9)  # slack: rounding
@@ -200,8 +213,7 @@ def scored(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float
     pd = order[np.arange(total) + (lo - (cnt.cumsum() - cnt)).repeat(cnt)]
     near = np.abs(d[_CX + 1, pd] - k[_CX + 1, pt]) <= ry[pt]
     pd, pt = pd[near], pt[near]
-    pen = np.where(weak.take(pd), k[_K_BOTH].take(pt), k[_K_TENT].take(pt))
-    c = costs(d[:, pd], k[:_KQ_PAIR, pt], pen, prm[PRM_IOU])
+    c = costs(d[:, pd], k[:_KQ_PAIR, pt], prm[PRM_IOU])
     ok = c < REJECT
     return pd[ok], pt[ok], c[ok]
 
@@ -317,8 +329,8 @@ def greedy_pairs(pd: np.ndarray, pt: np.ndarray, pc: np.ndarray, m: int, n: int
 def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndarray,
           md: np.ndarray, mt: np.ndarray, t: float, prm: np.ndarray
           ) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Kalman correction of the matched tracks, births from unmatched confident
-    detections, then removal of tracks unmatched for too long.
+    """Kalman correction of the matched tracks and births from unmatched confident
+    detections (tracks past their time are dropped before: ``expire``).
 
     ``md`` (ascending) and ``mt`` are the matched detections and their tracks. ``st``
     must have room for ``n`` + the number of detections rows. Returns the new live
@@ -364,12 +376,20 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
         conf = np.concatenate((conf, np.zeros(b, bool)))
         out_box = np.concatenate((out_box, nb[:, 0:4]))
         n += b
-    # Drop tracks unmatched for too long (matched and new ones never are), in order.
+    return n, next_id + b, out_det, out_id, conf, out_box
+
+
+def expire(st: np.ndarray, n: int, t: float) -> int:
+    """Drop the tracks unmatched for too long at time ``t``, in order; returns the new
+    live count. Done before a frame's association (so that no track past its time,
+    whose stale prediction is far from where it was last seen, takes a stranger):
+    the state after the frame is the same as dropping them at its end, since the
+    tracks matched or born in it never are."""
     live = st[:n, EXPIRE] >= t
     w = int(np.count_nonzero(live))
     if w < n:
         st[:w] = st[:n][live]
-    return w, next_id + b, out_det, out_id, conf, out_box
+    return w
 
 
 @functools.lru_cache(maxsize=4)
@@ -385,10 +405,11 @@ def _birth_row(r2: float, vinit2: float) -> np.ndarray:
 def step(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndarray,
          t: float, dt: float, prm: np.ndarray
          ) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One whole frame with greedy assignment: predict, gate and score, match, correct,
-    birth, expire. Same results as ``apply`` (see there). (edge.tracker_kernels.step is
+    """One whole frame with greedy assignment: expire, predict, gate and score, match,
+    correct, birth. Same results as ``apply`` (see there). (edge.tracker_kernels.step is
     the same sequence, compiled whole: numba cannot call this one.)"""
     m = det.shape[0]
+    n = expire(st, n, t)
     if n > 0 and dt > 0.0:
         predict(st, n, dt, prm[PRM_Q])
     if n > 0 and m > 0:
