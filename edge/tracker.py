@@ -128,6 +128,7 @@ class TrackFrame(NamedTuple):
 _NCOL = _k.NCOL
 _ID = _k.ID
 _BIG = _k.BIG
+_MIN, _MAX = np.minimum.reduce, np.maximum.reduce  # without ndarray.min's Python layer
 
 
 def compiled_kernels() -> ModuleType | None:
@@ -218,15 +219,15 @@ class Tracker:
             raise ValueError(f"time went back: {t} after {t_prev}")
         kept = None
         m = boxes.shape[0]
-        if m and scores.min() < self.params.low_score:
+        if m and _MIN(scores) < self.params.low_score:
             kept = (scores >= self.params.low_score).nonzero()[0]
-            boxes, scores = boxes[kept], scores[kept]
+            boxes, scores = boxes.take(kept, axis=0), scores.take(kept)
             m = kept.shape[0]
         det = np.empty((m, _k.DET_COLS))  # x1 y1 x2 y2 cx cy w h area
         np.matmul(boxes, _k.XYXY_TO_DET, out=det[:, 0:8])
         np.multiply(det[:, 6], det[:, 7], out=det[:, 8])
         # NaN fails the first test, an infinite or overflowing box the second.
-        if m and not (det[:, 6:8].min() > 0 and det[:, 8].max() < np.inf):
+        if m and not (_MIN(det[:, 6:8], axis=None) > 0 and _MAX(det[:, 8]) < np.inf):
             raise ValueError("boxes must be finite with x2 > x1 and y2 > y1")
 
         self._t = t
@@ -238,6 +239,8 @@ class Tracker:
         dt = t - t_prev if t_prev is not None else 0.0
         if self._optimal:
             run = self._run
+            if not self.compiled:  # numpy drops expired tracks first (compiled: in apply)
+                n = _k.expire(self._st, n, t)
             if n and dt > 0.0:
                 run.predict(self._st, n, dt, self._prm[_k.PRM_Q])
             if n and m:
@@ -251,7 +254,7 @@ class Tracker:
         self._n, self._next_id, out_det, ids, confirmed, filtered = res
         return TrackFrame(
             ids=ids,
-            boxes=boxes[out_det],
+            boxes=boxes.take(out_det, axis=0),
             confirmed=confirmed,
             det_index=out_det if kept is None else kept[out_det],
             filtered=filtered,

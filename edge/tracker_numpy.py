@@ -42,11 +42,6 @@ _NO_INT.flags.writeable = False
 
 # Detection columns (built by edge.tracker from xyxy): x1 y1 x2 y2 cx cy w h; then area.
 DET_COLS = 9
-# Per-track association table, one row per live track: x1 y1 x2 y2 cx cy w h as for a
-# detection, then area, gate (box height squared x chi-square x predicted variance: a
-# centre distance squared under it passes), and the two stage penalties.
-_AREA, _GATE, _BOTH_PEN, _TENT_PEN = 8, 9, 10, 11
-_TRK_COLS = 12
 # xyxy -> x1 y1 x2 y2 cx cy w h, one product.
 XYXY_TO_DET = np.array([
     [1, 0, 0, 0, 0.5, 0, -1, 0],
@@ -55,6 +50,23 @@ XYXY_TO_DET = np.array([
     [0, 0, 0, 1, 0, 0.5, 0, 1],
 ], dtype=np.float64)
 _DET_FROM_XYXY = np.ascontiguousarray(XYXY_TO_DET.T)
+
+# Association tables, one quantity per row and one detection or track per column (so
+# that each quantity is a contiguous vector). Both start with the detection columns'
+# quantities, x1 y1 x2 y2 cx cy w h area, so that a pair's two sides line up row by
+# row (x and y go through each operation together), except that cx is the centre "for
+# distance": pushed FAR away (+ for a weak detection, - for a tentative track) so that
+# such a pair's distance is out of every gate without a mask (only a confident
+# detection and a confirmed track may pair by distance). Then, per detection, its weak
+# flag (1.0/0.0); per track, its gate (box height squared x chi-square x predicted
+# variance: a centre distance squared under it passes), its stage penalty (+1 when
+# tentative), the extra penalty of a weak detection on it (+2 on a confirmed track,
+# forbidding on a tentative one), and its true cx (for the sorted windows of big
+# frames).
+_CX, _W, _A = 4, 6, 8
+_D_WEAK, _DQ_ROWS = 9, 10
+_K_GATE, _K_TENT, _K_WEAK, _K_CX, _KQ_ROWS, _KQ_PAIR = 9, 10, 11, 12, 13, 12
+FAR = 1e100  # squared, still finite; over any gate
 
 
 def predict(st: np.ndarray, n: int, dt: float, q: float) -> None:
@@ -85,60 +97,83 @@ _F_STILL = np.eye(ONE + 1, ONE)  # dt = 0 (the covariance block is set per dt)
 _VEL, _POS = np.arange(4, 8), np.arange(0, 4)  # edge += dt x its velocity
 
 
-def track_table(st: np.ndarray, n: int, t: float, prm: np.ndarray) -> np.ndarray:
-    """What association needs of each live track, as a ``(12, n)`` table, one row per
-    quantity (so that each is a contiguous vector for whole-array operations)."""
+def track_table(st: np.ndarray, n: int, prm: np.ndarray, windows: bool = True) -> np.ndarray:
+    """What association needs of each live track, as a ``(_KQ_ROWS, n)`` table (rows:
+    see the layout above; the true cx only with ``windows``)."""
     s = st[:n]
-    k = np.empty((_TRK_COLS, n))
+    k = np.empty((_KQ_ROWS, n))
     np.matmul(_DET_FROM_XYXY, s[:, 0:4].T, out=k[0:8])
-    np.maximum(k[6:8], 1.0, out=k[6:8])  # a coasting box may have shrunk
-    np.multiply(k[6], k[7], out=k[_AREA])
+    w = k[_W:_W + 2]
+    np.maximum(w, 1.0, out=w)  # a coasting box may have shrunk
+    np.multiply(w[0], w[1], out=k[_A])
     # chi-square x predicted variance, capped: a young track's velocity is a guess, and
     # coasting on it must not let it reach across the picture.
-    gate = prm[PRM_CHI2] * (s[:, P00] + prm[PRM_R2])
-    np.multiply(k[7] * k[7], np.minimum(gate, prm[PRM_GATE_MAX2], out=gate), out=k[_GATE])
+    gate = k[_K_GATE]
+    np.add(s[:, P00], prm[PRM_R2], out=gate)
+    gate *= prm[PRM_CHI2]
+    np.minimum(gate, prm[PRM_GATE_MAX2], out=gate)
+    gate *= w[1] * w[1]
     # Tentative tracks come after confirmed ones (+1); weak detections only continue
-    # confirmed tracks (+2, and BIG on tentative ones); a track past its expiry pairs
-    # with nothing (it is dropped at the end of this frame, and its stale prediction
-    # must not take a stranger).
-    np.subtract(1.0, s[:, CONF], out=k[_TENT_PEN])
-    k[_TENT_PEN, s[:, EXPIRE] < t] = BIG
-    np.multiply(k[_TENT_PEN], BIG, out=k[_BOTH_PEN])
-    k[_BOTH_PEN] += 2.0
+    # confirmed tracks (+2, and BIG on tentative ones). A tentative one does not pair by
+    # distance (cx = -inf). (Expired tracks are gone: see expire.)
+    tent = k[_K_TENT]
+    np.subtract(1.0, s[:, CONF], out=tent)
+    wpen = np.multiply(tent, BIG - 1.0, out=k[_K_WEAK])  # exact: small integers
+    wpen += 2.0
+    if windows:
+        k[_K_CX] = k[_CX]
+    k[_CX] -= tent * FAR
     return k
 
 
-def costs(d: np.ndarray, k: np.ndarray, weak: np.ndarray, iou_min: float) -> np.ndarray:
-    """Cost of detections ``d`` (rows: DET_COLS quantities) against tracks ``k`` (rows:
-    track_table's), for any shapes that broadcast (every pair, or a list of pairs);
-    REJECT or more where the gate forbids the pair.
+def det_table(det: np.ndarray, scores: np.ndarray, high: float) -> np.ndarray:
+    """The detections' side of association, a ``(_DQ_ROWS, m)`` table (rows: see the
+    layout above)."""
+    d = np.empty((_DQ_ROWS, det.shape[0]))
+    d[0:9] = det.T
+    weak = np.less(scores, high, out=d[_D_WEAK])
+    d[_CX] += weak * FAR
+    return d
 
-    -IoU when IoU >= iou_min, else (confident detections on confirmed tracks only) the
-    squared centre distance over the gate, which must be < 1; plus +2 for a weak detection (forbidding
-    on a tentative track) and the track's stage penalty. x and y go through each
-    operation together.
+
+def costs(d: np.ndarray, k: np.ndarray, iou_min: float) -> np.ndarray:
+    """Cost of each pair, from its detection's rows ``d`` and its track's rows ``k``
+    (both laid out as the tables' first rows, materialised to the same shape: same-shape
+    operations cost a third of broadcasting ones at this size); REJECT or more where
+    the gate forbids the pair.
+
+    -IoU when IoU >= iou_min, else (confident detections on confirmed tracks only: the
+    others' distance centre is infinite) the squared centre distance over the gate,
+    which must be < 1; plus the stage penalties (+1 on a tentative track, +2 for a weak
+    detection, forbidding on a tentative track). x and y go through each operation
+    together.
     """
     wh = np.minimum(d[2:4], k[2:4])
     wh -= np.maximum(d[0:2], k[0:2])
     np.maximum(wh, 0.0, out=wh)
     inter = wh[0] * wh[1]
-    union = d[_AREA] + k[_AREA]
+    union = d[_A] + k[_A]
     union -= inter
     inter /= union  # IoU
-    e = d[4:6] - k[4:6]
+    e = d[_CX:_CX + 2] - k[_CX:_CX + 2]
     e *= e
     dist = e[0] + e[1]
-    dist /= k[_GATE]  # squared centre distance over the gate
-    # Only a confident detection and a confirmed track may pair by distance: weak
-    # detections continue a track where they overlap it (ByteTrack's second stage), and
-    # a new track must overlap its next detection. On the dev streams, tracks born of
-    # false positives were confirmed by another one nearby, then coasted on that made-up
-    # velocity and took someone across the line.
-    far = weak | (k[_TENT_PEN] > 0.5)  # tentative (or expired)
-    far |= dist >= 1.0
-    dist[far] = np.inf
-    c = np.where(inter >= iou_min, np.negative(inter, out=inter), dist)
-    c += np.where(weak, k[_BOTH_PEN], k[_TENT_PEN])
+    dist /= k[_K_GATE]  # squared centre distance over the gate
+    # Arithmetic rather than masks and np.where (several times dearer at this size):
+    # outside the gate (dist >= 1) costs BIG more; an overlap under iou_min BIG - IoU,
+    # else -IoU; the pair takes the cheaper. Every term added is 0.0 for an allowed
+    # pair, so its cost is exact.
+    f = np.floor(dist)
+    f *= BIG
+    dist += f
+    x = np.subtract(inter, iou_min, out=f)
+    np.floor(x, out=x)  # -1 under iou_min, else 0
+    x *= BIG
+    x += inter
+    np.negative(x, out=x)
+    c = np.minimum(dist, x, out=dist)
+    c += k[_K_TENT]
+    c += np.multiply(d[_D_WEAK], k[_K_WEAK], out=x)
     return c
 
 
@@ -148,32 +183,37 @@ def scored(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float
     every detection on every track, or, for big frames, the gated pairs as (detection,
     track, cost) arrays. ``det`` is ``(m, DET_COLS)``.
 
-    Up to ``prm[PRM_DENSE]`` tracks x detections every pair is scored in one broadcast.
-    Beyond, detections are sorted along x, each track takes the window of detections its
-    own reach (half its width or its gate radius, plus half the widest detection) allows
-    on x, then on y, and only those pairs are scored: the work follows the plausible
+    Up to ``prm[PRM_DENSE]`` tracks x detections every pair is scored: both tables are
+    spread to ``(rows, m, n)`` once, then every operation is same-shape. Beyond,
+    detections are sorted along x, each track takes the window of detections its own
+    reach (half its width or its gate radius, plus half the widest detection) allows on
+    x, then on y, and only those pairs are scored: the work follows the plausible
     pairs, and one coasting track with a wide gate widens only its own window.
     """
     m = det.shape[0]
-    k = track_table(st, n, t, prm)
-    weak = scores < prm[PRM_HIGH]
-    d = np.ascontiguousarray(det.T)
-    if m * n <= prm[PRM_DENSE]:
-        return costs(d[:, :, None], k[:, None, :], weak[:, None], prm[PRM_IOU])
-    gate_r = np.sqrt(k[_GATE])
+    dense = m * n <= prm[PRM_DENSE]
+    k = track_table(st, n, prm, windows=not dense)
+    d = det_table(det, scores, prm[PRM_HIGH])
+    if dense:
+        dd = np.empty((_DQ_ROWS, m, n))
+        np.copyto(dd, d[:, :, None])
+        kk = np.empty((_KQ_PAIR, m, n))
+        np.copyto(kk, k[:_KQ_PAIR, None, :])
+        return costs(dd, kk, prm[PRM_IOU])
+    gate_r = np.sqrt(k[_K_GATE])
     hw = 0.5 * det[:, 6:8].max(axis=0)
-    rx = (np.maximum(0.5 * k[6], gate_r) + hw[0]) * (1.0 + 1e-9)  # slack: rounding
-    ry = (np.maximum(0.5 * k[7], gate_r) + hw[1]) * (1.0 + 1e-9)  # never drops a pair
-    order = d[4].argsort(kind="stable")
-    keys = d[4, order]
-    lo = keys.searchsorted(k[4] - rx, "left")
-    cnt = keys.searchsorted(k[4] + rx, "right") - lo
+    rx = (np.maximum(0.5 * k[_W], gate_r) + hw[0]) * (1.0 + 1e-9)  # slack: rounding
+    ry = (np.maximum(0.5 * k[_W + 1], gate_r) + hw[1]) * (1.0 + 1e-9)  # never drops a pair
+    order = det[:, 4].argsort(kind="stable")
+    keys = det[order, 4]
+    lo = keys.searchsorted(k[_K_CX] - rx, "left")
+    cnt = keys.searchsorted(k[_K_CX] + rx, "right") - lo
     total = int(cnt.sum())
     pt = np.arange(n).repeat(cnt)
     pd = order[np.arange(total) + (lo - (cnt.cumsum() - cnt)).repeat(cnt)]
-    near = np.abs(d[5, pd] - k[5, pt]) <= ry[pt]
+    near = np.abs(d[_CX + 1, pd] - k[_CX + 1, pt]) <= ry[pt]
     pd, pt = pd[near], pt[near]
-    c = costs(d[:, pd], k[:, pt], weak[pd], prm[PRM_IOU])
+    c = costs(d[:, pd], k[:_KQ_PAIR, pt], prm[PRM_IOU])
     ok = c < REJECT
     return pd[ok], pt[ok], c[ok]
 
@@ -192,39 +232,55 @@ def pairs(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
 def greedy_dense(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One-to-one matching on an ``(m, n)`` cost matrix (REJECT or more: forbidden),
     cheapest pair first, ties to the lower detection, then the lower track; in rounds.
+    ``c`` may be overwritten.
 
     Greedy over the sorted pairs takes a pair iff no earlier pair it conflicts with was
     taken. A pair that is the first left in both its row and its column (each row's and
     column's argmin) is therefore taken, and every other pair in its row and column is
     not; dropping both and repeating gives exactly the greedy matching, one round per
     link of the longest chain of conflicts (one or two in a crowd, never one per
-    track). Rounds after the first work on the rows and columns left, a small matrix.
+    track). Rounds after the first work on the few rows left (those still open), with
+    the taken columns forbidden (BIG).
     """
-    rows = cols = None  # the identity until a round drops some
-    md: list[np.ndarray] = []
-    mt: list[np.ndarray] = []
-    while True:
-        r = np.arange(c.shape[0])
+    m, n = c.shape
+    r = _ARANGE[:m] if m <= _ARANGE.shape[0] else np.arange(m)
+    col = c.argmin(axis=1)
+    open_ = c.reshape(-1).take(r * n + col) < REJECT
+    take = c.argmin(axis=0).take(col) == r
+    take &= open_
+    md = take.nonzero()[0]
+    mt = col.take(md)
+    rows = (open_ > take).nonzero()[0]  # open, not taken: may take another track
+    if not rows.shape[0]:
+        return md, mt
+    c = c.take(rows, axis=0)
+    c[:, mt] = BIG
+    mds, mts = [md], [mt]
+    while _MIN(c, axis=None) < REJECT:
+        k = rows.shape[0]
+        r = _ARANGE[:k] if k <= _ARANGE.shape[0] else np.arange(k)
         col = c.argmin(axis=1)
-        open_ = c[r, col] < REJECT
-        take = c.argmin(axis=0)[col] == r
+        open_ = c.reshape(-1).take(r * c.shape[1] + col) < REJECT
+        take = c.argmin(axis=0).take(col) == r
         take &= open_
         td = take.nonzero()[0]
-        tk = col[td]
-        md.append(td if rows is None else rows[td])
-        mt.append(tk if cols is None else cols[tk])
-        if np.count_nonzero(open_) == td.shape[0]:
+        tk = col.take(td)
+        mds.append(rows.take(td))
+        mts.append(tk)
+        keep = (open_ > take).nonzero()[0]
+        if not keep.shape[0]:
             break
-        keep_c = np.ones(c.shape[1], bool)
-        keep_c[tk] = False
-        keep_c = keep_c.nonzero()[0]
-        if keep_c.shape[0] == 0:
-            break
-        keep_r = (open_ & ~take).nonzero()[0]
-        c = c[keep_r[:, None], keep_c]
-        rows = keep_r if rows is None else rows[keep_r]
-        cols = keep_c if cols is None else cols[keep_c]
-    return _by_detection(md, mt, ordered=True)
+        rows = rows.take(keep)
+        c = c.take(keep, axis=0)
+        c[:, tk] = BIG
+    return _by_detection(mds, mts)
+
+
+_MIN = np.minimum.reduce
+
+
+_ARANGE = np.arange(4096)
+_ARANGE.flags.writeable = False
 
 
 def _by_detection(md: list[np.ndarray], mt: list[np.ndarray], ordered: bool = False
@@ -273,66 +329,87 @@ def greedy_pairs(pd: np.ndarray, pt: np.ndarray, pc: np.ndarray, m: int, n: int
 def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndarray,
           md: np.ndarray, mt: np.ndarray, t: float, prm: np.ndarray
           ) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Kalman correction of the matched tracks, births from unmatched confident
-    detections, then removal of tracks unmatched for too long.
+    """Kalman correction of the matched tracks and births from unmatched confident
+    detections (tracks past their time are dropped before: ``expire``).
 
     ``md`` (ascending) and ``mt`` are the matched detections and their tracks. ``st``
     must have room for ``n`` + the number of detections rows. Returns the new live
     count and next id, and per reported track (matched ones in detection order, then
     births): detection index, id, confirmed, filtered xyxy.
     """
-    r2 = prm[PRM_R2]
-    dm, rows = md, mt
-    s = st[rows]  # a copy: corrected here, written back once
+    r2, new_score, confirm_s, t_lost, max_lost, vinit = (
+        float(prm[PRM_R2]), prm[PRM_NEW], float(prm[PRM_CONFIRM]), float(prm[PRM_TLOST]),
+        float(prm[PRM_MAXLOST]), float(prm[PRM_VINIT]))
+    s = st.take(mt, axis=0)  # a copy: corrected here, written back once
     # Kalman gain of each edge's position and velocity (shared by the four edges).
     g = s[:, P00:P11] / (s[:, P00:P01] + r2)
-    innov = det[dm, 0:4]
+    innov = det.take(md, axis=0)[:, 0:4]
     innov -= s[:, 0:4]
     s[:, 0:8] += (g[:, :, None] * innov[:, None, :]).reshape(-1, 8)
     s[:, P11] -= g[:, 1] * s[:, P01]
-    s[:, P00:P11] = r2 * g
-    # Confirmed once matched confirm_s after birth; stays so.
-    conf = np.maximum(s[:, CONF], s[:, TBIRTH] < t - prm[PRM_CONFIRM])
-    # Last match, confirmed, expiry (max_lost_s after now if confirmed, else
-    # tentative_lost_s) in one product.
-    s[:, TLAST:EXPIRE + 1] = conf[:, None] * [0.0, 1.0, prm[PRM_MAXLOST] - prm[PRM_TLOST]]
-    s[:, TLAST:EXPIRE + 1] += [t, 0.0, t + prm[PRM_TLOST]]
-    st[rows] = s
-    conf = conf.astype(bool)
-    out_det, out_id, out_box = dm, s[:, ID].astype(np.int64), s[:, 0:4]
+    np.multiply(g, r2, out=s[:, P00:P11])
+    # Confirmed once matched confirm_s after birth; stays so. Last match now; expiry
+    # max_lost_s after now if confirmed, else tentative_lost_s.
+    conf = s[:, TBIRTH] < t - confirm_s
+    np.logical_or(conf, s[:, CONF], out=conf)
+    s[:, CONF] = conf
+    s[:, TLAST] = t
+    s[:, EXPIRE] = np.where(conf, t + max_lost, t + t_lost)
+    st[mt] = s
+    out_det, out_id, out_box = md, s[:, ID].astype(np.int64), s[:, 0:4]
 
-    free = scores >= prm[PRM_NEW]
+    free = scores >= new_score
     free[md] = False
-    born = free.nonzero()[0]
-    b = born.shape[0]
+    b = int(np.count_nonzero(free))
     if b:
-        new_ids = np.arange(next_id, next_id + b, dtype=np.int64)
+        born = free.nonzero()[0]
         nb = st[n:n + b]
-        nb[:] = 0.0
-        nb[:, [P00, P11, ONE, TBIRTH, TLAST, EXPIRE]] = (
-            r2, prm[PRM_VINIT] * prm[PRM_VINIT], 1.0, t, t, t + prm[PRM_TLOST])
-        nb[:, 0:4] = det[born, 0:4]
+        nb[:] = _birth_row(r2, vinit * vinit)
+        nb[:, TBIRTH] = t
+        nb[:, TLAST] = t
+        nb[:, EXPIRE] = t + t_lost
+        nb[:, 0:4] = det.take(born, axis=0)[:, 0:4]
+        new_ids = np.arange(next_id, next_id + b, dtype=np.int64)
         nb[:, ID] = new_ids
-        out_det = np.concatenate((dm, born))
+        out_det = np.concatenate((md, born))
         out_id = np.concatenate((out_id, new_ids))
         conf = np.concatenate((conf, np.zeros(b, bool)))
         out_box = np.concatenate((out_box, nb[:, 0:4]))
-    # Drop tracks unmatched for too long (matched and new ones never are), in order.
-    n += b
+        n += b
+    return n, next_id + b, out_det, out_id, conf, out_box
+
+
+def expire(st: np.ndarray, n: int, t: float) -> int:
+    """Drop the tracks unmatched for too long at time ``t``, in order; returns the new
+    live count. Done before a frame's association (so that no track past its time,
+    whose stale prediction is far from where it was last seen, takes a stranger):
+    the state after the frame is the same as dropping them at its end, since the
+    tracks matched or born in it never are."""
     live = st[:n, EXPIRE] >= t
     w = int(np.count_nonzero(live))
     if w < n:
         st[:w] = st[:n][live]
-    return w, next_id + b, out_det, out_id, conf, out_box
+    return w
+
+
+@functools.lru_cache(maxsize=4)
+def _birth_row(r2: float, vinit2: float) -> np.ndarray:
+    """A new track's state row, less its box, times and id: still, with the
+    measurement's variance on position and the prior's on velocity."""
+    row = np.zeros(NCOL)
+    row[P00], row[P11], row[ONE] = r2, vinit2, 1.0
+    row.flags.writeable = False
+    return row
 
 
 def step(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndarray,
          t: float, dt: float, prm: np.ndarray
          ) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One whole frame with greedy assignment: predict, gate and score, match, correct,
-    birth, expire. Same results as ``apply`` (see there). (edge.tracker_kernels.step is
+    """One whole frame with greedy assignment: expire, predict, gate and score, match,
+    correct, birth. Same results as ``apply`` (see there). (edge.tracker_kernels.step is
     the same sequence, compiled whole: numba cannot call this one.)"""
     m = det.shape[0]
+    n = expire(st, n, t)
     if n > 0 and dt > 0.0:
         predict(st, n, dt, prm[PRM_Q])
     if n > 0 and m > 0:
