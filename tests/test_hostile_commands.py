@@ -170,7 +170,7 @@ def test_summary_requests_are_deduplicated_bounded_and_served_a_few_per_tick(sec
         left = rig.agent.writer.call(lambda j: j.conn.execute("SELECT COUNT(*) FROM summary_requests").fetchone()[0])
         assert left == 1, "two per tick"
         rig.agent.tick()
-        wait_for(lambda: len([s for s in summaries() if s["trigger"] == "request"]) == before + 3, step=rig.agent.tick,
+        wait_for(lambda: len([s for s in summaries() if s["trigger"] == "request"]) == before + 3, step=rig.agent.tick, timeout=90,
                  what="three requested summaries")
     finally:
         rig.close()
