@@ -22,6 +22,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -49,10 +50,12 @@ class SimDevice:
     replays: list[tuple[float, int, int, int]] = field(default_factory=list)  # (time, first, last, re-queued)
     dirty: bool = False
 
-    def tick(self, sim_now: float) -> int:
+    def _queue(self, work: Callable[[Any], None]) -> int:
+        """Run `work` in one journal transaction and note the outbox rows it queued (their
+        real queue time is the latency's start)."""
         def step(j: Any) -> list[int]:
             with j.transaction():
-                self.binner.tick(sim_now, max_bins=100_000)
+                work(j)
             return [r[0] for r in j.conn.execute("SELECT seq FROM outbox WHERE epoch = 1 AND seq > ?", (self.last_seq,))]
 
         new = self.writer.call(step)
@@ -60,27 +63,21 @@ class SimDevice:
         for seq in new:
             self.closed[seq] = now
         self.last_seq = max(new, default=self.last_seq)
-        if new:
-            self.dirty = True
+        self.dirty = self.dirty or bool(new)
         return len(new)
+
+    def tick(self, sim_now: float) -> int:
+        return self._queue(lambda j: self.binner.tick(sim_now, max_bins=100_000))
 
     def queue_summaries(self, sim_start: float, sim_end: float) -> int:
         """The day summaries of every local date the clock covered (after the bins)."""
         days = sorted({datetime.fromtimestamp(t, ZONE).date() for t in (sim_start, sim_end - 1)})
 
-        def step(j: Any) -> list[int]:
-            with j.transaction():
-                for day in days:
-                    self.summaries.queue(day, sim_end, "request")
-            return [r[0] for r in j.conn.execute("SELECT seq FROM outbox WHERE epoch = 1 AND seq > ?", (self.last_seq,))]
+        def work(j: Any) -> None:
+            for day in days:
+                self.summaries.queue(day, sim_end, "request")
 
-        new = self.writer.call(step)
-        now = time.time()
-        for seq in new:
-            self.closed[seq] = now
-        self.last_seq = max(new, default=self.last_seq)
-        self.dirty = True
-        return len(new)
+        return self._queue(work)
 
     def truth(self) -> dict[str, Any]:
         """What the device queued: per bin start its highest revision and counts (the index
