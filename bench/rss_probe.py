@@ -1,0 +1,154 @@
+"""Resident memory of the camera agent: the agent's own camera source on vtest.avi.
+
+    python -m bench.rss_probe                    # one probe in this process: JSON line
+    python -m bench.rss_probe --breakdown        # + where the resident pages are (smaps)
+    python -m bench.rss_probe --compare /work/main --runs 4
+        # fresh processes, this tree and another alternated; the unit's environment
+
+The probe runs what `footfall run` runs for a camera (edge.sources.build_sources):
+`CameraSource` with the agent's defaults (the shipped model, cores - 1 inference threads,
+the tiled front-end, 10 fps cap, its capture thread), on vtest.avi with one counting
+line, until ``--frames`` frames went through its pipeline; then it reads VmRSS and VmHWM
+from /proc/self/status. `--compare` starts every probe as a fresh process with the
+environment the systemd unit gives the agent (its ``Environment=`` lines), so glibc's
+malloc settings there count as they would on a device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+UNIT = ROOT / "systemd" / "footfall-agent.service"
+
+
+def status_mib() -> dict[str, int]:
+    """VmRSS and VmHWM of this process, MiB."""
+    out = {}
+    for line in open("/proc/self/status"):
+        if line.startswith(("VmRSS", "VmHWM")):
+            key, value = line.split(":", 1)
+            out[key] = int(value.split()[0]) // 1024
+    return out
+
+
+def smaps_breakdown(top: int = 12) -> dict[str, object]:
+    """Resident MiB by mapping: anonymous (heap, thread arenas, numpy/ORT buffers) vs
+    file-backed (shared libraries), and the largest mappings by name."""
+    by_name: dict[str, int] = defaultdict(int)
+    anon = file = 0
+    name = ""
+    for line in open("/proc/self/smaps"):
+        head = line.split()
+        if not head:
+            continue
+        if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+            name = head[5] if len(head) > 5 else "[anon]"
+            continue
+        if head[0] == "Rss:":
+            kb = int(head[1])
+            by_name[os.path.basename(name) if name.startswith("/") else name] += kb
+            if name.startswith("/"):
+                file += kb
+            else:
+                anon += kb
+    big = sorted(by_name.items(), key=lambda kv: -kv[1])[:top]
+    return {"anon_mib": anon // 1024, "file_mib": file // 1024, "largest_mib": {k: v // 1024 for k, v in big}}
+
+
+def probe(frames: int, breakdown: bool = False) -> dict[str, object]:
+    """Run the agent's camera source until ``frames`` frames were processed; memory then."""
+    from edge.camera_pipeline import CameraSource
+    from edge.counting import CountingLine
+
+    health: list[tuple[str, bool, str]] = []
+    crossings: list[object] = []
+    line = CountingLine("door", (210, 140), (210, 300), (400, 220))
+    src = CameraSource(str(VTEST), [line], crossings.extend, lambda c, ok, d: health.append((c, ok, d)))
+    t0 = time.monotonic()
+    src.start()
+    while src._thread is not None and src._thread.is_alive():
+        pipe = src.pipeline
+        if pipe is not None and pipe.times.frames >= frames:
+            break
+        time.sleep(0.02)
+    src.stop()
+    pipe = src.pipeline
+    if pipe is None or pipe.times.frames < frames:
+        raise SystemExit(f"camera source stopped early: {health}")
+    out: dict[str, object] = {**status_mib(), "frames": pipe.times.frames, "crossings": len(crossings),
+                              "wall_s": round(time.monotonic() - t0, 1),
+                              "front_end": type(pipe.detector).__name__,
+                              "threads": getattr(getattr(pipe.detector, "detector", pipe.detector), "threads", None),
+                              "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX")}
+    if breakdown:
+        out["smaps"] = smaps_breakdown()
+    return out
+
+
+def unit_environment(unit: Path = UNIT) -> dict[str, str]:
+    """The ``Environment=`` assignments of the systemd unit (what the agent runs with)."""
+    env: dict[str, str] = {}
+    for raw in unit.read_text().splitlines():
+        line = raw.strip()
+        if line.startswith("Environment="):
+            for item in shlex.split(line[len("Environment="):]):
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
+def fresh(tree: Path, frames: int, unit_env: bool = True) -> dict[str, object]:
+    """One probe in a fresh interpreter running ``tree``'s code (and ``tree``'s unit env)."""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    env.update({"PYTHONPATH": str(tree), "FOOTFALL_JIT": "0"})
+    unit = tree / "systemd" / "footfall-agent.service"
+    if unit_env and unit.is_file():
+        env.update({k: v for k, v in unit_environment(unit).items() if k.startswith("MALLOC_")})
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "rss_probe.py"), "--frames", str(frames)],
+                         capture_output=True, text=True, env=env, cwd=tree, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare(other: Path, runs: int, frames: int) -> dict[str, object]:
+    """This tree and ``other`` alternated, ``runs`` fresh processes each; medians."""
+    res: dict[str, list[dict[str, object]]] = {"this": [], "other": []}
+    for i in range(runs):
+        for label, tree in (("other", other), ("this", ROOT)) if i % 2 == 0 else (("this", ROOT), ("other", other)):
+            r = fresh(tree, frames)
+            r["load"] = round(os.getloadavg()[0], 1)
+            res[label].append(r)
+            print(label, json.dumps(r), flush=True)
+    summary = {label: {k: statistics.median(r[k] for r in rs) for k in ("VmRSS", "VmHWM")} for label, rs in res.items()}
+    return {"runs": res, "median": summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.rss_probe", description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--breakdown", action="store_true", help="also the resident pages by mapping (/proc/self/smaps)")
+    ap.add_argument("--compare", type=Path, default=None, help="another checkout (e.g. /work/main), alternated")
+    ap.add_argument("--runs", type=int, default=4)
+    args = ap.parse_args(argv)
+    if not VTEST.is_file():
+        print(f"{VTEST} missing: apt-get install -y opencv-doc", file=sys.stderr)
+        return 2
+    if args.compare is not None:
+        print(json.dumps(compare(args.compare, args.runs, args.frames)["median"]))
+    else:
+        print(json.dumps(probe(args.frames, args.breakdown)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
