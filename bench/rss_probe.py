@@ -165,7 +165,7 @@ def unit_environment(unit: Path = UNIT) -> dict[str, str]:
     return env
 
 
-def fresh(tree: Path, frames: int, unit_env: bool = True, jit: str = "0") -> dict[str, object]:
+def fresh(tree: Path, frames: int, unit_env: bool = True, jit: str = "0", whole_agent: bool = False) -> dict[str, object]:
     """One probe in a fresh interpreter running ``tree``'s code with ``tree``'s unit's
     malloc settings; ``jit`` "0": the tracker's plain kernels (the default install)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
@@ -173,17 +173,18 @@ def fresh(tree: Path, frames: int, unit_env: bool = True, jit: str = "0") -> dic
     unit = tree / "systemd" / "footfall-agent.service"
     if unit_env and unit.is_file():
         env.update({k: v for k, v in unit_environment(unit).items() if k.startswith("MALLOC_")})
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "rss_probe.py"), "--frames", str(frames)],
+    cmd = [sys.executable, str(ROOT / "bench" / "rss_probe.py"), "--frames", str(frames)]
+    out = subprocess.run(cmd + (["--whole-agent"] if whole_agent else []),
                          capture_output=True, text=True, env=env, cwd=tree, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def compare(other: Path, runs: int, frames: int) -> dict[str, object]:
+def compare(other: Path, runs: int, frames: int, whole_agent: bool = False) -> dict[str, object]:
     """This tree and ``other`` alternated, ``runs`` fresh processes each; medians."""
     res: dict[str, list[dict[str, object]]] = {"this": [], "other": []}
     for i in range(runs):
         for label, tree in (("other", other), ("this", ROOT)) if i % 2 == 0 else (("this", ROOT), ("other", other)):
-            r = fresh(tree, frames)
+            r = fresh(tree, frames, whole_agent=whole_agent)
             r["load"] = round(os.getloadavg()[0], 1)
             res[label].append(r)
             print(label, json.dumps(r), flush=True)
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.speed:
         print(json.dumps(session_speed()))
     elif args.compare is not None:
-        print(json.dumps(compare(args.compare, args.runs, args.frames)["median"]))
+        print(json.dumps(compare(args.compare, args.runs, args.frames, args.whole_agent)["median"]))
     else:
         print(json.dumps(probe(args.frames, args.breakdown, args.whole_agent)))
     return 0
