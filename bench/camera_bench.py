@@ -284,36 +284,14 @@ def bare_model_ms(threads: int, rounds: int, n: int = 40) -> dict:
     return {m: round(statistics.median(v), 1) for m, v in out.items()}
 
 
-RSS_PROBE = r"""
-import sys, json
-from edge.camera_pipeline import CameraPipeline, roi_around_lines
-from edge.counting import CountingLine
-from edge.detector import OnnxDetector
-from edge.video_source import VideoSource
-det = OnnxDetector("ssdlite_person", threads=2)
-line = CountingLine("door", (210, 140), (210, 300), (400, 220))
-pipe = CameraPipeline(det, [line], run_id="rss", roi=roi_around_lines([line], 768, 576))
-src = VideoSource(sys.argv[1], live=False)
-for _ in range(200):
-    f = src.read()
-    if f is None:
-        break
-    pipe.process(f)
-status = dict(l.split(":", 1) for l in open("/proc/self/status") if l.startswith(("VmRSS", "VmHWM")))
-print(json.dumps({k: int(v.split()[0]) // 1024 for k, v in status.items()}))
-"""
-
-
 def resident_memory() -> dict:
-    """RSS of a fresh process with the model loaded after 200 frames (MiB): as a default
-    install runs it (tracker kernels as plain Python) and with the `jit` extra (numba)."""
+    """RSS of a fresh process running the agent's own camera source (`bench.rss_probe`:
+    the tiled front-end, cores - 1 threads, its capture thread) after 200 frames (MiB): as
+    a default install runs it (tracker kernels as plain Python) and with the `jit` extra."""
+    from bench.rss_probe import fresh
+
     root = Path(__file__).resolve().parent.parent
-    res = {}
-    for label, jit in (("plain_kernels", "0"), ("numba_jit", "1")):
-        out = subprocess.run([sys.executable, "-c", RSS_PROBE, str(VTEST)], capture_output=True, text=True, cwd=root,
-                             env={**os.environ, "PYTHONPATH": str(root), "FOOTFALL_JIT": jit}, check=True)
-        res[label] = json.loads(out.stdout.strip().splitlines()[-1])
-    return res
+    return {label: fresh(root, 200, jit=jit) for label, jit in (("plain_kernels", "0"), ("numba_jit", "1"))}
 
 
 def motion_gating(threads: int) -> dict:

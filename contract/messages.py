@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
+if TYPE_CHECKING:
+    import jsonschema
 
 SCHEMA_VERSION = 1
 KINDS = ("status", "birth", "bins", "summary", "alarm")
@@ -42,7 +43,11 @@ def schema(kind: str) -> dict[str, Any]:
 @cache
 def _validator(kind: str) -> jsonschema.Draft202012Validator:
     """Checked once per kind: jsonschema.validate() re-checks the schema on every call,
-    which made the consumer spend ~20 ms per message on it."""
+    which made the consumer spend ~20 ms per message on it. jsonschema is imported here, on
+    first use: the agent needs it only when a command arrives, and it costs about 10 MiB
+    resident (docs/PERFORMANCE.md "Resident memory")."""
+    import jsonschema
+
     s = schema(kind)
     jsonschema.Draft202012Validator.check_schema(s)
     return jsonschema.Draft202012Validator(s)
@@ -50,6 +55,8 @@ def _validator(kind: str) -> jsonschema.Draft202012Validator:
 
 def validate(kind: str, payload: dict[str, Any]) -> None:
     """Raise jsonschema.ValidationError when a payload breaks the contract."""
+    import jsonschema.exceptions
+
     error = jsonschema.exceptions.best_match(_validator(kind).iter_errors(payload))
     if error is not None:
         raise error

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import jsonschema
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -239,6 +238,8 @@ class Publisher:
             self.inputs.refuse(msg.topic, "retained command (cleared)", msg.payload)
             client.publish(msg.topic, b"", qos=1, retain=True)  # our own subtree: the ACL lets us clear it
             return
+        import jsonschema  # on the first command, not at start: ~10 MiB the agent rarely needs
+
         try:
             body = parse_json(msg.payload, max_bytes=COMMAND_MAX_BYTES, max_depth=COMMAND_MAX_DEPTH)
             if not isinstance(body, dict):
