@@ -16,6 +16,10 @@ each as large as still shows the smallest person in it at least `MIN_PERSON_PX` 
 the model's input, and the plan is kept when it needs fewer windows (a line from corner
 to corner of a 768x576 view: 12 tiles -> 6 windows).
 
+Not every window runs on every frame: one window per person near a line does, the rest
+every 2nd frame (`STRIDE`; the tracker coasts between), because only near the line does
+a frame more or less change a count.
+
 `tile_rects` (pure geometry) chooses the tiles; `TiledDetector` runs any `OnnxDetector`
 over them and has the same `detect(frame)` face, so the pipeline does not know.
 """
@@ -38,9 +42,9 @@ PersonHeight = Callable[[float], float]
 # the dev part only: docs/camera.md, "Windows sized to the people".
 MIN_PERSON_PX = 64.0
 
-# The schedule (docs/camera.md, "Which windows run on a frame"). A window whose last
-# inference saw nobody within ``NEAR_LINE_HEIGHTS`` of their own box height of a line
-# runs only every ``STRIDE`` frames; a window with someone that close runs every frame.
+# The schedule (docs/camera.md, "Which windows run on a frame"). For each person whose
+# feet were within ``NEAR_LINE_HEIGHTS`` of their own box height of a line, one window
+# that showed them whole runs every frame; every other window runs every ``STRIDE``-th.
 # The tracker measures in box heights and seconds (`edge.tracker.TrackerParams`), so a
 # walker (about 1.4 m/s, 1.7 m tall: 0.8 box heights a second) moves the same share of
 # their height per frame near the camera or far from it: the camera's row is no reason
