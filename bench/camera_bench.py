@@ -161,17 +161,24 @@ def spanning_throughput(frames: int, threads: int | None, rounds: int, only_line
     from edge.tiled_detector import TiledDetector
     from edge.video_source import LatestFrameGrabber, VideoSource
 
+    cores = len(os.sched_getaffinity(0))
     dets = {"default": OnnxDetector("ssdlite_person", threads=threads), "1": OnnxDetector("ssdlite_person", threads=1),
-            "all": OnnxDetector("ssdlite_person", threads=os.cpu_count() or 1)}
+            "all, spinning": OnnxDetector("ssdlite_person", threads=cores, spinning=True),
+            "all, no spin": OnnxDetector("ssdlite_person", threads=cores, spinning=False)}
     out: dict = {"threads_default": dets["default"].threads}
     if not only_configs:
         out["bare_ms_per_inference"] = bare_model_ms(dets["default"].threads, rounds)
         print("bare inference (ms, one model-sized window):", out["bare_ms_per_inference"], flush=True)
-    configs = {  # name: (front-end, detector threads, re-plan windows)
-        "tiles as first shipped (grid)": ("tiles", "default", False),
-        "tiles (default)": ("tiles", "default", True),
-        "tiles, threads = cores": ("tiles", "all", True),
-        "roi (one window)": ("roi", "default", False),
+        out["bare_ssd_ms_by_threads"] = bare_ssd_ms({k: d for k, d in dets.items() if k != "default"}, rounds)
+        print("bare SSD inference by threads (ms):", out["bare_ssd_ms_by_threads"], flush=True)
+    configs = {  # name: (front-end, detector threads, re-plan windows, schedule stride; None: the default)
+        "tiles as first shipped (grid, 1 thread)": ("tiles", "1", False, 1),
+        "tiles, every frame, 1 thread (the default before the schedule)": ("tiles", "1", True, 1),
+        "tiles, every frame, threads = cores, spinning": ("tiles", "all, spinning", True, 1),
+        "tiles, schedule, 1 thread": ("tiles", "1", True, None),
+        "tiles, schedule, threads = cores, spinning": ("tiles", "all, spinning", True, None),
+        "tiles (default: schedule, threads = cores, no spinning)": ("tiles", "default", True, None),
+        "roi (one window)": ("roi", "default", False, 1),
     }
     if only_configs:
         configs = {k: v for k, v in configs.items() if any(o in k for o in only_configs)}
@@ -182,11 +189,13 @@ def spanning_throughput(frames: int, threads: int | None, rounds: int, only_line
         runs: dict[str, list[float]] = {k: [] for k in configs}
         extra: dict[str, dict] = {}
         for _ in range(rounds):
-            for name, (kind, th, adapt) in configs.items():
+            for name, (kind, th, adapt, stride) in configs.items():
                 det = dets[th]
                 front, roi = front_end_for(det, [line], 768, 576, kind)
                 if kind == "tiles" and not adapt:
                     front = TiledDetector(det, front.tiles, frame_size=(768, 576))
+                elif kind == "tiles" and stride is not None:
+                    front.stride = stride
                 pipe = CameraPipeline(front, [line], run_id="span", roi=roi, frame_size=(768, 576))
                 src = VideoSource(VTEST, live=False)
                 grabber = LatestFrameGrabber(src, drop_stale=False)
@@ -205,7 +214,8 @@ def spanning_throughput(frames: int, threads: int | None, rounds: int, only_line
                 if isinstance(front, TiledDetector):
                     extra[name] = {"tiles": len(front.tiles), "tiles_at_start": len(front_end_for(det, [line], 768, 576)[0].tiles),
                                    "replanned_at_frame": front.replanned_at, "windows": [list(t) for t in front.tiles],
-                                   "tile_inferences_skipped": round(front.skipped_share, 3)}
+                                   "tile_inferences_skipped": round(front.skipped_share, 3),
+                                   "by_the_schedule": round(front.scheduled_share, 3)}
         out[label] = {name: {"median_fps": round(statistics.median(v), 1), "rounds_fps": [round(x, 1) for x in v],
                              **extra.get(name, {})} for name, v in runs.items()}
         print("spanning line:", label, json.dumps(out[label]), flush=True)
@@ -257,6 +267,76 @@ def replan_agreement(min_persons: list[float], threads: int | None, last_frame: 
                         **{d: f"{v['matched']}/{v['true']} of the grid's, +{v['extra']}" for d, v in sc.items()}}
         print(f"corner line, dev frames, min_person {mp}:", json.dumps(res[str(mp)]), flush=True)
     return res
+
+
+def schedule_agreement(strides: list[int], threads: int | None, last_frame: int = 399) -> dict:
+    """Dev evidence for the schedule (`edge.tiled_detector.STRIDE`): both spanning lines,
+    vtest.avi's dev frames only (0-``last_frame``), counted with every window run on every
+    frame and with the schedule at each stride; the every-frame counts stand in for truth
+    (these lines are not annotated): matched within 1 s."""
+    from contract.crossing_score import score_crossings
+    from edge.camera_pipeline import CameraPipeline, front_end_for
+    from edge.counting import CountingLine
+    from edge.detector import OnnxDetector
+    from edge.video_source import VideoSource
+
+    det = OnnxDetector("ssdlite_person", threads=threads)
+    res: dict = {}
+    for label, (p1, p2, inside) in SPANNING_LINES.items():
+        line = CountingLine("span", p1, p2, inside)
+
+        def count(stride: int):
+            front, _ = front_end_for(det, [line], 768, 576)
+            front.stride = stride
+            pipe = CameraPipeline(front, [line], run_id="agree", frame_size=(768, 576))
+            src = VideoSource(VTEST, live=False)
+            out, t0 = [], None
+            for f in src.frames():
+                if f.index > last_frame:
+                    break
+                t0 = f.t_utc - f.t_mono if t0 is None else t0
+                out += pipe.process(f)
+            out += pipe.flush()
+            src.close()
+            return [(e.crossing.t_utc - t0, e.crossing.direction) for e in out], front
+
+        ref, front = count(1)
+        row: dict = {"every frame": {"windows": len(front.tiles), "in": sum(d == "in" for _, d in ref),
+                                     "out": sum(d == "out" for _, d in ref),
+                                     "inferences_skipped": round(front.skipped_share, 3)}}
+        for st in strides:
+            got, front = count(st)
+            sc = score_crossings(ref, got, tolerance_s=1.0)
+            row[f"stride {st}"] = {"inferences_skipped": round(front.skipped_share, 3),
+                                   "by_the_schedule": round(front.scheduled_share, 3),
+                                   **{d: f"{v['matched']}/{v['true']} of every-frame's, +{v['extra']}"
+                                      for d, v in sc.items()}}
+        res[label] = row
+        print("schedule agreement, dev frames:", label, json.dumps(row), flush=True)
+    return res
+
+
+def bare_ssd_ms(dets: dict, rounds: int, n: int = 40) -> dict:
+    """Milliseconds per SSD call on one 300x300 window of real frames for each detector
+    (thread settings), alternating within each round; medians."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(VTEST))
+    images = [cap.read()[1] for _ in range(n)]
+    cap.release()
+    first = next(iter(dets.values()))
+    tensors = [first.preprocess(img[100:400, 300:600])[0] for img in images]
+    out: dict[str, list[float]] = {}
+    for d in dets.values():
+        d.infer(tensors[0])  # warm-up
+    for _ in range(rounds):
+        for name, d in dets.items():
+            t0 = time.perf_counter()
+            for t in tensors:
+                d.infer(t)
+            out.setdefault(name, []).append(1000 * (time.perf_counter() - t0) / n)
+    return {name: {"median": round(statistics.median(v), 1), "rounds": [round(x, 1) for x in v]}
+            for name, v in out.items()}
 
 
 def bare_model_ms(threads: int, rounds: int, n: int = 40) -> dict:
@@ -461,6 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replan-agreement", default=None, metavar="PX,PX",
                     help="only: corner-to-corner counts on the dev frames, grid tiles vs windows re-planned at these "
                          "min_person values (the dev evidence for MIN_PERSON_PX)")
+    ap.add_argument("--schedule-agreement", default=None, metavar="N,N",
+                    help="only: spanning-line counts on the dev frames, every window every frame vs the schedule at "
+                         "these strides (the dev evidence for STRIDE)")
     ap.add_argument("--json", default=None, help="write all results to this file")
     args = ap.parse_args(argv)
     global BANK_HELD_OUT
@@ -469,8 +552,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{VTEST} missing: apt-get install -y opencv-doc", file=sys.stderr)
         return 2
     results: dict = {}
-    if args.threads is None and not (args.spanning or args.replan_agreement):
+    if args.threads is None and not (args.spanning or args.replan_agreement or args.schedule_agreement):
         args.threads = max(1, (os.cpu_count() or 2) - 1)
+    if args.schedule_agreement:
+        results["schedule_agreement"] = schedule_agreement([int(v) for v in args.schedule_agreement.split(",")],
+                                                           args.threads)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        return 0
     if args.replan_agreement:
         results["replan_agreement"] = replan_agreement([float(v) for v in args.replan_agreement.split(",")], args.threads)
         if args.json:

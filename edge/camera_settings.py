@@ -47,7 +47,7 @@ class CameraSettings(BaseModel):
     enabled: bool = Field(False, description="run the camera source")
     source: str = Field("0", description="camera index, /dev/videoN, rtsp:// or http:// URL, or a video file")
     model: str | None = Field(None, description="detector model name in models/ (default: the shipped one)")
-    threads: int | None = Field(None, ge=1, description="inference threads (default: cores - 1)")
+    threads: int | None = Field(None, ge=1, description="inference threads (default: one per core)")
     max_fps: float | None = Field(10.0, gt=0, description="frames per second to process at most")
     motion_gating: bool = Field(False, description="skip inference while nothing moves near the lines")
     lines: list[CameraLineSettings] = Field(default_factory=list, description="counting lines ([[camera.lines]])")

@@ -246,14 +246,20 @@ def _pick(outputs: dict[str, np.ndarray], stem: str) -> np.ndarray:
 # --------------------------------------------------------------------------- detector
 
 def default_threads() -> int:
-    """Inference threads: all cores but one, which the capture thread needs for decoding.
+    """Inference threads: one per core this process may run on.
 
-    Measured on a 2-core machine: 2 inference threads + decoding ran slower than 1
-    (docs/PERFORMANCE.md, camera path).
+    With onnxruntime's idle threads sleeping instead of spinning (`OnnxDetector`'s
+    ``spinning=False``), the decode thread and other work get the cores between inference
+    bursts, so all cores help when the machine is quiet and cost little when it is busy
+    (measured on 2 cores, docs/camera.md "Threads"; before that: cores - 1, because
+    2 spinning threads + decoding ran slower than 1 on a loaded machine).
     """
     import os
 
-    return max(1, (os.cpu_count() or 2) - 1)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 _ORT_DTYPES = {"uint8": "tensor(uint8)", "float32": "tensor(float)"}
@@ -289,6 +295,7 @@ class OnnxDetector:
         nms_iou: float | None = None,
         merged_cover: float | None = None,
         smooth: bool | None = None,
+        spinning: bool = False,
     ) -> None:
         self.manifest = manifest if isinstance(manifest, ModelManifest) else find_manifest(manifest)
         self.manifest.verify_file()
@@ -297,6 +304,7 @@ class OnnxDetector:
         self.merged_cover = self.manifest.merged_cover if merged_cover is None else merged_cover
         self.smooth = self.manifest.input.smooth if smooth is None else smooth
         self.threads = default_threads() if threads is None else threads
+        self.spinning = spinning
         self.session = self._open_session(self.threads)
         self._check_io()
 
@@ -313,6 +321,8 @@ class OnnxDetector:
         opts.enable_mem_pattern = False
         if _shared_cpu_arena():
             opts.add_session_config_entry("session.use_env_allocators", "1")
+        if not self.spinning:  # idle pool threads sleep instead of busy-waiting for work
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(str(self.manifest.file), sess_options=opts,
                                            providers=["CPUExecutionProvider"])

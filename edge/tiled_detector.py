@@ -16,6 +16,10 @@ each as large as still shows the smallest person in it at least `MIN_PERSON_PX` 
 the model's input, and the plan is kept when it needs fewer windows (a line from corner
 to corner of a 768x576 view: 12 tiles -> 6 windows).
 
+Not every window runs on every frame: one window per person near a line does, the rest
+every 2nd frame (`STRIDE`; the tracker coasts between), because only near the line does
+a frame more or less change a count.
+
 `tile_rects` (pure geometry) chooses the tiles; `TiledDetector` runs any `OnnxDetector`
 over them and has the same `detect(frame)` face, so the pipeline does not know.
 """
@@ -37,6 +41,20 @@ PersonHeight = Callable[[float], float]
 # (pixels; people smaller than this in the frame are shown at their own size). Chosen on
 # the dev part only: docs/camera.md, "Windows sized to the people".
 MIN_PERSON_PX = 64.0
+
+# The schedule (docs/camera.md, "Which windows run on a frame"). For each person whose
+# feet were within ``NEAR_LINE_HEIGHTS`` of their own box height of a line, one window
+# that showed them whole runs every frame; every other window runs every ``STRIDE``-th.
+# The tracker measures in box heights and seconds (`edge.tracker.TrackerParams`), so a
+# walker (about 1.4 m/s, 1.7 m tall: 0.8 box heights a second) moves the same share of
+# their height per frame near the camera or far from it: the camera's row is no reason
+# to skip, nearness to the line is. STRIDE 2 keeps the gap between a window's runs (0.2 s
+# at 10 fps) under the tracker's `tentative_lost_s` (0.3 s), so a newcomer seen once is
+# still there to be confirmed at the next run; 1.0 box height is more than a walker
+# covers in a second, so everyone is seen every frame for the second before a crossing,
+# through the crossing and its 0.5 s settling.
+STRIDE = 2
+NEAR_LINE_HEIGHTS = 1.0
 
 
 def _spread(lo: float, hi: float, size: int, overlap: int, limit: int) -> list[int]:
@@ -213,6 +231,24 @@ def merge_tiles(
     return idx[nms(boxes[idx], scores[idx], nms_iou)]
 
 
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes ``a`` (N, 4) and ``b`` (M, 4): (N, M)."""
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def _inside_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Share of each box in ``a`` that lies inside each box in ``b``: (N, M)."""
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    return iw * ih / np.maximum(area_a[:, None], 1e-9)
+
+
 class PersonScale:
     """A person's height by feet row, learnt from the detector's own boxes.
 
@@ -314,7 +350,8 @@ class TiledDetector:
 
     def __init__(self, detector: OnnxDetector, tiles: Sequence[Rect], *, motion: bool = True,
                  frame_size: tuple[int, int] | None = None, lines: Sequence[CountingLine] | None = None,
-                 min_person: float = MIN_PERSON_PX) -> None:
+                 min_person: float = MIN_PERSON_PX, stride: int = STRIDE,
+                 near_line_heights: float = NEAR_LINE_HEIGHTS) -> None:
         if not tiles:
             raise ValueError("at least one tile is needed")
         self.detector = detector
@@ -324,10 +361,13 @@ class TiledDetector:
         self.motion = motion
         self.lines = list(lines) if lines else []
         self.min_person = min_person
+        self.stride = max(1, int(stride)) if self.lines else 1  # without lines nothing is "near"
+        self.near_line_heights = near_line_heights
         self.scale: PersonScale | None = None
         self.replanned = False
         self.replanned_at: int | None = None  # the call (frame) that re-planned the windows
         self.inferences = 0
+        self.scheduled_skips = 0  # window-frames left out by the schedule (not by the motion test)
         self.calls = 0
         self._slots = 0
         self._use(tiles)
@@ -337,6 +377,58 @@ class TiledDetector:
         self._motion = _SharedMotion(len(self.tiles)) if self.motion else None
         self._last: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
             (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), bool)) for _ in self.tiles]
+        self._ran = [False] * len(self.tiles)  # run at least once since the plan was made
+        self._needed = [True] * len(self.tiles)  # must run on this frame (the schedule, `_plan`)
+
+    def _near_line(self, boxes: np.ndarray) -> np.ndarray:
+        """Which boxes' feet (bottom centre) lie within ``near_line_heights`` of their own
+        height of a counting line."""
+        near = np.zeros(boxes.shape[0], bool)
+        if boxes.shape[0] == 0:
+            return near
+        fx = (boxes[:, 0] + boxes[:, 2]) / 2
+        fy = boxes[:, 3]
+        reach = self.near_line_heights * np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
+        for ln in self.lines:
+            (x1, y1), (x2, y2) = ln.p1, ln.p2
+            dx, dy = x2 - x1, y2 - y1
+            t = np.clip(((fx - x1) * dx + (fy - y1) * dy) / max(dx * dx + dy * dy, 1e-9), 0.0, 1.0)
+            near |= np.hypot(fx - (x1 + t * dx), fy - (y1 + t * dy)) <= reach
+        return near
+
+    def _plan(self) -> None:
+        """Which windows must run on the next frame: for each person near a line (in the
+        windows' last boxes), one window that showed them whole; a person near a line seen
+        only cut keeps every window that holds them running. The rest wait their turn."""
+        claimed: list[np.ndarray] = []
+        need = [not ran for ran in self._ran]
+        cut_near: list[tuple[int, np.ndarray]] = []
+        for k, (boxes, _, cut) in enumerate(self._last):
+            near = self._near_line(boxes)
+            whole = boxes[near & ~cut]
+            if near.any() and (near & cut).any():
+                cut_near.append((k, boxes[near & cut]))
+            if whole.shape[0] == 0:
+                continue
+            if claimed:
+                seen = np.concatenate(claimed)
+                new = _iou(whole, seen).max(axis=1) < 0.3
+            else:
+                new = np.ones(whole.shape[0], bool)
+            if new.any():
+                need[k] = True
+                claimed.append(whole)
+        seen = np.concatenate(claimed) if claimed else np.zeros((0, 4), np.float32)
+        for k, boxes in cut_near:
+            if seen.shape[0] == 0 or (_inside_share(boxes, seen).max(axis=1) < 0.5).any():
+                need[k] = True
+        self._needed = need
+
+    def _due(self, k: int) -> bool:
+        """The schedule: every frame while this window is the one that shows someone near a
+        line whole, else every ``stride``-th frame (windows staggered so each frame runs
+        about the same number)."""
+        return self.stride <= 1 or self._needed[k] or (self.calls + k) % self.stride == 0
 
     def _cut_edges(self, tile: Rect, boxes: np.ndarray, fw: int, fh: int) -> np.ndarray:
         x1, y1, x2, y2 = tile
@@ -367,17 +459,42 @@ class TiledDetector:
         self._slots += len(self.tiles)
         if self._motion is not None:
             self._motion.frame(frame_bgr)
+        waiting: list[int] = []  # windows the schedule leaves out this frame
         for k, tile in enumerate(self.tiles):
-            if self._motion is not None and not self._motion.moved(k, tile):
+            if not self._due(k):
+                waiting.append(k)
+                self.scheduled_skips += 1
                 continue
+            if self._motion is not None and not self._motion.moved(k, tile):
+                continue  # a still picture: its last boxes stand (people standing keep theirs)
             d = self.detector.detect(frame_bgr, roi=tile)
             self.inferences += 1
             self._last[k] = (d.boxes, d.scores, self._cut_edges(tile, d.boxes, fw, fh))
-        boxes = np.concatenate([b for b, _, _ in self._last])
+            self._ran[k] = True
+        if self.stride > 1:
+            self._plan()
+        # a waiting window's people moved since its last run: its old boxes are left out and
+        # the tracker coasts them for a frame
+        fresh = [last for k, last in enumerate(self._last) if k not in waiting]
+        boxes = np.concatenate([b for b, _, _ in fresh]) if fresh else np.zeros((0, 4), np.float32)
         if boxes.shape[0] == 0:
             return Detections.empty()
-        scores = np.concatenate([s for _, s, _ in self._last])
-        cut = np.concatenate([c for _, _, c in self._last])
+        scores = np.concatenate([s for _, s, _ in fresh])
+        cut = np.concatenate([c for _, _, c in fresh])
+        if waiting and cut.any():
+            # a box cut by a running window's edge whose person lies in a waiting window is
+            # that window's to see whole at its next run (a cut box's bottom is not the feet)
+            inside = np.zeros(cut.shape, bool)
+            for x1, y1, x2, y2 in (self.tiles[k] for k in waiting):
+                iw = np.clip(np.minimum(boxes[:, 2], x2) - np.maximum(boxes[:, 0], x1), 0, None)
+                ih = np.clip(np.minimum(boxes[:, 3], y2) - np.maximum(boxes[:, 1], y1), 0, None)
+                area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-9)
+                inside |= iw * ih / area >= 0.5
+            drop = cut & inside
+            if drop.any():
+                boxes, scores, cut = boxes[~drop], scores[~drop], cut[~drop]
+                if boxes.shape[0] == 0:
+                    return Detections.empty()
         keep = merge_tiles(boxes, scores, cut, self.detector.nms_iou)
         boxes, scores, cut = boxes[keep], scores[keep], cut[keep]
         if self.detector.merged_cover > 0 and boxes.shape[0] >= 3:
@@ -389,5 +506,10 @@ class TiledDetector:
 
     @property
     def skipped_share(self) -> float:
-        """Share of tile inferences the motion test saved."""
+        """Share of window inferences saved (the motion test and the schedule together)."""
         return 1.0 - self.inferences / self._slots if self._slots else 0.0
+
+    @property
+    def scheduled_share(self) -> float:
+        """Share of window inferences the schedule alone left out."""
+        return self.scheduled_skips / self._slots if self._slots else 0.0

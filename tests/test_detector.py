@@ -80,6 +80,20 @@ def test_threads_are_configurable() -> None:
     assert d.session.get_session_options().intra_op_num_threads == 3
 
 
+@needs_vtest
+def test_default_is_one_thread_per_core_without_spinning_and_the_same_boxes() -> None:
+    import os
+
+    d = OnnxDetector("ssdlite_person")
+    opts = d.session.get_session_options()
+    assert opts.intra_op_num_threads == len(os.sched_getaffinity(0))
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    spin = OnnxDetector("ssdlite_person", threads=d.threads, spinning=True)
+    (frame,) = read_vtest_frames(120, 1)
+    a, b = d.detect(frame), spin.detect(frame)  # how idle threads wait changes no box
+    assert len(a) >= 3 and np.allclose(a.boxes, b.boxes, atol=1e-3) and np.allclose(a.scores, b.scores, atol=1e-5)
+
+
 # --------------------------------------------------------------------- bad models
 
 

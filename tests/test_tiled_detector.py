@@ -167,3 +167,39 @@ def test_a_corner_to_corner_line_is_replanned_to_fewer_windows_on_real_frames() 
     assert sides[0] == 300 and sides[-1] > 300  # model-sized far away, larger near the camera
     got = front.detect(read_vtest_frames(40, 1)[0])
     assert len(got) >= 5  # the plaza's people are still found
+
+
+def test_the_schedule_runs_one_window_per_person_near_the_line_and_lets_the_rest_wait() -> None:
+    from edge.detector import OnnxDetector
+
+    line = CountingLine("v", (400, 0), (400, 576), (700, 300))
+    tiles = [(0, 0, 300, 300), (180, 0, 480, 300), (300, 200, 600, 500), (468, 0, 768, 300)]
+    front = TiledDetector(OnnxDetector("ssdlite_person", threads=1), tiles, frame_size=(768, 576), lines=[line],
+                          stride=2)
+    empty = (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), bool))
+    near_a = np.array([[370, 100, 400, 180]], np.float32)  # feet 15 px from the line, 80 px tall
+    far_b = np.array([[40, 100, 70, 180]], np.float32)  # 345 px away: more than a height
+    cut_c = np.array([[560, 400, 598, 497]], np.float32)  # cut, feet 179 px from the line: more than a height
+    front._last = [
+        (far_b, np.array([0.9], np.float32), np.array([False])),
+        (near_a, np.array([0.9], np.float32), np.array([False])),  # window 1 shows A whole
+        (cut_c, np.array([0.9], np.float32), np.array([True])),
+        empty,
+    ]
+    front._ran = [True] * 4
+    front._plan()
+    assert front._needed == [False, True, False, False]
+    # A also whole in window 3 (seen a frame apart): one window that shows A whole is enough
+    front._last[3] = (near_a + [2, 0, 2, 0], np.array([0.8], np.float32), np.array([False]))
+    front._plan()
+    assert front._needed == [False, True, False, False]
+    # someone near the line seen only cut keeps the window that holds them running
+    front._last[2] = (np.array([[380, 300, 420, 497]], np.float32), np.array([0.7], np.float32), np.array([True]))
+    front._plan()
+    assert front._needed == [False, True, True, False]
+    # windows not needed run every other frame, staggered: each frame runs about half of them
+    due = [[front._due(k) for k in range(4)] for front.calls in (10, 11)]
+    assert due[0][1] and due[1][1] and due[0][2] and due[1][2]
+    assert due[0][0] != due[1][0] and due[0][3] != due[1][3] and due[0][0] != due[0][3]
+    front.stride = 1  # stride 1: every window every frame (the front-end before the schedule)
+    assert all(front._due(k) for k in range(4))

@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     def source_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--source", default="0", help="camera index, /dev/videoN, rtsp:// or http:// URL, or a file")
         p.add_argument("--model", default=None, help="model name or manifest path (default ssdlite_person)")
-        p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: cores - 1)")
+        p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: one per core)")
 
     p = csub.add_parser("snapshot", help="PNG with lines, detections and recent tracks (kept on this device)")
     source_args(p)

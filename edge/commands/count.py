@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--line", required=True, metavar="X1,Y1,X2,Y2", help="counting segment")
     p.add_argument("--inside", required=True, metavar="X,Y", help="a point on the inside of the door")
     p.add_argument("--model", default=None, help="model name in models/ or a manifest path (default ssdlite_person)")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: cores - 1)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: one per core)")
     p.add_argument("--front-end", default="tiles", choices=("tiles", "roi"),
                    help="tiles: the model at its own size on overlapping tiles along the line (default; sees "
                    "people far from the camera); roi: one window around the line scaled to the model")
