@@ -61,12 +61,31 @@ _DET_FROM_XYXY = np.ascontiguousarray(XYXY_TO_DET.T)
 # flag (1.0/0.0); per track, its gate (box height squared x chi-square x predicted
 # variance: a centre distance squared under it passes), its stage penalty (+1 when
 # tentative), the extra penalty of a weak detection on it (+2 on a confirmed track,
-# forbidding on a tentative one), and its true cx (for the sorted windows of big
-# frames).
+# forbidding on a tentative one), its true cx (for the sorted windows of big frames)
+# and its push (-FAR when tentative, else 0).
 _CX, _W, _A = 4, 6, 8
 _D_WEAK, _DQ_ROWS = 9, 10
-_K_GATE, _K_TENT, _K_WEAK, _K_CX, _KQ_ROWS, _KQ_PAIR = 9, 10, 11, 12, 13, 12
+_K_GATE, _K_TENT, _K_WEAK, _K_CX, _K_PUSH, _KQ_ROWS, _KQ_PAIR = 9, 10, 11, 12, 13, 14, 12
 FAR = 1e100  # squared, still finite; over any gate
+_K_IN = CONF + 1  # the track table is a product of the state's first _K_IN columns
+
+
+@functools.lru_cache(maxsize=4)
+def _track_rows(r2: float) -> np.ndarray:
+    """The ``(_KQ_ROWS, _K_IN)`` matrix that takes a state row's first columns to its
+    track table column in one product: the box's edges, centre, size; the gate's
+    ``p00 + r2``; the stage penalties and the push, from CONF and ONE. Every entry of
+    the table has at most two nonzero terms of exact products, so the product rounds
+    exactly as the per-row operations it replaces (the area row is filled after)."""
+    t = np.zeros((_KQ_ROWS, _K_IN))
+    t[0:8, 0:4] = XYXY_TO_DET.T
+    t[_K_GATE, P00], t[_K_GATE, ONE] = 1.0, r2
+    t[_K_TENT, ONE], t[_K_TENT, CONF] = 1.0, -1.0  # 1 - conf
+    t[_K_WEAK, ONE], t[_K_WEAK, CONF] = BIG + 1.0, -(BIG - 1.0)  # 2, or BIG + 1 if tentative
+    t[_K_CX, 0:4] = XYXY_TO_DET[:, 4]
+    t[_K_PUSH, ONE], t[_K_PUSH, CONF] = -FAR, FAR  # 0, or -FAR if tentative
+    t.flags.writeable = False
+    return t
 
 
 def predict(st: np.ndarray, n: int, dt: float, q: float) -> None:
@@ -99,30 +118,26 @@ _VEL, _POS = np.arange(4, 8), np.arange(0, 4)  # edge += dt x its velocity
 
 def track_table(st: np.ndarray, n: int, prm: np.ndarray, windows: bool = True) -> np.ndarray:
     """What association needs of each live track, as a ``(_KQ_ROWS, n)`` table (rows:
-    see the layout above; the true cx only with ``windows``)."""
-    s = st[:n]
+    see the layout above): one matrix product (``_track_rows``), then the size floor,
+    the area and the gate. (``windows`` is kept for callers: the true cx is always
+    there.)"""
     k = np.empty((_KQ_ROWS, n))
-    np.matmul(_DET_FROM_XYXY, s[:, 0:4].T, out=k[0:8])
+    np.matmul(_track_rows(float(prm[PRM_R2])), st[:n, 0:_K_IN].T, out=k)
     w = k[_W:_W + 2]
     np.maximum(w, 1.0, out=w)  # a coasting box may have shrunk
     np.multiply(w[0], w[1], out=k[_A])
-    # chi-square x predicted variance, capped: a young track's velocity is a guess, and
-    # coasting on it must not let it reach across the picture.
+    # chi-square x predicted variance (p00 + r2, from the product), capped: a young
+    # track's velocity is a guess, and coasting on it must not let it reach across the
+    # picture. Then in box heights squared.
     gate = k[_K_GATE]
-    np.add(s[:, P00], prm[PRM_R2], out=gate)
     gate *= prm[PRM_CHI2]
     np.minimum(gate, prm[PRM_GATE_MAX2], out=gate)
     gate *= w[1] * w[1]
-    # Tentative tracks come after confirmed ones (+1); weak detections only continue
-    # confirmed tracks (+2, and BIG on tentative ones). A tentative one does not pair by
-    # distance (cx = -inf). (Expired tracks are gone: see expire.)
-    tent = k[_K_TENT]
-    np.subtract(1.0, s[:, CONF], out=tent)
-    wpen = np.multiply(tent, BIG - 1.0, out=k[_K_WEAK])  # exact: small integers
-    wpen += 2.0
-    if windows:
-        k[_K_CX] = k[_CX]
-    k[_CX] -= tent * FAR
+    # A tentative track does not pair by distance (its cx is pushed FAR away); tentative
+    # tracks come after confirmed ones (+1); weak detections only continue confirmed
+    # tracks (+2, and BIG on tentative ones): rows of the product. (Expired tracks are
+    # gone: see expire.)
+    k[_CX] += k[_K_PUSH]
     return k
 
 
@@ -161,16 +176,15 @@ def costs(d: np.ndarray, k: np.ndarray, iou_min: float) -> np.ndarray:
     dist /= k[_K_GATE]  # squared centre distance over the gate
     # Arithmetic rather than masks and np.where (several times dearer at this size):
     # outside the gate (dist >= 1) costs BIG more; an overlap under iou_min BIG - IoU,
-    # else -IoU; the pair takes the cheaper. Every term added is 0.0 for an allowed
+    # else -IoU (0 - IoU: the same bits as main's -(IoU + 0)); the pair takes the cheaper. Every term added is 0.0 for an allowed
     # pair, so its cost is exact.
     f = np.floor(dist)
     f *= BIG
     dist += f
-    x = np.subtract(inter, iou_min, out=f)
-    np.floor(x, out=x)  # -1 under iou_min, else 0
+    x = np.subtract(iou_min, inter, out=f)
+    np.ceil(x, out=x)  # 1 under iou_min, else 0
     x *= BIG
-    x += inter
-    np.negative(x, out=x)
+    x -= inter
     c = np.minimum(dist, x, out=dist)
     c += k[_K_TENT]
     c += np.multiply(d[_D_WEAK], k[_K_WEAK], out=x)
@@ -245,7 +259,7 @@ def greedy_dense(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m, n = c.shape
     r = _ARANGE[:m] if m <= _ARANGE.shape[0] else np.arange(m)
     col = c.argmin(axis=1)
-    open_ = c.reshape(-1).take(r * n + col) < REJECT
+    open_ = _MIN(c, axis=1) < REJECT  # each row's least cost: the one at col
     take = c.argmin(axis=0).take(col) == r
     take &= open_
     md = take.nonzero()[0]
@@ -260,7 +274,7 @@ def greedy_dense(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k = rows.shape[0]
         r = _ARANGE[:k] if k <= _ARANGE.shape[0] else np.arange(k)
         col = c.argmin(axis=1)
-        open_ = c.reshape(-1).take(r * c.shape[1] + col) < REJECT
+        open_ = _MIN(c, axis=1) < REJECT
         take = c.argmin(axis=0).take(col) == r
         take &= open_
         td = take.nonzero()[0]
@@ -340,23 +354,25 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
     r2, new_score, confirm_s, t_lost, max_lost, vinit = (
         float(prm[PRM_R2]), prm[PRM_NEW], float(prm[PRM_CONFIRM]), float(prm[PRM_TLOST]),
         float(prm[PRM_MAXLOST]), float(prm[PRM_VINIT]))
-    s = st.take(mt, axis=0)  # a copy: corrected here, written back once
+    # The matched tracks' state, transposed (a row per quantity, a column per track):
+    # a copy, corrected here with contiguous whole-row operations, written back once.
+    s = st.T.take(mt, axis=1)
     # Kalman gain of each edge's position and velocity (shared by the four edges).
-    g = s[:, P00:P11] / (s[:, P00:P01] + r2)
-    innov = det.take(md, axis=0)[:, 0:4]
-    innov -= s[:, 0:4]
-    s[:, 0:8] += (g[:, :, None] * innov[:, None, :]).reshape(-1, 8)
-    s[:, P11] -= g[:, 1] * s[:, P01]
-    np.multiply(g, r2, out=s[:, P00:P11])
+    g = s[P00:P11] / (s[P00] + r2)
+    innov = det[:, 0:4].T.take(md, axis=1)
+    innov -= s[0:4]
+    s[0:8] += (g[:, None, :] * innov).reshape(8, -1)
+    s[P11] -= g[1] * s[P01]
+    np.multiply(g, r2, out=s[P00:P11])
     # Confirmed once matched confirm_s after birth; stays so. Last match now; expiry
-    # max_lost_s after now if confirmed, else tentative_lost_s.
-    conf = s[:, TBIRTH] < t - confirm_s
-    np.logical_or(conf, s[:, CONF], out=conf)
-    s[:, CONF] = conf
-    s[:, TLAST] = t
-    s[:, EXPIRE] = np.where(conf, t + max_lost, t + t_lost)
-    st[mt] = s
-    out_det, out_id, out_box = md, s[:, ID].astype(np.int64), s[:, 0:4]
+    # max_lost_s after now if confirmed, else tentative_lost_s: TLAST, CONF and EXPIRE
+    # looked up by the confirmation, in one step.
+    conf = s[TBIRTH] < t - confirm_s
+    np.logical_or(conf, s[CONF], out=conf)
+    s[TLAST:EXPIRE + 1] = np.array(((t, t), (0.0, 1.0), (t + t_lost, t + max_lost))
+                                   ).take(conf, axis=1)
+    st[mt] = s.T
+    out_det, out_id, out_box = md, s[ID].astype(np.int64), s[0:4].T
 
     free = scores >= new_score
     free[md] = False
