@@ -356,7 +356,7 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
         float(prm[PRM_MAXLOST]), float(prm[PRM_VINIT]))
     # The matched tracks' state, transposed (a row per quantity, a column per track):
     # a copy, corrected here with contiguous whole-row operations, written back once.
-    s = st.T.take(mt, axis=1)
+    s = st.take(mt, axis=0).T.copy()
     # Kalman gain of each edge's position and velocity (shared by the four edges).
     g = s[P00:P11] / (s[P00] + r2)
     innov = det[:, 0:4].T.take(md, axis=1)
@@ -364,13 +364,13 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
     s[0:8] += (g[:, None, :] * innov).reshape(8, -1)
     s[P11] -= g[1] * s[P01]
     np.multiply(g, r2, out=s[P00:P11])
-    # Confirmed once matched confirm_s after birth; stays so. Last match now; expiry
-    # max_lost_s after now if confirmed, else tentative_lost_s: TLAST, CONF and EXPIRE
-    # looked up by the confirmation, in one step.
+    # Confirmed once matched confirm_s after birth; stays so (time never goes back, so
+    # the test stays true once it is). Last match now; expiry max_lost_s after now if
+    # confirmed, else tentative_lost_s: TLAST, CONF and EXPIRE looked up by the
+    # confirmation, in one step.
     conf = s[TBIRTH] < t - confirm_s
-    np.logical_or(conf, s[CONF], out=conf)
-    s[TLAST:EXPIRE + 1] = np.array(((t, t), (0.0, 1.0), (t + t_lost, t + max_lost))
-                                   ).take(conf, axis=1)
+    s[TLAST:EXPIRE + 1] = np.array((t, t, 0.0, 1.0, t + t_lost, t + max_lost)
+                                   ).reshape(3, 2).take(conf, axis=1)
     st[mt] = s.T
     out_det, out_id, out_box = md, s[ID].astype(np.int64), s[0:4].T
 
