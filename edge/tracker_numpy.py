@@ -141,13 +141,15 @@ def track_table(st: np.ndarray, n: int, prm: np.ndarray, windows: bool = True) -
     return k
 
 
-def det_table(det: np.ndarray, scores: np.ndarray, high: float) -> np.ndarray:
-    """The detections' side of association, a ``(_DQ_ROWS, m)`` table (rows: see the
-    layout above)."""
-    d = np.empty((_DQ_ROWS, det.shape[0]))
-    d[0:9] = det.T
-    weak = np.less(scores, high, out=d[_D_WEAK])
-    d[_CX] += weak * FAR
+def detections(boxes: np.ndarray) -> np.ndarray:
+    """The detections' side of association, a ``(_DQ_ROWS, m)`` table from ``(m, 4)``
+    xyxy boxes (rows: see the layout above; the product gives x1 y1 x2 y2 cx cy w h
+    exactly, then the area). The weak flags and the push of weak detections' cx are
+    set by ``scored``, which knows the score stage. ``edge.tracker`` checks the sizes
+    and the area on it."""
+    d = np.empty((_DQ_ROWS, boxes.shape[0]))
+    np.matmul(_DET_FROM_XYXY, boxes.T, out=d[0:8])
+    np.multiply(d[_W], d[_W + 1], out=d[_A])
     return d
 
 
@@ -191,11 +193,12 @@ def costs(d: np.ndarray, k: np.ndarray, iou_min: float) -> np.ndarray:
     return c
 
 
-def scored(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
+def scored(st: np.ndarray, n: int, d: np.ndarray, scores: np.ndarray, t: float,
            prm: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pair costs (REJECT or more: the gate forbids the pair): the ``(m, n)`` matrix of
     every detection on every track, or, for big frames, the gated pairs as (detection,
-    track, cost) arrays. ``det`` is ``(m, DET_COLS)``.
+    track, cost) arrays. ``d`` is ``detections``' table; its weak row and pushed cx are
+    set here.
 
     Up to ``prm[PRM_DENSE]`` tracks x detections every pair is scored: both tables are
     spread to ``(rows, m, n)`` once, then every operation is same-shape. Beyond,
@@ -204,22 +207,24 @@ def scored(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float
     x, then on y, and only those pairs are scored: the work follows the plausible
     pairs, and one coasting track with a wide gate widens only its own window.
     """
-    m = det.shape[0]
+    m = d.shape[1]
     dense = m * n <= prm[PRM_DENSE]
-    k = track_table(st, n, prm, windows=not dense)
-    d = det_table(det, scores, prm[PRM_HIGH])
+    k = track_table(st, n, prm)
+    weak = np.less(scores, prm[PRM_HIGH], out=d[_D_WEAK])
     if dense:
+        d[_CX] += weak * FAR
         dd = np.empty((_DQ_ROWS, m, n))
         np.copyto(dd, d[:, :, None])
         kk = np.empty((_KQ_PAIR, m, n))
         np.copyto(kk, k[:_KQ_PAIR, None, :])
         return costs(dd, kk, prm[PRM_IOU])
+    order = d[_CX].argsort(kind="stable")
+    keys = d[_CX].take(order)
+    d[_CX] += weak * FAR
     gate_r = np.sqrt(k[_K_GATE])
-    hw = 0.5 * det[:, 6:8].max(axis=0)
+    hw = 0.5 * d[_W:_W + 2].max(axis=1)
     rx = (np.maximum(0.5 * k[_W], gate_r) + hw[0]) * (1.0 + 1e-9)  # slack: rounding
     ry = (np.maximum(0.5 * k[_W + 1], gate_r) + hw[1]) * (1.0 + 1e-9)  # never drops a pair
-    order = det[:, 4].argsort(kind="stable")
-    keys = det[order, 4]
     lo = keys.searchsorted(k[_K_CX] - rx, "left")
     cnt = keys.searchsorted(k[_K_CX] + rx, "right") - lo
     total = int(cnt.sum())
@@ -359,7 +364,7 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
     s = st.take(mt, axis=0).T.copy()
     # Kalman gain of each edge's position and velocity (shared by the four edges).
     g = s[P00:P11] / (s[P00] + r2)
-    innov = det[:, 0:4].T.take(md, axis=1)
+    innov = det[0:4].take(md, axis=1)
     innov -= s[0:4]
     s[0:8] += (g[:, None, :] * innov).reshape(8, -1)
     s[P11] -= g[1] * s[P01]
@@ -384,7 +389,7 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
         nb[:, TBIRTH] = t
         nb[:, TLAST] = t
         nb[:, EXPIRE] = t + t_lost
-        nb[:, 0:4] = det.take(born, axis=0)[:, 0:4]
+        nb[:, 0:4] = det[0:4].take(born, axis=1).T
         new_ids = np.arange(next_id, next_id + b, dtype=np.int64)
         nb[:, ID] = new_ids
         out_det = np.concatenate((md, born))
@@ -424,7 +429,7 @@ def step(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndarr
     """One whole frame with greedy assignment: expire, predict, gate and score, match,
     correct, birth. Same results as ``apply`` (see there). (edge.tracker_kernels.step is
     the same sequence, compiled whole: numba cannot call this one.)"""
-    m = det.shape[0]
+    m = det.shape[1]
     n = expire(st, n, t)
     if n > 0 and dt > 0.0:
         predict(st, n, dt, prm[PRM_Q])
