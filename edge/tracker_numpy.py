@@ -406,10 +406,11 @@ def expire(st: np.ndarray, n: int, t: float) -> int:
     whose stale prediction is far from where it was last seen, takes a stranger):
     the state after the frame is the same as dropping them at its end, since the
     tracks matched or born in it never are."""
+    if not n or _MIN(st[:n, EXPIRE]) >= t:  # the usual frame: none is due
+        return n
     live = st[:n, EXPIRE] >= t
     w = int(np.count_nonzero(live))
-    if w < n:
-        st[:w] = st[:n][live]
+    st[:w] = st[:n][live]
     return w
 
 
