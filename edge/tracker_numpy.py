@@ -4,11 +4,16 @@ Why this shape: a device gets the plain install (numpy, no compiler), and there 
 of a frame is the number of numpy calls, not the arithmetic (about a microsecond each on
 a desktop core, several on a Pi). So every step is a fixed handful of calls whatever the
 crowd: the prediction of all tracks in one matrix product, a per-track table for
-association, the cost of every candidate pair in one broadcast (or, for big frames, of
+association (another product of the state, so that its rows come out together), the
+detections' table built once in the same row-per-quantity layout, the cost of every candidate pair in one broadcast (or, for big frames, of
 the pairs in sorted windows), greedy assignment in rounds (each takes every pair that is
 the first left for both its detection and its track; a crowded frame needs a few rounds,
 never one per track), and the Kalman correction, confirmation and births of all matched
-tracks at once.
+tracks at once (on their state gathered and transposed, so that each quantity is a
+contiguous row). Fewer calls is not all: a call on a strided 2-D view, one that
+broadcasts, or a mixed dtype costs two to three times a same-shape one on contiguous
+rows (callgrind: about 5k instructions against 10-25k), so the tables are laid out for
+contiguous rows.
 
 The arithmetic is ``edge.tracker_kernels``' (numba loops, the optional `jit` extra), so
 both give the same tracks (tests/test_tracker.py compares them frame by frame on the
@@ -40,7 +45,8 @@ NPRM = 12
 _NO_INT = np.zeros(0, np.int64)
 _NO_INT.flags.writeable = False
 
-# Detection columns (built by edge.tracker from xyxy): x1 y1 x2 y2 cx cy w h; then area.
+# Detection columns of the compiled path (built by edge.tracker from xyxy): x1 y1 x2 y2
+# cx cy w h; then area. (The numpy path builds the transpose of the same, ``detections``.)
 DET_COLS = 9
 # xyxy -> x1 y1 x2 y2 cx cy w h, one product.
 XYXY_TO_DET = np.array([
@@ -116,11 +122,10 @@ _F_STILL = np.eye(ONE + 1, ONE)  # dt = 0 (the covariance block is set per dt)
 _VEL, _POS = np.arange(4, 8), np.arange(0, 4)  # edge += dt x its velocity
 
 
-def track_table(st: np.ndarray, n: int, prm: np.ndarray, windows: bool = True) -> np.ndarray:
+def track_table(st: np.ndarray, n: int, prm: np.ndarray) -> np.ndarray:
     """What association needs of each live track, as a ``(_KQ_ROWS, n)`` table (rows:
-    see the layout above): one matrix product (``_track_rows``), then the size floor,
-    the area and the gate. (``windows`` is kept for callers: the true cx is always
-    there.)"""
+    see the layout above): one matrix product of the state (``_track_rows``), then the
+    size floor, the area, the gate and the push."""
     k = np.empty((_KQ_ROWS, n))
     np.matmul(_track_rows(float(prm[PRM_R2])), st[:n, 0:_K_IN].T, out=k)
     w = k[_W:_W + 2]
@@ -351,8 +356,9 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
     """Kalman correction of the matched tracks and births from unmatched confident
     detections (tracks past their time are dropped before: ``expire``).
 
-    ``md`` (ascending) and ``mt`` are the matched detections and their tracks. ``st``
-    must have room for ``n`` + the number of detections rows. Returns the new live
+    ``md`` (ascending) and ``mt`` are the matched detections and their tracks; ``det``
+    is ``detections``' table. ``st`` must have room for ``n`` + the number of
+    detections rows. Returns the new live
     count and next id, and per reported track (matched ones in detection order, then
     births): detection index, id, confirmed, filtered xyxy.
     """
