@@ -223,11 +223,16 @@ class Tracker:
             kept = (scores >= self.params.low_score).nonzero()[0]
             boxes, scores = boxes.take(kept, axis=0), scores.take(kept)
             m = kept.shape[0]
-        det = np.empty((m, _k.DET_COLS))  # x1 y1 x2 y2 cx cy w h area
-        np.matmul(boxes, _k.XYXY_TO_DET, out=det[:, 0:8])
-        np.multiply(det[:, 6], det[:, 7], out=det[:, 8])
+        if self.compiled:  # a row per detection: x1 y1 x2 y2 cx cy w h area
+            det = np.empty((m, _k.DET_COLS))
+            np.matmul(boxes, _k.XYXY_TO_DET, out=det[:, 0:8])
+            np.multiply(det[:, 6], det[:, 7], out=det[:, 8])
+            wh, area = det[:, 6:8], det[:, 8]
+        else:  # numpy: a row per quantity (association's table)
+            det = _k.detections(boxes)
+            wh, area = det[6:8], det[8]
         # NaN fails the first test, an infinite or overflowing box the second.
-        if m and not (_MIN(det[:, 6:8], axis=None) > 0 and _MAX(det[:, 8]) < np.inf):
+        if m and not (_MIN(wh, axis=None) > 0 and _MAX(area) < np.inf):
             raise ValueError("boxes must be finite with x2 > x1 and y2 > y1")
 
         self._t = t

@@ -4,11 +4,16 @@ Why this shape: a device gets the plain install (numpy, no compiler), and there 
 of a frame is the number of numpy calls, not the arithmetic (about a microsecond each on
 a desktop core, several on a Pi). So every step is a fixed handful of calls whatever the
 crowd: the prediction of all tracks in one matrix product, a per-track table for
-association, the cost of every candidate pair in one broadcast (or, for big frames, of
+association (another product of the state, so that its rows come out together), the
+detections' table built once in the same row-per-quantity layout, the cost of every candidate pair in one broadcast (or, for big frames, of
 the pairs in sorted windows), greedy assignment in rounds (each takes every pair that is
 the first left for both its detection and its track; a crowded frame needs a few rounds,
 never one per track), and the Kalman correction, confirmation and births of all matched
-tracks at once.
+tracks at once (on their state gathered and transposed, so that each quantity is a
+contiguous row). Fewer calls is not all: a call on a strided 2-D view, one that
+broadcasts, or a mixed dtype costs two to three times a same-shape one on contiguous
+rows (callgrind: about 5k instructions against 10-25k), so the tables are laid out for
+contiguous rows.
 
 The arithmetic is ``edge.tracker_kernels``' (numba loops, the optional `jit` extra), so
 both give the same tracks (tests/test_tracker.py compares them frame by frame on the
@@ -40,7 +45,8 @@ NPRM = 12
 _NO_INT = np.zeros(0, np.int64)
 _NO_INT.flags.writeable = False
 
-# Detection columns (built by edge.tracker from xyxy): x1 y1 x2 y2 cx cy w h; then area.
+# Detection columns of the compiled path (built by edge.tracker from xyxy): x1 y1 x2 y2
+# cx cy w h; then area. (The numpy path builds the transpose of the same, ``detections``.)
 DET_COLS = 9
 # xyxy -> x1 y1 x2 y2 cx cy w h, one product.
 XYXY_TO_DET = np.array([
@@ -61,12 +67,31 @@ _DET_FROM_XYXY = np.ascontiguousarray(XYXY_TO_DET.T)
 # flag (1.0/0.0); per track, its gate (box height squared x chi-square x predicted
 # variance: a centre distance squared under it passes), its stage penalty (+1 when
 # tentative), the extra penalty of a weak detection on it (+2 on a confirmed track,
-# forbidding on a tentative one), and its true cx (for the sorted windows of big
-# frames).
+# forbidding on a tentative one), its true cx (for the sorted windows of big frames)
+# and its push (-FAR when tentative, else 0).
 _CX, _W, _A = 4, 6, 8
 _D_WEAK, _DQ_ROWS = 9, 10
-_K_GATE, _K_TENT, _K_WEAK, _K_CX, _KQ_ROWS, _KQ_PAIR = 9, 10, 11, 12, 13, 12
+_K_GATE, _K_TENT, _K_WEAK, _K_CX, _K_PUSH, _KQ_ROWS, _KQ_PAIR = 9, 10, 11, 12, 13, 14, 12
 FAR = 1e100  # squared, still finite; over any gate
+_K_IN = CONF + 1  # the track table is a product of the state's first _K_IN columns
+
+
+@functools.lru_cache(maxsize=4)
+def _track_rows(r2: float) -> np.ndarray:
+    """The ``(_KQ_ROWS, _K_IN)`` matrix that takes a state row's first columns to its
+    track table column in one product: the box's edges, centre, size; the gate's
+    ``p00 + r2``; the stage penalties and the push, from CONF and ONE. Every entry of
+    the table has at most two nonzero terms of exact products, so the product rounds
+    exactly as the per-row operations it replaces (the area row is filled after)."""
+    t = np.zeros((_KQ_ROWS, _K_IN))
+    t[0:8, 0:4] = XYXY_TO_DET.T
+    t[_K_GATE, P00], t[_K_GATE, ONE] = 1.0, r2
+    t[_K_TENT, ONE], t[_K_TENT, CONF] = 1.0, -1.0  # 1 - conf
+    t[_K_WEAK, ONE], t[_K_WEAK, CONF] = BIG + 1.0, -(BIG - 1.0)  # 2, or BIG + 1 if tentative
+    t[_K_CX, 0:4] = XYXY_TO_DET[:, 4]
+    t[_K_PUSH, ONE], t[_K_PUSH, CONF] = -FAR, FAR  # 0, or -FAR if tentative
+    t.flags.writeable = False
+    return t
 
 
 def predict(st: np.ndarray, n: int, dt: float, q: float) -> None:
@@ -97,42 +122,39 @@ _F_STILL = np.eye(ONE + 1, ONE)  # dt = 0 (the covariance block is set per dt)
 _VEL, _POS = np.arange(4, 8), np.arange(0, 4)  # edge += dt x its velocity
 
 
-def track_table(st: np.ndarray, n: int, prm: np.ndarray, windows: bool = True) -> np.ndarray:
+def track_table(st: np.ndarray, n: int, prm: np.ndarray) -> np.ndarray:
     """What association needs of each live track, as a ``(_KQ_ROWS, n)`` table (rows:
-    see the layout above; the true cx only with ``windows``)."""
-    s = st[:n]
+    see the layout above): one matrix product of the state (``_track_rows``), then the
+    size floor, the area, the gate and the push."""
     k = np.empty((_KQ_ROWS, n))
-    np.matmul(_DET_FROM_XYXY, s[:, 0:4].T, out=k[0:8])
+    np.matmul(_track_rows(float(prm[PRM_R2])), st[:n, 0:_K_IN].T, out=k)
     w = k[_W:_W + 2]
     np.maximum(w, 1.0, out=w)  # a coasting box may have shrunk
     np.multiply(w[0], w[1], out=k[_A])
-    # chi-square x predicted variance, capped: a young track's velocity is a guess, and
-    # coasting on it must not let it reach across the picture.
+    # chi-square x predicted variance (p00 + r2, from the product), capped: a young
+    # track's velocity is a guess, and coasting on it must not let it reach across the
+    # picture. Then in box heights squared.
     gate = k[_K_GATE]
-    np.add(s[:, P00], prm[PRM_R2], out=gate)
     gate *= prm[PRM_CHI2]
     np.minimum(gate, prm[PRM_GATE_MAX2], out=gate)
     gate *= w[1] * w[1]
-    # Tentative tracks come after confirmed ones (+1); weak detections only continue
-    # confirmed tracks (+2, and BIG on tentative ones). A tentative one does not pair by
-    # distance (cx = -inf). (Expired tracks are gone: see expire.)
-    tent = k[_K_TENT]
-    np.subtract(1.0, s[:, CONF], out=tent)
-    wpen = np.multiply(tent, BIG - 1.0, out=k[_K_WEAK])  # exact: small integers
-    wpen += 2.0
-    if windows:
-        k[_K_CX] = k[_CX]
-    k[_CX] -= tent * FAR
+    # A tentative track does not pair by distance (its cx is pushed FAR away); tentative
+    # tracks come after confirmed ones (+1); weak detections only continue confirmed
+    # tracks (+2, and BIG on tentative ones): rows of the product. (Expired tracks are
+    # gone: see expire.)
+    k[_CX] += k[_K_PUSH]
     return k
 
 
-def det_table(det: np.ndarray, scores: np.ndarray, high: float) -> np.ndarray:
-    """The detections' side of association, a ``(_DQ_ROWS, m)`` table (rows: see the
-    layout above)."""
-    d = np.empty((_DQ_ROWS, det.shape[0]))
-    d[0:9] = det.T
-    weak = np.less(scores, high, out=d[_D_WEAK])
-    d[_CX] += weak * FAR
+def detections(boxes: np.ndarray) -> np.ndarray:
+    """The detections' side of association, a ``(_DQ_ROWS, m)`` table from ``(m, 4)``
+    xyxy boxes (rows: see the layout above; the product gives x1 y1 x2 y2 cx cy w h
+    exactly, then the area). The weak flags and the push of weak detections' cx are
+    set by ``scored``, which knows the score stage. ``edge.tracker`` checks the sizes
+    and the area on it."""
+    d = np.empty((_DQ_ROWS, boxes.shape[0]))
+    np.matmul(_DET_FROM_XYXY, boxes.T, out=d[0:8])
+    np.multiply(d[_W], d[_W + 1], out=d[_A])
     return d
 
 
@@ -161,27 +183,27 @@ def costs(d: np.ndarray, k: np.ndarray, iou_min: float) -> np.ndarray:
     dist /= k[_K_GATE]  # squared centre distance over the gate
     # Arithmetic rather than masks and np.where (several times dearer at this size):
     # outside the gate (dist >= 1) costs BIG more; an overlap under iou_min BIG - IoU,
-    # else -IoU; the pair takes the cheaper. Every term added is 0.0 for an allowed
+    # else -IoU (0 - IoU: the same bits as main's -(IoU + 0)); the pair takes the cheaper. Every term added is 0.0 for an allowed
     # pair, so its cost is exact.
     f = np.floor(dist)
     f *= BIG
     dist += f
-    x = np.subtract(inter, iou_min, out=f)
-    np.floor(x, out=x)  # -1 under iou_min, else 0
+    x = np.subtract(iou_min, inter, out=f)
+    np.ceil(x, out=x)  # 1 under iou_min, else 0
     x *= BIG
-    x += inter
-    np.negative(x, out=x)
+    x -= inter
     c = np.minimum(dist, x, out=dist)
     c += k[_K_TENT]
     c += np.multiply(d[_D_WEAK], k[_K_WEAK], out=x)
     return c
 
 
-def scored(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float,
+def scored(st: np.ndarray, n: int, d: np.ndarray, scores: np.ndarray, t: float,
            prm: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pair costs (REJECT or more: the gate forbids the pair): the ``(m, n)`` matrix of
     every detection on every track, or, for big frames, the gated pairs as (detection,
-    track, cost) arrays. ``det`` is ``(m, DET_COLS)``.
+    track, cost) arrays. ``d`` is ``detections``' table; its weak row and pushed cx are
+    set here.
 
     Up to ``prm[PRM_DENSE]`` tracks x detections every pair is scored: both tables are
     spread to ``(rows, m, n)`` once, then every operation is same-shape. Beyond,
@@ -190,22 +212,24 @@ def scored(st: np.ndarray, n: int, det: np.ndarray, scores: np.ndarray, t: float
     x, then on y, and only those pairs are scored: the work follows the plausible
     pairs, and one coasting track with a wide gate widens only its own window.
     """
-    m = det.shape[0]
+    m = d.shape[1]
     dense = m * n <= prm[PRM_DENSE]
-    k = track_table(st, n, prm, windows=not dense)
-    d = det_table(det, scores, prm[PRM_HIGH])
+    k = track_table(st, n, prm)
+    weak = np.less(scores, prm[PRM_HIGH], out=d[_D_WEAK])
     if dense:
+        d[_CX] += weak * FAR
         dd = np.empty((_DQ_ROWS, m, n))
         np.copyto(dd, d[:, :, None])
         kk = np.empty((_KQ_PAIR, m, n))
         np.copyto(kk, k[:_KQ_PAIR, None, :])
         return costs(dd, kk, prm[PRM_IOU])
+    order = d[_CX].argsort(kind="stable")
+    keys = d[_CX].take(order)
+    d[_CX] += weak * FAR
     gate_r = np.sqrt(k[_K_GATE])
-    hw = 0.5 * det[:, 6:8].max(axis=0)
+    hw = 0.5 * d[_W:_W + 2].max(axis=1)
     rx = (np.maximum(0.5 * k[_W], gate_r) + hw[0]) * (1.0 + 1e-9)  # slack: rounding
     ry = (np.maximum(0.5 * k[_W + 1], gate_r) + hw[1]) * (1.0 + 1e-9)  # never drops a pair
-    order = det[:, 4].argsort(kind="stable")
-    keys = det[order, 4]
     lo = keys.searchsorted(k[_K_CX] - rx, "left")
     cnt = keys.searchsorted(k[_K_CX] + rx, "right") - lo
     total = int(cnt.sum())
@@ -245,7 +269,7 @@ def greedy_dense(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m, n = c.shape
     r = _ARANGE[:m] if m <= _ARANGE.shape[0] else np.arange(m)
     col = c.argmin(axis=1)
-    open_ = c.reshape(-1).take(r * n + col) < REJECT
+    open_ = _MIN(c, axis=1) < REJECT  # each row's least cost: the one at col
     take = c.argmin(axis=0).take(col) == r
     take &= open_
     md = take.nonzero()[0]
@@ -260,7 +284,7 @@ def greedy_dense(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k = rows.shape[0]
         r = _ARANGE[:k] if k <= _ARANGE.shape[0] else np.arange(k)
         col = c.argmin(axis=1)
-        open_ = c.reshape(-1).take(r * c.shape[1] + col) < REJECT
+        open_ = _MIN(c, axis=1) < REJECT
         take = c.argmin(axis=0).take(col) == r
         take &= open_
         td = take.nonzero()[0]
@@ -332,31 +356,34 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
     """Kalman correction of the matched tracks and births from unmatched confident
     detections (tracks past their time are dropped before: ``expire``).
 
-    ``md`` (ascending) and ``mt`` are the matched detections and their tracks. ``st``
-    must have room for ``n`` + the number of detections rows. Returns the new live
+    ``md`` (ascending) and ``mt`` are the matched detections and their tracks; ``det``
+    is ``detections``' table. ``st`` must have room for ``n`` + the number of
+    detections rows. Returns the new live
     count and next id, and per reported track (matched ones in detection order, then
     births): detection index, id, confirmed, filtered xyxy.
     """
     r2, new_score, confirm_s, t_lost, max_lost, vinit = (
         float(prm[PRM_R2]), prm[PRM_NEW], float(prm[PRM_CONFIRM]), float(prm[PRM_TLOST]),
         float(prm[PRM_MAXLOST]), float(prm[PRM_VINIT]))
-    s = st.take(mt, axis=0)  # a copy: corrected here, written back once
+    # The matched tracks' state, transposed (a row per quantity, a column per track):
+    # a copy, corrected here with contiguous whole-row operations, written back once.
+    s = st.take(mt, axis=0).T.copy()
     # Kalman gain of each edge's position and velocity (shared by the four edges).
-    g = s[:, P00:P11] / (s[:, P00:P01] + r2)
-    innov = det.take(md, axis=0)[:, 0:4]
-    innov -= s[:, 0:4]
-    s[:, 0:8] += (g[:, :, None] * innov[:, None, :]).reshape(-1, 8)
-    s[:, P11] -= g[:, 1] * s[:, P01]
-    np.multiply(g, r2, out=s[:, P00:P11])
-    # Confirmed once matched confirm_s after birth; stays so. Last match now; expiry
-    # max_lost_s after now if confirmed, else tentative_lost_s.
-    conf = s[:, TBIRTH] < t - confirm_s
-    np.logical_or(conf, s[:, CONF], out=conf)
-    s[:, CONF] = conf
-    s[:, TLAST] = t
-    s[:, EXPIRE] = np.where(conf, t + max_lost, t + t_lost)
-    st[mt] = s
-    out_det, out_id, out_box = md, s[:, ID].astype(np.int64), s[:, 0:4]
+    g = s[P00:P11] / (s[P00] + r2)
+    innov = det[0:4].take(md, axis=1)
+    innov -= s[0:4]
+    s[0:8] += (g[:, None, :] * innov).reshape(8, -1)
+    s[P11] -= g[1] * s[P01]
+    np.multiply(g, r2, out=s[P00:P11])
+    # Confirmed once matched confirm_s after birth; stays so (time never goes back, so
+    # the test stays true once it is). Last match now; expiry max_lost_s after now if
+    # confirmed, else tentative_lost_s: TLAST, CONF and EXPIRE looked up by the
+    # confirmation, in one step.
+    conf = s[TBIRTH] < t - confirm_s
+    s[TLAST:EXPIRE + 1] = np.array((t, t, 0.0, 1.0, t + t_lost, t + max_lost)
+                                   ).reshape(3, 2).take(conf, axis=1)
+    st[mt] = s.T
+    out_det, out_id, out_box = md, s[ID].astype(np.int64), s[0:4].T
 
     free = scores >= new_score
     free[md] = False
@@ -368,7 +395,7 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
         nb[:, TBIRTH] = t
         nb[:, TLAST] = t
         nb[:, EXPIRE] = t + t_lost
-        nb[:, 0:4] = det.take(born, axis=0)[:, 0:4]
+        nb[:, 0:4] = det[0:4].take(born, axis=1).T
         new_ids = np.arange(next_id, next_id + b, dtype=np.int64)
         nb[:, ID] = new_ids
         out_det = np.concatenate((md, born))
@@ -385,10 +412,11 @@ def expire(st: np.ndarray, n: int, t: float) -> int:
     whose stale prediction is far from where it was last seen, takes a stranger):
     the state after the frame is the same as dropping them at its end, since the
     tracks matched or born in it never are."""
+    if not n or _MIN(st[:n, EXPIRE]) >= t:  # the usual frame: none is due
+        return n
     live = st[:n, EXPIRE] >= t
     w = int(np.count_nonzero(live))
-    if w < n:
-        st[:w] = st[:n][live]
+    st[:w] = st[:n][live]
     return w
 
 
@@ -408,7 +436,7 @@ def step(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndarr
     """One whole frame with greedy assignment: expire, predict, gate and score, match,
     correct, birth. Same results as ``apply`` (see there). (edge.tracker_kernels.step is
     the same sequence, compiled whole: numba cannot call this one.)"""
-    m = det.shape[0]
+    m = det.shape[1]
     n = expire(st, n, t)
     if n > 0 and dt > 0.0:
         predict(st, n, dt, prm[PRM_Q])
