@@ -33,7 +33,7 @@ Why each rule exists:
 * **Evidence** (``min_seen``, with settling). A crossing settles only if its track was
   seen (given to `update`) in at least that fraction of the stream's frames from
   ``settle_s`` before the side change (or the track's first sighting, if later) until
-  it settles; otherwise the side change is undone and nothing counts. A track made of a
+  it settles; otherwise nothing counts (the track keeps its new side). A track made of a
   few false positives, or a ghost coasting beside the person it lost and taking that
   person's detection now and then, crosses on one or two sightings a second; a person
   is seen in most frames. (An heir from re-identification carries on its parent's
@@ -143,7 +143,7 @@ class CountingParams:
     min_seen: float = 0.0
     """A crossing settles only if its track was seen in at least this fraction of the
     frames from ``settle_s`` before it (or the track's first sighting) until it settles;
-    else its side change is undone. 0: no such check. Needs ``settle_s`` > 0 to mean
+    else it counts nothing (the track keeps its new side). 0: no such check. Needs ``settle_s`` > 0 to mean
     anything (the window is the settling time either side of the crossing). Tracks
     born of false positives and ghost tracks coasting beside a person cross on one or two
     sightings a second (docs/tracker.md, "Known misses"); the camera path uses 1/3."""
@@ -378,8 +378,7 @@ class LineCounter:
 
     def _evident(self, h: _Held) -> bool:
         """Whether ``h``'s track was seen in at least ``min_seen`` of the frames from
-        ``h.start`` to now; if not, its side change is undone (a later sighting across
-        the line makes a new side change, judged on its own window)."""
+        ``h.start`` to now; if not, the crossing is dropped (the track keeps its side)."""
         if not self._n_steps or self._t is None:
             return True
         iv = float(np.nanmedian(self._steps))
@@ -393,9 +392,10 @@ class LineCounter:
         after = max([int(own), *(int(v) for v in self._hits[kin])]) - h.hits0
         if h.before + max(after, 0) >= self.params.min_seen * frames - 1e-9:
             return True
+        # The track keeps its new side (it is there now): undoing the side change let a
+        # later id that inherited it (re-identification) make the crossing again (dev
+        # seed 13, 5 in view).
         self._counted[h.slot, h.li, h.d] = max(0, self._counted[h.slot, h.li, h.d] - 1)
-        if self._id_of[h.slot] == h.track_id and self._side[h.slot, h.li] == (1 if h.d == 0 else -1):
-            self._side[h.slot, h.li] = -self._side[h.slot, h.li]
         return False
 
     def _signed(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
