@@ -143,10 +143,11 @@ class CountingParams:
     min_seen: float = 0.0
     """A crossing settles only if its track was seen in at least this fraction of the
     frames from ``settle_s`` before it (or the track's first sighting) until it settles;
-    else it counts nothing (the track keeps its new side). 0: no such check. Needs ``settle_s`` > 0 to mean
-    anything (the window is the settling time either side of the crossing). Tracks
-    born of false positives and ghost tracks coasting beside a person cross on one or two
-    sightings a second (docs/tracker.md, "Known misses"); the camera path uses 1/3."""
+    else it counts nothing (the track keeps its new side). 0: no such check. Needs
+    ``settle_s`` > 0 to mean anything (the window is the settling time either side of
+    the crossing). Tracks born of false positives and ghost tracks coasting beside a
+    person cross on one or two sightings a second (docs/tracker.md, "Known misses");
+    the camera path uses 1/3."""
 
     def __post_init__(self) -> None:
         if min(self.reid_s, self.reid_px, self.reid_gap_frames, self.forget_s, self.segment_margin_px, self.settle_s) < 0:
