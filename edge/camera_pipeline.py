@@ -135,8 +135,12 @@ def is_infrared(image: np.ndarray) -> bool:
 
 # The camera's counting rules: crossings settle for half a second, because a detector's
 # box can stretch for a frame or two over the person in front and carry its feet anchor
-# across the line and back (measured on door scenes, docs/camera.md).
-CAMERA_COUNTING = CountingParams(settle_s=0.5)
+# across the line and back (measured on door scenes, docs/camera.md); and a crossing
+# counts only if its track was seen in at least a third of the frames from half a second
+# before it until it settles, because a track made of false positives, or a ghost
+# coasting beside the person it lost, crosses on one or two sightings a second
+# (docs/tracker.md, "Known misses").
+CAMERA_COUNTING = CountingParams(settle_s=0.5, min_seen=1 / 3)
 
 
 class CameraPipeline:

@@ -30,6 +30,14 @@ Why each rule exists:
   frame or two over the person in front (its bottom edge, the feet anchor, jumps
   across the line and back) or a step over the line and back is not a passage. Call
   `flush()` at the end of a stream for crossings still settling.
+* **Evidence** (``min_seen``, with settling). A crossing settles only if its track was
+  seen (given to `update`) in at least that fraction of the stream's frames from
+  ``settle_s`` before the side change (or the track's first sighting, if later) until
+  it settles; otherwise nothing counts (the track keeps its new side). A track made of a
+  few false positives, or a ghost coasting beside the person it lost and taking that
+  person's detection now and then, crosses on one or two sightings a second; a person
+  is seen in most frames. (An heir from re-identification carries on its parent's
+  sightings.)
 * **Crossing time.** A crossing is stamped with the moment the anchor crossed the line,
   interpolated between the two frames on either side of it, not the frame where the
   hysteresis or the track's confirmation let it count, nor when it settled: so the
@@ -57,6 +65,9 @@ __all__ = [
 ]
 
 Anchor = Literal["bottom_centre", "centre"]
+# Sighting times kept per track for the evidence check (min_seen): a settling time of
+# 0.5 s needs 16 at 30 fps; beyond _RING frames before a side change are not counted.
+_RING = 64
 ANCHORS: tuple[Anchor, ...] = ("bottom_centre", "centre")
 Point = tuple[float, float]
 
@@ -129,10 +140,20 @@ class CountingParams:
     """A crossing is reported this long after it happened, unless its track crossed
     back meanwhile (then neither counts); 0 reports at once (the camera path uses
     `edge.camera_pipeline.CAMERA_COUNTING`: 0.5 s)."""
+    min_seen: float = 0.0
+    """A crossing settles only if its track was seen in at least this fraction of the
+    frames from ``settle_s`` before it (or the track's first sighting) until it settles;
+    else it counts nothing (the track keeps its new side). 0: no such check. Needs
+    ``settle_s`` > 0 to mean anything (the window is the settling time either side of
+    the crossing). Tracks born of false positives and ghost tracks coasting beside a
+    person cross on one or two sightings a second (docs/tracker.md, "Known misses");
+    the camera path uses 1/3."""
 
     def __post_init__(self) -> None:
         if min(self.reid_s, self.reid_px, self.reid_gap_frames, self.forget_s, self.segment_margin_px, self.settle_s) < 0:
             raise ValueError("counting distances and times must not be negative")
+        if not 0.0 <= self.min_seen <= 1.0:
+            raise ValueError("min_seen is a fraction of frames, from 0 to 1")
         if self.forget_s < self.reid_s:
             raise ValueError("forget_s must be at least reid_s")
         if self.max_per_direction < 0:
@@ -149,6 +170,9 @@ class _Held:
     slot: int
     track_id: int
     seen: float  # when the counter saw the side change (settling runs from here)
+    start: float  # the evidence window's start: settle_s before, or the first sighting
+    before: int  # sightings of the track from start up to and with the side change
+    hits0: int  # the track's count of sightings then (later ones are counted from it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +246,11 @@ class LineCounter:
         self._parent_id = np.full(cap, -1, dtype=np.int64)
         self._born_t = np.full(cap, np.inf)
         self._bequeathed = np.zeros(cap, dtype=bool)
+        # Evidence (min_seen): each slot's count of sightings, the times of its last
+        # _RING of them (a ring), and its first sighting.
+        self._hits = np.zeros(cap, dtype=np.int64)
+        self._ring = np.full((cap, _RING), -np.inf)
+        self._first_t = np.full(cap, np.inf)
         self._t: float | None = None
         # The stream's frame interval: the median of the last steps between updates (one
         # frame delivered late and the next early must not shrink it).
@@ -276,6 +305,8 @@ class LineCounter:
         self._last_xy[slots] = xy
         self._last_edge[slots] = at_edge
         self._bequeathed[slots] = False
+        self._ring[slots, self._hits[slots] % _RING] = t
+        self._hits[slots] += 1
         if flip.any():
             self._hold(flip & within, side, slots, ids, t)
         return self._release(t)
@@ -317,7 +348,10 @@ class LineCounter:
                 continue
             tz = self._zero_t[slot, li]
             t_cross = float(tz) if np.isfinite(tz) and tz <= t else t
-            self._held.append(_Held(t_cross, int(li), d, slot, int(ids[r]), t))
+            start = max(t - self.params.settle_s, float(self._first_t[slot]))
+            before = int(np.count_nonzero(self._ring[slot] >= start - 1e-9))
+            self._held.append(_Held(t_cross, int(li), d, slot, int(ids[r]), t, start, before,
+                                    int(self._hits[slot])))
             self._counted[slot, li, d] += 1
 
     def _vanished_parent(self, slot: int) -> int:
@@ -337,9 +371,33 @@ class LineCounter:
         if not out:
             return []
         self._held = [h for h in self._held if h.seen > due]
+        if self.params.min_seen > 0:
+            out = [h for h in out if self._evident(h)]
         for h in out:
             self.totals[h.li, h.d] += 1
         return [LineCrossing(h.li, self.lines[h.li].name, h.track_id, "in" if h.d == 0 else "out", h.t) for h in out]
+
+    def _evident(self, h: _Held) -> bool:
+        """Whether ``h``'s track was seen in at least ``min_seen`` of the frames from
+        ``h.start`` to now; if not, the crossing is dropped (the track keeps its side)."""
+        if not self._n_steps or self._t is None:
+            return True
+        iv = float(np.nanmedian(self._steps))
+        before_frames = min(int(round((h.seen - h.start) / iv)) + 1, _RING)
+        frames = before_frames + int(round((self._t - h.seen) / iv))
+        # Sightings since the side change: the track's own, or its heir's (a copy made
+        # after it, which carries its count on) if more.
+        kin = np.nonzero((self._parent == h.slot) & (self._parent_id == h.track_id)
+                         & (self._born_t >= h.seen) & (self._id_of >= 0))[0]
+        own = self._hits[h.slot] if self._id_of[h.slot] == h.track_id else h.hits0
+        after = max([int(own), *(int(v) for v in self._hits[kin])]) - h.hits0
+        if h.before + max(after, 0) >= self.params.min_seen * frames - 1e-9:
+            return True
+        # The track keeps its new side (it is there now): undoing the side change let a
+        # later id that inherited it (re-identification) make the crossing again (dev
+        # seed 13, 5 in view).
+        self._counted[h.slot, h.li, h.d] = max(0, self._counted[h.slot, h.li, h.d] - 1)
+        return False
 
     def _signed(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Signed distance (+ inside) of each anchor to each line/zone, and whether it
@@ -412,6 +470,9 @@ class LineCounter:
                 self._last_s[slot] = self._last_s[heir]
                 self._zero_t[slot] = self._zero_t[heir]
                 self._last_t[slot] = self._last_t[heir]
+                self._hits[slot] = self._hits[heir]
+                self._ring[slot] = self._ring[heir]
+                self._first_t[slot] = self._first_t[heir]
                 self._bequeathed[heir] = True
                 self._parent_id[slot] = self._id_of[heir]
             else:
@@ -420,6 +481,9 @@ class LineCounter:
                 self._last_s[slot] = np.nan
                 self._zero_t[slot] = np.nan
                 self._parent_id[slot] = -1
+                self._hits[slot] = 0
+                self._ring[slot] = -np.inf
+                self._first_t[slot] = t
             self._parent[slot] = heir
             self._born_t[slot] = t
             self._bequeathed[slot] = False
@@ -442,6 +506,9 @@ class LineCounter:
             self._parent_id = np.concatenate([self._parent_id, np.full(cap, -1, dtype=np.int64)])
             self._born_t = np.concatenate([self._born_t, np.full(cap, np.inf)])
             self._bequeathed = np.concatenate([self._bequeathed, np.zeros(cap, dtype=bool)])
+            self._hits = np.concatenate([self._hits, np.zeros(cap, dtype=np.int64)])
+            self._ring = np.concatenate([self._ring, np.full_like(self._ring, -np.inf)])
+            self._first_t = np.concatenate([self._first_t, np.full(cap, np.inf)])
             self._free = list(range(2 * cap - 1, cap - 1, -1))
         return self._free.pop()
 
