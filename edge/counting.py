@@ -25,6 +25,13 @@ Why each rule exists:
   again the two are different people and each counts only its own.
   With ``frame_size`` given, tracks that leave or enter through the picture's edge
   take no part in this (people come and go there all the time).
+  A new id that found no track to inherit when it appeared tries again in each frame
+  while its track is still unconfirmed (it cannot count before then), taking only a
+  track that vanished before it appeared: a walker hidden in a group often re-appears
+  as a new id the frame after the track that last held them was seen, which the
+  one-frame rule (``reid_gap_frames``) must pass over at first; a frame or two later
+  that track has stayed away, and the new id takes its side (vtest.avi `centre_long`,
+  frame 61, docs/camera.md).
 * **Settling.** A crossing is reported once it is ``settle_s`` old; one its track
   undoes sooner (crosses back) counts nothing either way. A box that stretches for a
   frame or two over the person in front (its bottom edge, the feet anchor, jumps
@@ -289,7 +296,7 @@ class LineCounter:
             return self._release(t)
         xy = self.anchors(boxes)
         at_edge = self._touches_edge(boxes)
-        slots = self._slots_for(ids, xy, at_edge, t)
+        slots = self._slots_for(ids, xy, at_edge, confirmed, t)
         s, within = self._signed(xy)
         self._note_zero_crossings(slots, s, t)
         new_side = np.where(s >= self._h_in, 1, np.where(s <= -self._h_out, -1, 0)).astype(np.int8)
@@ -424,26 +431,33 @@ class LineCounter:
         m = 2.0
         return (b[:, 0] <= m) | (b[:, 1] <= m) | (b[:, 2] >= w - m) | (b[:, 3] >= h - m)
 
-    def _slots_for(self, ids: np.ndarray, xy: np.ndarray, at_edge: np.ndarray, t: float
-                   ) -> np.ndarray:
+    def _slots_for(self, ids: np.ndarray, xy: np.ndarray, at_edge: np.ndarray,
+                   confirmed: np.ndarray, t: float) -> np.ndarray:
         slots = np.empty(ids.shape[0], dtype=np.int64)
         fresh: list[int] = []
+        orphans: list[int] = []  # unconfirmed ids that inherited nothing so far
         for i, tid in enumerate(ids.tolist()):
             slot = self._slot_of.get(tid)
             if slot is None:
                 fresh.append(i)
             else:
                 slots[i] = slot
-        if fresh:
-            self._adopt(ids, xy, at_edge, t, fresh, slots)
+                if not confirmed[i] and self._parent[slot] < 0 and not at_edge[i]:
+                    orphans.append(i)
+        if fresh or orphans:
+            cand = self._reid_candidates(ids, slots, fresh, t)
+            if orphans and cand.size:
+                self._adopt_late(xy, orphans, slots, cand)
+            if fresh:
+                self._adopt(ids, xy, at_edge, t, fresh, slots, cand)
         return slots
 
-    def _adopt(self, ids: np.ndarray, xy: np.ndarray, at_edge: np.ndarray, t: float,
-               fresh: list[int], slots: np.ndarray) -> None:
-        """Give new ids a slot, inheriting a recently vanished track's state if near."""
+    def _reid_candidates(self, ids: np.ndarray, slots: np.ndarray, fresh: list[int], t: float
+                         ) -> np.ndarray:
+        """Slots of tracks a new id may inherit: vanished recently (not seen this frame),
+        not out through the edge, no heir yet."""
         p = self.params
         live = np.array(sorted(self._slot_of.values()), dtype=np.int64)
-        # Vanished recently (not seen this frame), not out through the edge, no heir yet.
         # Unseen for more than reid_gap_frames intervals besides this frame: last seen at
         # least reid_gap_frames + 1 intervals ago, give or take half of one (jitter).
         gap = (p.reid_gap_frames + 0.5) * float(np.nanmedian(self._steps)) if self._n_steps else 0.0
@@ -451,7 +465,51 @@ class LineCounter:
               & ~self._last_edge[live] & ~self._bequeathed[live])
         fresh_set = set(fresh)
         present = {int(slots[i]) for i in range(ids.shape[0]) if i not in fresh_set}
-        cand = np.array([c for c in live[ok].tolist() if c not in present], dtype=np.int64)
+        return np.array([c for c in live[ok].tolist() if c not in present], dtype=np.int64)
+
+    def _adopt_late(self, xy: np.ndarray, orphans: list[int], slots: np.ndarray,
+                    cand: np.ndarray) -> None:
+        """Re-identification for unconfirmed ids that inherited nothing when they
+        appeared: the nearest candidate that vanished before the id appeared (one seen
+        since was someone else, beside it) and within ``reid_px``. Its sides and counts
+        replace the id's own, and its sightings join the id's (a taken candidate is
+        marked bequeathed, so no new id of this frame takes it too)."""
+        taken: list[int] = []
+        for i in orphans:
+            slot = int(slots[i])
+            ok = [c for c in cand.tolist() if c not in taken and self._last_t[c] < self._born_t[slot]]
+            if not ok:
+                continue
+            pool = np.array(ok, dtype=np.int64)
+            dist = np.hypot(*(self._last_xy[pool] - xy[i]).T)
+            j = int(np.argmin(dist))
+            if dist[j] > self.params.reid_px:
+                continue
+            heir = int(pool[j])
+            taken.append(heir)
+            # Both tracks' sightings, newest last, in ring order (oldest overwritten first).
+            seen = np.sort(np.r_[self._ring[heir], self._ring[slot]])
+            seen = seen[np.isfinite(seen)][-_RING:]
+            hits = int(self._hits[heir] + self._hits[slot])
+            ring = np.full(_RING, -np.inf)
+            ring[(hits - len(seen) + np.arange(len(seen))) % _RING] = seen
+            self._ring[slot] = ring
+            self._hits[slot] = hits
+            self._first_t[slot] = min(self._first_t[heir], self._first_t[slot])
+            self._side[slot] = self._side[heir]
+            self._counted[slot] = self._counted[heir]
+            self._last_s[slot] = self._last_s[heir]
+            self._zero_t[slot] = self._zero_t[heir]
+            self._last_t[slot] = self._last_t[heir]
+            self._bequeathed[heir] = True
+            self._parent[slot] = heir
+            self._parent_id[slot] = self._id_of[heir]
+
+    def _adopt(self, ids: np.ndarray, xy: np.ndarray, at_edge: np.ndarray, t: float,
+               fresh: list[int], slots: np.ndarray, cand: np.ndarray) -> None:
+        """Give new ids a slot, inheriting a recently vanished track's state if near."""
+        p = self.params
+        cand = cand[~self._bequeathed[cand]]  # not taken by a late heir this frame
         for i in fresh:
             tid = int(ids[i])
             heir = -1

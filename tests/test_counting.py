@@ -303,6 +303,47 @@ def test_the_one_frame_rule_holds_with_jittered_timestamps_and_a_late_frame():
     assert ev + c.flush() == []
 
 
+def _leaves_a_group(back: bool) -> list:
+    """vtest.avi `centre_long` at frame 61 (dev part), as the tracker gave it: a walker
+    passes behind a person standing 20 px inside the line; that person's track (1) holds
+    the walker's box last, and the walker comes out as a new, still unconfirmed id (2)
+    the next frame, already 9 px past the line (beyond the hysteresis), confirmed two
+    frames later, walking out. ``back``: track 1 is seen again after id 2 appeared."""
+    c = LineCounter([LINE], params=CAMERA_COUNTING)
+    ev = walk(c, np.full(10, 260.0), tid=1)  # 0.0-0.9 s, standing inside
+    for k, y in enumerate([231, 225, 218, 210, 200, 190, 180, 170, 160, 150]):
+        t = 1.0 + 0.1 * k
+        ids, boxes, conf = np.array([2]), box_at(330, y), np.array([k >= 2])
+        if back and k >= 1:
+            ids, boxes, conf = np.r_[1, ids], np.vstack([box_at(320, 260), boxes]), np.r_[True, conf]
+        ev += c.update(ids, boxes, conf, t)
+    return ev + c.flush()
+
+
+def test_a_walker_leaving_a_group_counts_when_the_track_that_held_them_stays_away():
+    """At its first frame id 2 may not inherit track 1 (seen the frame before: the
+    one-frame rule); while still unconfirmed it tries again, and once track 1 has stayed
+    away it takes track 1's side: one "out", timed between the two sightings."""
+    ev = _leaves_a_group(back=False)
+    assert [(e.direction, e.track_id) for e in ev] == [("out", 2)]
+    assert 0.9 <= ev[0].t <= 1.2
+
+
+def test_a_new_id_does_not_take_the_side_of_a_track_seen_after_it_appeared():
+    """Track 1 was only missed for one frame: seen again beside id 2, it is someone else,
+    and id 2 (which appeared past the line) counts nothing."""
+    assert _leaves_a_group(back=True) == []
+
+
+def test_a_confirmed_id_no_longer_inherits():
+    """Late re-identification ends at confirmation: the same scene with id 2 confirmed
+    from its first frame (so its side is its own from the start) counts nothing."""
+    c = LineCounter([LINE], params=CAMERA_COUNTING)
+    ev = walk(c, np.full(10, 260.0), tid=1)
+    ev += walk(c, [231, 225, 218, 210, 200, 190, 180, 170, 160, 150], tid=2, x=330.0, t0=1.0)
+    assert ev + c.flush() == []
+
+
 # --- Evidence (min_seen): tracks seen in too few frames do not count -------------------
 
 EVIDENT = CountingParams(settle_s=0.5, min_seen=1 / 3)
