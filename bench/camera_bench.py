@@ -228,11 +228,10 @@ def replan_agreement(min_persons: list[float], threads: int | None, last_frame: 
     model-sized tiles and with the re-planned windows at each ``min_person``; the grid's
     counts stand in for truth (no annotation exists for this line): matched within 1 s."""
     from contract.crossing_score import score_crossings
-    from edge.camera_pipeline import CameraPipeline, front_end_for
+    from edge.camera_pipeline import front_end_for
     from edge.counting import CountingLine
     from edge.detector import OnnxDetector
     from edge.tiled_detector import TiledDetector
-    from edge.video_source import VideoSource
 
     det = OnnxDetector("ssdlite_person", threads=threads)
     p1, p2, inside = SPANNING_LINES["diagonal, corner to corner"]
@@ -244,17 +243,7 @@ def replan_agreement(min_persons: list[float], threads: int | None, last_frame: 
             front = TiledDetector(det, front.tiles, frame_size=(768, 576))
         else:
             front.min_person = min_person
-        pipe = CameraPipeline(front, [line], run_id="agree", frame_size=(768, 576))
-        src = VideoSource(VTEST, live=False)
-        out, t0 = [], None
-        for f in src.frames():
-            if f.index > last_frame:
-                break
-            t0 = f.t_utc - f.t_mono if t0 is None else t0
-            out += pipe.process(f)
-        out += pipe.flush()
-        src.close()
-        return [(e.crossing.t_utc - t0, e.crossing.direction) for e in out], front
+        return _dev_crossings(front, line, last_frame), front
 
     grid, front = count(None)
     res: dict = {"grid": {"windows": len(front.tiles), "in": sum(d == "in" for _, d in grid),
@@ -269,16 +258,35 @@ def replan_agreement(min_persons: list[float], threads: int | None, last_frame: 
     return res
 
 
+def _dev_crossings(front, line, last_frame: int) -> list[tuple[float, str]]:
+    """(seconds from the clip's start, direction) of every crossing the pipeline counts
+    on vtest.avi's frames 0-``last_frame`` with this front-end (the agreement checks'
+    common loop)."""
+    from edge.camera_pipeline import CameraPipeline
+    from edge.video_source import VideoSource
+
+    pipe = CameraPipeline(front, [line], run_id="agree", frame_size=(768, 576))
+    src = VideoSource(VTEST, live=False)
+    out, t0 = [], None
+    for f in src.frames():
+        if f.index > last_frame:
+            break
+        t0 = f.t_utc - f.t_mono if t0 is None else t0
+        out += pipe.process(f)
+    out += pipe.flush()
+    src.close()
+    return [(e.crossing.t_utc - t0, e.crossing.direction) for e in out]
+
+
 def schedule_agreement(strides: list[int], threads: int | None, last_frame: int = 399) -> dict:
     """Dev evidence for the schedule (`edge.tiled_detector.STRIDE`): both spanning lines,
     vtest.avi's dev frames only (0-``last_frame``), counted with every window run on every
     frame and with the schedule at each stride; the every-frame counts stand in for truth
     (these lines are not annotated): matched within 1 s."""
     from contract.crossing_score import score_crossings
-    from edge.camera_pipeline import CameraPipeline, front_end_for
+    from edge.camera_pipeline import front_end_for
     from edge.counting import CountingLine
     from edge.detector import OnnxDetector
-    from edge.video_source import VideoSource
 
     det = OnnxDetector("ssdlite_person", threads=threads)
     res: dict = {}
@@ -288,17 +296,7 @@ def schedule_agreement(strides: list[int], threads: int | None, last_frame: int 
         def count(stride: int):
             front, _ = front_end_for(det, [line], 768, 576)
             front.stride = stride
-            pipe = CameraPipeline(front, [line], run_id="agree", frame_size=(768, 576))
-            src = VideoSource(VTEST, live=False)
-            out, t0 = [], None
-            for f in src.frames():
-                if f.index > last_frame:
-                    break
-                t0 = f.t_utc - f.t_mono if t0 is None else t0
-                out += pipe.process(f)
-            out += pipe.flush()
-            src.close()
-            return [(e.crossing.t_utc - t0, e.crossing.direction) for e in out], front
+            return _dev_crossings(front, line, last_frame), front
 
         ref, front = count(1)
         row: dict = {"every frame": {"windows": len(front.tiles), "in": sum(d == "in" for _, d in ref),
