@@ -358,7 +358,10 @@ def _with(base: Any, assignments: list[str], ap: argparse.ArgumentParser) -> Any
         name, _, value = a.partition("=")
         if name not in fields:
             ap.error(f"unknown field {name!r}; one of {sorted(fields)}")
-        changes[name] = type(getattr(base, name))(value)
+        default = getattr(base, name)
+        # a field whose default is None (dense_pairs_max) takes a number
+        changes[name] = (None if value == "None" else float(value) if default is None
+                         else type(default)(value))
     try:
         return dataclasses.replace(base, **changes)
     except ValueError as exc:
