@@ -6,6 +6,14 @@ Why each rule exists:
   known). The side only changes once the anchor is at least ``hysteresis_px`` past the
   line; between -h and +h the old side holds. So box jitter and detector flicker at the
   line cannot count, and a walker who stops on the line and turns back counts nothing.
+* **Born on the line.** A track first seen between -h and +h (a person coming out from
+  behind a sign, a post or a group right at the line) takes the side its anchor is on,
+  tentatively: it leaves that side only once its anchor has moved from where it was
+  first seen as far across as the ordinary rule asks (from -h to +h), and if it first
+  goes a full h out on that same side the side is simply its own. Without this such a
+  track has no side until it is past the line, and its crossing is lost (vtest.avi
+  `long_470`, frame 363, docs/camera.md); jitter of someone who appears standing on the
+  line does not reach that far.
 * **Within the segment.** A side change counts only where the anchor is within the
   segment's extent (plus ``segment_margin_px``), so people passing beside a door do
   not count.
@@ -245,6 +253,9 @@ class LineCounter:
         self._last_edge = np.zeros(cap, dtype=bool)
         self._last_s = np.full((cap, nl), np.nan)  # signed distance at the last sighting
         self._zero_t = np.full((cap, nl), np.nan)  # when the anchor last crossed the line
+        # Born on the line: the signed distance at the first sighting while the side is
+        # only tentative (NaN: the side, if any, is a definite one).
+        self._birth_s = np.full((cap, nl), np.nan)
         self._id_of = np.full(cap, -1, dtype=np.int64)
         # Re-identification: the slot each slot's state was copied from (-1: none), that
         # slot's id then, when the copy was made, and whether a slot was copied since it
@@ -298,16 +309,31 @@ class LineCounter:
         at_edge = self._touches_edge(boxes)
         slots = self._slots_for(ids, xy, at_edge, confirmed, t)
         s, within = self._signed(xy)
+        first = np.isnan(self._last_s[slots])
         self._note_zero_crossings(slots, s, t)
         new_side = np.where(s >= self._h_in, 1, np.where(s <= -self._h_out, -1, 0)).astype(np.int8)
         old = self._side[slots]
-        # Unknown side: take the new one. Known: a flip needs a confirmed track.
+        # Born on the line: the side the anchor is on, tentatively (module docstring).
+        born = first & (old == 0) & (new_side == 0) & (s != 0)
+        if born.any():
+            old = np.where(born, np.sign(s), old).astype(np.int8)
+            self._birth_s[slots] = np.where(born, s, self._birth_s[slots])
+        birth = self._birth_s[slots]
+        tentative = ~np.isnan(birth)
+        # Unknown side: take the new one. Known: a flip needs a confirmed track, and from
+        # a tentative side the whole way across from the first sighting.
         change = (new_side != 0) & (new_side != old)
+        if tentative.any():
+            travel = np.where(tentative, (s - birth) * new_side, np.inf)
+            change &= travel >= (self._h_in + self._h_out)
         flip = change & (old != 0) & confirmed[:, None]
         init = change & (old == 0)
         upd = flip | init
         side = np.where(upd, new_side, old)
         self._side[slots] = side
+        if tentative.any():  # definite once past h on either side
+            self._birth_s[slots] = np.where(tentative & (new_side != 0) & (new_side == side) & ~born,
+                                            np.nan, birth)
         self._last_t[slots] = t
         self._last_xy[slots] = xy
         self._last_edge[slots] = at_edge
@@ -500,6 +526,7 @@ class LineCounter:
             self._counted[slot] = self._counted[heir]
             self._last_s[slot] = self._last_s[heir]
             self._zero_t[slot] = self._zero_t[heir]
+            self._birth_s[slot] = self._birth_s[heir]
             self._last_t[slot] = self._last_t[heir]
             self._bequeathed[heir] = True
             self._parent[slot] = heir
@@ -527,6 +554,7 @@ class LineCounter:
                 self._counted[slot] = self._counted[heir]
                 self._last_s[slot] = self._last_s[heir]
                 self._zero_t[slot] = self._zero_t[heir]
+                self._birth_s[slot] = self._birth_s[heir]
                 self._last_t[slot] = self._last_t[heir]
                 self._hits[slot] = self._hits[heir]
                 self._ring[slot] = self._ring[heir]
@@ -538,6 +566,7 @@ class LineCounter:
                 self._counted[slot] = 0
                 self._last_s[slot] = np.nan
                 self._zero_t[slot] = np.nan
+                self._birth_s[slot] = np.nan
                 self._parent_id[slot] = -1
                 self._hits[slot] = 0
                 self._ring[slot] = -np.inf
@@ -559,6 +588,7 @@ class LineCounter:
             self._last_edge = np.concatenate([self._last_edge, np.zeros_like(self._last_edge)])
             self._last_s = np.concatenate([self._last_s, np.full_like(self._last_s, np.nan)])
             self._zero_t = np.concatenate([self._zero_t, np.full_like(self._zero_t, np.nan)])
+            self._birth_s = np.concatenate([self._birth_s, np.full_like(self._birth_s, np.nan)])
             self._id_of = np.concatenate([self._id_of, np.full(cap, -1, dtype=np.int64)])
             self._parent = np.concatenate([self._parent, np.full(cap, -1, dtype=np.int64)])
             self._parent_id = np.concatenate([self._parent_id, np.full(cap, -1, dtype=np.int64)])

@@ -313,3 +313,42 @@ def test_a_walker_leaving_the_group_by_the_sign_is_counted() -> None:
     assert truth == [(17, "in"), (61, "out")]
     assert [d for _, d in got] == ["in", "out"]
     assert all(abs(g - f) <= 10 for (g, _), (f, _) in zip(got, truth))  # within 1 s
+
+
+@needs_vtest
+def test_a_walker_coming_out_from_behind_the_sign_at_the_line_is_counted() -> None:
+    """The dev-only line `long_470` (docs/camera.md), frames 330-379 of vtest.avi (dev
+    frames): a man walking right is hidden in the box of the man in front of him, then
+    behind the sign, and comes out as a new track 6 px short of the line; the counter's
+    "born on the line" rule gives that track the side it was first seen on. All four
+    annotated crossings in these frames count (343 out, 347 in, 362 in, 363 in), nothing
+    else."""
+    from edge.camera_pipeline import CameraPipeline, front_end_for
+    from edge.counting import CountingLine
+    from edge.detector import OnnxDetector
+    from edge.truth_file import read_truth_csv
+    from edge.video_source import VideoSource
+
+    spec = json.loads((DATA / "vtest_lines.json").read_text())["lines"]["long_470"]
+    (x1, y1, x2, y2), inside = spec["line"], spec["inside"]
+    line = CountingLine("long_470", (x1, y1), (x2, y2), tuple(inside))
+    front, roi = front_end_for(OnnxDetector("ssdlite_person", threads=1), [line], 768, 576, "tiles")
+    pipe = CameraPipeline(front, [line], run_id="t", roi=roi, frame_size=(768, 576))
+    src = VideoSource(VTEST, live=False)
+    counted, t0 = [], None
+    try:
+        for f in src.frames():
+            if f.index >= 380:
+                break
+            if f.index < 330:
+                continue
+            t0 = f.t_utc - f.t_mono if t0 is None else t0  # media time: seconds from frame 0
+            counted += pipe.process(f)
+    finally:
+        src.close()
+    counted += pipe.flush()
+    got = sorted(((e.crossing.t_utc - t0) * 10.0, e.crossing.direction) for e in counted)
+    truth = [(f, d) for f, d in read_truth_csv(DATA / "vtest_truth" / "long_470.csv") if 335 <= f < 375]
+    assert truth == [(343, "out"), (347, "in"), (362, "in"), (363, "in")]
+    assert [d for _, d in got] == [d for _, d in truth]
+    assert all(abs(g - f) <= 10 for (g, _), (f, _) in zip(got, truth))  # within 1 s

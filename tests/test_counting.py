@@ -87,6 +87,35 @@ def test_identity_switch_across_the_line_still_counts_once():
     assert [e.direction for e in ev] == ["in"]
 
 
+def test_a_track_first_seen_on_the_line_that_walks_across_counts():
+    """Someone who comes out from behind a sign right at the line (first seen 4 px short
+    of it, inside the hysteresis band) and walks on is a crossing: the track takes the
+    side it was first seen on, tentatively (vtest.avi long_470, frame 363)."""
+    c = LineCounter([LINE])
+    ev = walk(c, np.linspace(236, 330, 12))
+    assert [e.direction for e in ev] == ["in"]
+    assert 0.0 <= ev[0].t <= 0.1  # when the anchor crossed, between the first two frames
+
+
+def test_a_track_first_seen_on_the_line_needs_the_whole_way_across():
+    """From a tentative side the anchor must move as far as the ordinary rule asks (from
+    -h to +h: 16 px here) from where it was first seen; a person who appears 2 px short
+    of the line, steps 11 px and back counts nothing, nor does jitter there."""
+    c = LineCounter([LINE])
+    assert walk(c, [238, 243, 249, 249, 244, 238, 236]) == []
+    rng = np.random.default_rng(1)
+    assert walk(LineCounter([LINE]), 239 + rng.uniform(-7.9, 7.9, 200), tid=2) == []
+
+
+def test_a_track_first_seen_on_the_line_that_walks_back_keeps_its_side():
+    """First seen on the line, it walks away on the side it was first seen on: that side
+    is simply its own, and a later crossing counts as usual."""
+    c = LineCounter([LINE])
+    assert walk(c, np.linspace(236, 150, 10)) == []
+    ev = walk(c, np.linspace(150, 330, 12), t0=2.0)
+    assert [e.direction for e in ev] == ["in"]
+
+
 def test_far_or_late_new_track_does_not_inherit():
     c = LineCounter([LINE])
     walk(c, np.linspace(150, 330, 20), tid=1)
