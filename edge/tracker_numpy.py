@@ -63,16 +63,30 @@ _DET_FROM_XYXY = np.ascontiguousarray(XYXY_TO_DET.T)
 # row (x and y go through each operation together), except that cx is the centre "for
 # distance": pushed FAR away (+ for a weak detection, - for a tentative track) so that
 # such a pair's distance is out of every gate without a mask (only a confident
-# detection and a confirmed track may pair by distance). Then, per detection, its weak
-# flag (1.0/0.0); per track, its gate (box height squared x chi-square x predicted
-# variance: a centre distance squared under it passes), its stage penalty (+1 when
-# tentative), the extra penalty of a weak detection on it (+2 on a confirmed track,
-# forbidding on a tentative one), its true cx (for the sorted windows of big frames)
-# and its push (-FAR when tentative, else 0).
+# detection and a confirmed track may pair by distance). Then, per track, its gate
+# (box height squared x chi-square x predicted variance: a centre distance squared
+# under it passes), the penalty it adds to a confident detection (+1 when tentative)
+# and to a weak one (+2 on a confirmed track, forbidding on a tentative one): a pair's
+# penalty is one of those two rows, picked by the detection's score stage, in one
+# take. Then its true cx (for the sorted windows of big frames) and its push (-FAR
+# when tentative, else 0). Pair costs read the first _DQ_PAIR / _KQ_PAIR rows.
 _CX, _W, _A = 4, 6, 8
-_D_WEAK, _DQ_ROWS = 9, 10
-_K_GATE, _K_TENT, _K_WEAK, _K_CX, _K_PUSH, _KQ_ROWS, _KQ_PAIR = 9, 10, 11, 12, 13, 14, 12
+_DQ_ROWS = _DQ_PAIR = 9
+_K_GATE, _K_TENT, _K_WEAK, _K_CX, _K_PUSH, _KQ_ROWS, _KQ_PAIR = 9, 10, 11, 12, 13, 14, 10
 FAR = 1e100  # squared, still finite; over any gate
+_PUSH = np.array((0.0, FAR))  # a detection's cx push, by its weak flag
+_PUSH.flags.writeable = False
+
+
+def _const(x: float) -> np.ndarray:
+    """A read-only 0-d array: as a ufunc operand it costs about 0.1 us less than a
+    Python float, which numpy must first convert (measured, numpy 2.4)."""
+    a = np.array(x)
+    a.flags.writeable = False
+    return a
+
+
+_ZERO, _ONE, _BIG, _REJECT = _const(0.0), _const(1.0), _const(BIG), _const(REJECT)
 _K_IN = CONF + 1  # the track table is a product of the state's first _K_IN columns
 
 
@@ -129,7 +143,7 @@ def track_table(st: np.ndarray, n: int, prm: np.ndarray) -> np.ndarray:
     k = np.empty((_KQ_ROWS, n))
     np.matmul(_track_rows(float(prm[PRM_R2])), st[:n, 0:_K_IN].T, out=k)
     w = k[_W:_W + 2]
-    np.maximum(w, 1.0, out=w)  # a coasting box may have shrunk
+    np.maximum(w, _ONE, out=w)  # a coasting box may have shrunk
     np.multiply(w[0], w[1], out=k[_A])
     # chi-square x predicted variance (p00 + r2, from the product), capped: a young
     # track's velocity is a guess, and coasting on it must not let it reach across the
@@ -149,8 +163,8 @@ def track_table(st: np.ndarray, n: int, prm: np.ndarray) -> np.ndarray:
 def detections(boxes: np.ndarray) -> np.ndarray:
     """The detections' side of association, a ``(_DQ_ROWS, m)`` table from ``(m, 4)``
     xyxy boxes (rows: see the layout above; the product gives x1 y1 x2 y2 cx cy w h
-    exactly, then the area). The weak flags and the push of weak detections' cx are
-    set by ``scored``, which knows the score stage. ``edge.tracker`` checks the sizes
+    exactly, then the area). The push of weak detections' cx is set by ``scored``,
+    which knows the score stage. ``edge.tracker`` checks the sizes
     and the area on it."""
     d = np.empty((_DQ_ROWS, boxes.shape[0]))
     np.matmul(_DET_FROM_XYXY, boxes.T, out=d[0:8])
@@ -158,43 +172,43 @@ def detections(boxes: np.ndarray) -> np.ndarray:
     return d
 
 
-def costs(d: np.ndarray, k: np.ndarray, iou_min: float) -> np.ndarray:
+def costs(d: np.ndarray, k: np.ndarray, pen: np.ndarray, iou_min: float) -> np.ndarray:
     """Cost of each pair, from its detection's rows ``d`` and its track's rows ``k``
     (both laid out as the tables' first rows, materialised to the same shape: same-shape
-    operations cost a third of broadcasting ones at this size); REJECT or more where
-    the gate forbids the pair.
+    operations cost a third of broadcasting ones at this size) and its stage penalty
+    ``pen`` (same shape); REJECT or more where the gate forbids the pair.
 
     -IoU when IoU >= iou_min, else (confident detections on confirmed tracks only: the
     others' distance centre is infinite) the squared centre distance over the gate,
-    which must be < 1; plus the stage penalties (+1 on a tentative track, +2 for a weak
+    which must be < 1; plus the penalty (+1 on a tentative track, +2 for a weak
     detection, forbidding on a tentative track). x and y go through each operation
-    together.
+    together, and so do the two gates.
     """
     wh = np.minimum(d[2:4], k[2:4])
     wh -= np.maximum(d[0:2], k[0:2])
-    np.maximum(wh, 0.0, out=wh)
+    np.maximum(wh, _ZERO, out=wh)
     inter = wh[0] * wh[1]
-    union = d[_A] + k[_A]
-    union -= inter
-    inter /= union  # IoU
+    neg = d[_A] + k[_A]
+    np.subtract(inter, neg, out=neg)  # -union (inter - union: the same bits, negated)
+    neg_iou = np.divide(inter, neg, out=neg)
     e = d[_CX:_CX + 2] - k[_CX:_CX + 2]
     e *= e
-    dist = e[0] + e[1]
+    dist = np.add(e[0], e[1], out=e[0])
     dist /= k[_K_GATE]  # squared centre distance over the gate
-    # Arithmetic rather than masks and np.where (several times dearer at this size):
-    # outside the gate (dist >= 1) costs BIG more; an overlap under iou_min BIG - IoU,
-    # else -IoU (0 - IoU: the same bits as main's -(IoU + 0)); the pair takes the cheaper. Every term added is 0.0 for an allowed
-    # pair, so its cost is exact.
-    f = np.floor(dist)
-    f *= BIG
-    dist += f
-    x = np.subtract(iou_min, inter, out=f)
-    np.ceil(x, out=x)  # 1 under iou_min, else 0
-    x *= BIG
-    x -= inter
+    # Arithmetic rather than masks and np.where (several times dearer at this size),
+    # both gates in one floor: e holds the distance and IoU - iou_min, whose floors are
+    # 0 for an allowed pair (distance < 1, IoU >= iou_min) and else >= 1 and -1. So
+    # outside the gate the distance costs BIG more, and an overlap under iou_min costs
+    # BIG - IoU, else -IoU; the pair takes the cheaper. Every term added is 0.0 for an
+    # allowed pair, so its cost is exact (and the same bits as ceil(iou_min - IoU) x BIG
+    # - IoU, the form before).
+    np.subtract(-iou_min, neg_iou, out=e[1])
+    f = np.floor(e, out=wh)
+    f *= _BIG
+    dist += f[0]
+    x = np.subtract(neg_iou, f[1], out=f[1])
     c = np.minimum(dist, x, out=dist)
-    c += k[_K_TENT]
-    c += np.multiply(d[_D_WEAK], k[_K_WEAK], out=x)
+    c += pen
     return c
 
 
@@ -202,8 +216,7 @@ def scored(st: np.ndarray, n: int, d: np.ndarray, scores: np.ndarray, t: float,
            prm: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pair costs (REJECT or more: the gate forbids the pair): the ``(m, n)`` matrix of
     every detection on every track, or, for big frames, the gated pairs as (detection,
-    track, cost) arrays. ``d`` is ``detections``' table; its weak row and pushed cx are
-    set here.
+    track, cost) arrays. ``d`` is ``detections``' table; its pushed cx is set here.
 
     Up to ``prm[PRM_DENSE]`` tracks x detections every pair is scored: both tables are
     spread to ``(rows, m, n)`` once, then every operation is same-shape. Beyond,
@@ -211,21 +224,25 @@ def scored(st: np.ndarray, n: int, d: np.ndarray, scores: np.ndarray, t: float,
     reach (half its width or its gate radius, plus half the widest detection) allows on
     x, then on y, and only those pairs are scored: the work follows the plausible
     pairs, and one coasting track with a wide gate widens only its own window.
+
+    A pair's penalty is its track's confident-detection or weak-detection row (the
+    two added one after the other would give the same allowed costs: one of them is 0).
     """
     m = d.shape[1]
     dense = m * n <= prm[PRM_DENSE]
     k = track_table(st, n, prm)
-    weak = np.less(scores, prm[PRM_HIGH], out=d[_D_WEAK])
+    weak = np.less(scores, prm[PRM_HIGH]).view(np.uint8)  # 0/1: a penalty row, a push
+    pens = k[_K_TENT:_K_WEAK + 1]
     if dense:
-        d[_CX] += weak * FAR
-        dd = np.empty((_DQ_ROWS, m, n))
-        np.copyto(dd, d[:, :, None])
+        d[_CX] += _PUSH.take(weak)
+        dd = np.empty((_DQ_PAIR, m, n))
+        np.copyto(dd, d[:_DQ_PAIR, :, None])
         kk = np.empty((_KQ_PAIR, m, n))
         np.copyto(kk, k[:_KQ_PAIR, None, :])
-        return costs(dd, kk, prm[PRM_IOU])
+        return costs(dd, kk, pens.take(weak, axis=0), float(prm[PRM_IOU]))
     order = d[_CX].argsort(kind="stable")
     keys = d[_CX].take(order)
-    d[_CX] += weak * FAR
+    d[_CX] += _PUSH.take(weak)
     gate_r = np.sqrt(k[_K_GATE])
     hw = 0.5 * d[_W:_W + 2].max(axis=1)
     rx = (np.maximum(0.5 * k[_W], gate_r) + hw[0]) * (1.0 + 1e-9)  # slack: rounding
@@ -237,7 +254,7 @@ def scored(st: np.ndarray, n: int, d: np.ndarray, scores: np.ndarray, t: float,
     pd = order[np.arange(total) + (lo - (cnt.cumsum() - cnt)).repeat(cnt)]
     near = np.abs(d[_CX + 1, pd] - k[_CX + 1, pt]) <= ry[pt]
     pd, pt = pd[near], pt[near]
-    c = costs(d[:, pd], k[:_KQ_PAIR, pt], prm[PRM_IOU])
+    c = costs(d[:_DQ_PAIR, pd], k[:_KQ_PAIR, pt], pens[weak.take(pd), pt], float(prm[PRM_IOU]))
     ok = c < REJECT
     return pd[ok], pt[ok], c[ok]
 
@@ -269,7 +286,7 @@ def greedy_dense(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m, n = c.shape
     r = _ARANGE[:m] if m <= _ARANGE.shape[0] else np.arange(m)
     col = c.argmin(axis=1)
-    open_ = _MIN(c, axis=1) < REJECT  # each row's least cost: the one at col
+    open_ = c[r, col] < _REJECT  # each row's least cost (a gather: a third of a row-wise min)
     take = c.argmin(axis=0).take(col) == r
     take &= open_
     md = take.nonzero()[0]
@@ -277,30 +294,43 @@ def greedy_dense(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows = (open_ > take).nonzero()[0]  # open, not taken: may take another track
     if not rows.shape[0]:
         return md, mt
+    # Later rounds mark their matches in the first round's arrays (taken, and the track
+    # in col), so that the matching comes out in detection order without a sort.
+    taken, best = take, col
     c = c.take(rows, axis=0)
     c[:, mt] = BIG
-    mds, mts = [md], [mt]
-    while _MIN(c, axis=None) < REJECT:
+    while least(c) < REJECT:
         k = rows.shape[0]
         r = _ARANGE[:k] if k <= _ARANGE.shape[0] else np.arange(k)
         col = c.argmin(axis=1)
-        open_ = _MIN(c, axis=1) < REJECT
+        open_ = c[r, col] < _REJECT
         take = c.argmin(axis=0).take(col) == r
         take &= open_
         td = take.nonzero()[0]
         tk = col.take(td)
-        mds.append(rows.take(td))
-        mts.append(tk)
+        rd = rows.take(td)
+        taken[rd] = True
+        best[rd] = tk
         keep = (open_ > take).nonzero()[0]
         if not keep.shape[0]:
             break
         rows = rows.take(keep)
         c = c.take(keep, axis=0)
         c[:, tk] = BIG
-    return _by_detection(mds, mts)
+    md = taken.nonzero()[0]
+    return md, best.take(md)
 
 
-_MIN = np.minimum.reduce
+def least(a: np.ndarray) -> np.floating:
+    """The least entry of a small non-empty array (NaN if it holds one). An argmin and an
+    index cost half of np.minimum.reduce at tens of entries (its fixed cost is the
+    reduction machinery's)."""
+    return a.ravel()[a.argmin()]
+
+
+def most(a: np.ndarray) -> np.floating:
+    """The greatest entry of a small non-empty array (NaN if it holds one); see least."""
+    return a.ravel()[a.argmax()]
 
 
 _ARANGE = np.arange(4096)
@@ -362,9 +392,9 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
     count and next id, and per reported track (matched ones in detection order, then
     births): detection index, id, confirmed, filtered xyxy.
     """
+    p = prm.tolist()
     r2, new_score, confirm_s, t_lost, max_lost, vinit = (
-        float(prm[PRM_R2]), prm[PRM_NEW], float(prm[PRM_CONFIRM]), float(prm[PRM_TLOST]),
-        float(prm[PRM_MAXLOST]), float(prm[PRM_VINIT]))
+        p[PRM_R2], p[PRM_NEW], p[PRM_CONFIRM], p[PRM_TLOST], p[PRM_MAXLOST], p[PRM_VINIT])
     # The matched tracks' state, transposed (a row per quantity, a column per track):
     # a copy, corrected here with contiguous whole-row operations, written back once.
     s = st.take(mt, axis=0).T.copy()
@@ -387,9 +417,9 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
 
     free = scores >= new_score
     free[md] = False
-    b = int(np.count_nonzero(free))
+    born = free.nonzero()[0]
+    b = born.shape[0]
     if b:
-        born = free.nonzero()[0]
         nb = st[n:n + b]
         nb[:] = _birth_row(r2, vinit * vinit)
         nb[:, TBIRTH] = t
@@ -412,7 +442,7 @@ def expire(st: np.ndarray, n: int, t: float) -> int:
     whose stale prediction is far from where it was last seen, takes a stranger):
     the state after the frame is the same as dropping them at its end, since the
     tracks matched or born in it never are."""
-    if not n or _MIN(st[:n, EXPIRE]) >= t:  # the usual frame: none is due
+    if not n or least(st[:n, EXPIRE]) >= t:  # the usual frame: none is due
         return n
     live = st[:n, EXPIRE] >= t
     w = int(np.count_nonzero(live))
