@@ -229,7 +229,7 @@ class Tracker:
             wh, area = det[:, 6:8], det[:, 8]
         else:  # numpy: a row per quantity (association's table)
             det = _k.detections(boxes)
-            wh, area = det[6:8], det[8]
+            wh, area = det[_k.DQ_W:_k.DQ_W + 2], det[_k.DQ_AREA]
         # NaN fails the first test, an infinite or overflowing box the second.
         if m and not (_k.least(wh) > 0 and _k.most(area) < np.inf):
             raise ValueError("boxes must be finite with x2 > x1 and y2 > y1")

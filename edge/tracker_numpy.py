@@ -55,24 +55,33 @@ XYXY_TO_DET = np.array([
     [0, 0, 1, 0, 0.5, 0, 1, 0],
     [0, 0, 0, 1, 0, 0.5, 0, 1],
 ], dtype=np.float64)
-_DET_FROM_XYXY = np.ascontiguousarray(XYXY_TO_DET.T)
 
 # Association tables, one quantity per row and one detection or track per column (so
-# that each quantity is a contiguous vector). Both start with the detection columns'
-# quantities, x1 y1 x2 y2 cx cy w h area, so that a pair's two sides line up row by
-# row (x and y go through each operation together), except that cx is the centre "for
-# distance": pushed FAR away (+ for a weak detection, - for a tentative track) so that
-# such a pair's distance is out of every gate without a mask (only a confident
-# detection and a confirmed track may pair by distance). Then, per track, its gate
-# (box height squared x chi-square x predicted variance: a centre distance squared
-# under it passes), the penalty it adds to a confident detection (+1 when tentative)
-# and to a weak one (+2 on a confirmed track, forbidding on a tentative one): a pair's
-# penalty is one of those two rows, picked by the detection's score stage, in one
-# take. Then its true cx (for the sorted windows of big frames) and its push (-FAR
-# when tentative, else 0). Pair costs read the first _DQ_PAIR / _KQ_PAIR rows.
-_CX, _W, _A = 4, 6, 8
-_DQ_ROWS = _DQ_PAIR = 9
-_K_GATE, _K_TENT, _K_WEAK, _K_CX, _K_PUSH, _KQ_ROWS, _KQ_PAIR = 9, 10, 11, 12, 13, 14, 10
+# that each quantity is a contiguous vector). Both start x1 y1 x2 y2 -x1 -y1 cx cy
+# area, so that a pair's two sides line up row by row (x and y go through each
+# operation together; with the edges negated, the overlap's two maxima are minima and
+# x2, y2, -x1 and -y1 take one minimum), except that cx is the centre "for distance":
+# pushed FAR away (+ for a weak detection, - for a tentative track) so that such a
+# pair's distance is out of every gate without a mask (only a confident detection and
+# a confirmed track may pair by distance). A track's next row is its gate (box height
+# squared x chi-square x predicted variance: a centre distance squared under it
+# passes). Pair costs read the rows from _P0 (x2) to _DQ_PAIR / _KQ_PAIR (area, gate);
+# then come the box's w and h, and per track the penalty it adds to a confident
+# detection (+1 when tentative) and to a weak one (+2 on a confirmed track, forbidding
+# on a tentative one): a pair's penalty is one of those two rows, picked by the
+# detection's score stage in one take. Last, a track's true cx (for the sorted windows
+# of big frames) and its push (-FAR when tentative, else 0).
+_P0, _CX, _A = 2, 6, 8
+_DQ_PAIR, DQ_W, _DQ_ROWS = 9, 9, 11
+_K_GATE, _KQ_PAIR, _K_W, _K_TENT, _K_WEAK, _K_CX, _K_PUSH, _KQ_ROWS = 9, 10, 10, 12, 13, 14, 15, 16
+DQ_AREA = _A  # the detections' table's rows that edge.tracker checks: w, h (DQ_W) and area
+# xyxy -> the detections' table (its area row is filled after), one product.
+_DET_FROM_XYXY = np.zeros((_DQ_ROWS, 4))
+_DET_FROM_XYXY[0:4] = np.eye(4)
+_DET_FROM_XYXY[4:6, 0:2] = -np.eye(2)
+_DET_FROM_XYXY[_CX:_CX + 2] = XYXY_TO_DET[:, 4:6].T
+_DET_FROM_XYXY[DQ_W:DQ_W + 2] = XYXY_TO_DET[:, 6:8].T
+_DET_FROM_XYXY.flags.writeable = False
 FAR = 1e100  # squared, still finite; over any gate
 _PUSH = np.array((0.0, FAR))  # a detection's cx push, by its weak flag
 _PUSH.flags.writeable = False
@@ -98,7 +107,8 @@ def _track_rows(r2: float) -> np.ndarray:
     the table has at most two nonzero terms of exact products, so the product rounds
     exactly as the per-row operations it replaces (the area row is filled after)."""
     t = np.zeros((_KQ_ROWS, _K_IN))
-    t[0:8, 0:4] = XYXY_TO_DET.T
+    t[0:_A, 0:4] = _DET_FROM_XYXY[0:_A]
+    t[_K_W:_K_W + 2, 0:4] = _DET_FROM_XYXY[DQ_W:DQ_W + 2]
     t[_K_GATE, P00], t[_K_GATE, ONE] = 1.0, r2
     t[_K_TENT, ONE], t[_K_TENT, CONF] = 1.0, -1.0  # 1 - conf
     t[_K_WEAK, ONE], t[_K_WEAK, CONF] = BIG + 1.0, -(BIG - 1.0)  # 2, or BIG + 1 if tentative
@@ -142,7 +152,7 @@ def track_table(st: np.ndarray, n: int, prm: np.ndarray) -> np.ndarray:
     size floor, the area, the gate and the push."""
     k = np.empty((_KQ_ROWS, n))
     np.matmul(_track_rows(float(prm[PRM_R2])), st[:n, 0:_K_IN].T, out=k)
-    w = k[_W:_W + 2]
+    w = k[_K_W:_K_W + 2]
     np.maximum(w, _ONE, out=w)  # a coasting box may have shrunk
     np.multiply(w[0], w[1], out=k[_A])
     # chi-square x predicted variance (p00 + r2, from the product), capped: a young
@@ -167,14 +177,14 @@ def detections(boxes: np.ndarray) -> np.ndarray:
     which knows the score stage. ``edge.tracker`` checks the sizes
     and the area on it."""
     d = np.empty((_DQ_ROWS, boxes.shape[0]))
-    np.matmul(_DET_FROM_XYXY, boxes.T, out=d[0:8])
-    np.multiply(d[_W], d[_W + 1], out=d[_A])
+    np.matmul(_DET_FROM_XYXY, boxes.T, out=d)
+    np.multiply(d[DQ_W], d[DQ_W + 1], out=d[_A])
     return d
 
 
 def costs(d: np.ndarray, k: np.ndarray, pen: np.ndarray, iou_min: float) -> np.ndarray:
     """Cost of each pair, from its detection's rows ``d`` and its track's rows ``k``
-    (both laid out as the tables' first rows, materialised to the same shape: same-shape
+    (the tables' rows from _P0, materialised to the same shape: same-shape
     operations cost a third of broadcasting ones at this size) and its stage penalty
     ``pen`` (same shape); REJECT or more where the gate forbids the pair.
 
@@ -184,17 +194,17 @@ def costs(d: np.ndarray, k: np.ndarray, pen: np.ndarray, iou_min: float) -> np.n
     detection, forbidding on a tentative track). x and y go through each operation
     together, and so do the two gates.
     """
-    wh = np.minimum(d[2:4], k[2:4])
-    wh -= np.maximum(d[0:2], k[0:2])
+    lo = np.minimum(d[0:4], k[0:4])  # min x2, min y2, -max x1, -max y1
+    wh = np.add(lo[0:2], lo[2:4], out=lo[0:2])  # overlap width and height
     np.maximum(wh, _ZERO, out=wh)
     inter = wh[0] * wh[1]
-    neg = d[_A] + k[_A]
+    neg = d[_A - _P0] + k[_A - _P0]
     np.subtract(inter, neg, out=neg)  # -union (inter - union: the same bits, negated)
     neg_iou = np.divide(inter, neg, out=neg)
-    e = d[_CX:_CX + 2] - k[_CX:_CX + 2]
+    e = d[_CX - _P0:_CX - _P0 + 2] - k[_CX - _P0:_CX - _P0 + 2]
     e *= e
     dist = np.add(e[0], e[1], out=e[0])
-    dist /= k[_K_GATE]  # squared centre distance over the gate
+    dist /= k[_K_GATE - _P0]  # squared centre distance over the gate
     # Arithmetic rather than masks and np.where (several times dearer at this size),
     # both gates in one floor: e holds the distance and IoU - iou_min, whose floors are
     # 0 for an allowed pair (distance < 1, IoU >= iou_min) and else >= 1 and -1. So
@@ -235,18 +245,18 @@ def scored(st: np.ndarray, n: int, d: np.ndarray, scores: np.ndarray, t: float,
     pens = k[_K_TENT:_K_WEAK + 1]
     if dense:
         d[_CX] += _PUSH.take(weak)
-        dd = np.empty((_DQ_PAIR, m, n))
-        np.copyto(dd, d[:_DQ_PAIR, :, None])
-        kk = np.empty((_KQ_PAIR, m, n))
-        np.copyto(kk, k[:_KQ_PAIR, None, :])
+        dd = np.empty((_DQ_PAIR - _P0, m, n))
+        np.copyto(dd, d[_P0:_DQ_PAIR, :, None])
+        kk = np.empty((_KQ_PAIR - _P0, m, n))
+        np.copyto(kk, k[_P0:_KQ_PAIR, None, :])
         return costs(dd, kk, pens.take(weak, axis=0), float(prm[PRM_IOU]))
     order = d[_CX].argsort(kind="stable")
     keys = d[_CX].take(order)
     d[_CX] += _PUSH.take(weak)
     gate_r = np.sqrt(k[_K_GATE])
-    hw = 0.5 * d[_W:_W + 2].max(axis=1)
-    rx = (np.maximum(0.5 * k[_W], gate_r) + hw[0]) * (1.0 + 1e-9)  # slack: rounding
-    ry = (np.maximum(0.5 * k[_W + 1], gate_r) + hw[1]) * (1.0 + 1e-9)  # never drops a pair
+    hw = 0.5 * d[DQ_W:DQ_W + 2].max(axis=1)
+    rx = (np.maximum(0.5 * k[_K_W], gate_r) + hw[0]) * (1.0 + 1e-9)  # slack: rounding
+    ry = (np.maximum(0.5 * k[_K_W + 1], gate_r) + hw[1]) * (1.0 + 1e-9)  # never drops a pair
     lo = keys.searchsorted(k[_K_CX] - rx, "left")
     cnt = keys.searchsorted(k[_K_CX] + rx, "right") - lo
     total = int(cnt.sum())
@@ -254,7 +264,8 @@ def scored(st: np.ndarray, n: int, d: np.ndarray, scores: np.ndarray, t: float,
     pd = order[np.arange(total) + (lo - (cnt.cumsum() - cnt)).repeat(cnt)]
     near = np.abs(d[_CX + 1, pd] - k[_CX + 1, pt]) <= ry[pt]
     pd, pt = pd[near], pt[near]
-    c = costs(d[:_DQ_PAIR, pd], k[:_KQ_PAIR, pt], pens[weak.take(pd), pt], float(prm[PRM_IOU]))
+    c = costs(d[_P0:_DQ_PAIR, pd], k[_P0:_KQ_PAIR, pt], pens[weak.take(pd), pt],
+              float(prm[PRM_IOU]))
     ok = c < REJECT
     return pd[ok], pt[ok], c[ok]
 
