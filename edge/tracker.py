@@ -256,13 +256,9 @@ class Tracker:
         else:
             res = self._run.step(self._st, n, self._next_id, det, scores, t, dt, self._prm)
         self._n, self._next_id, out_det, ids, confirmed, filtered = res
-        return TrackFrame(
-            ids=ids,
-            boxes=boxes.take(out_det, axis=0),
-            confirmed=confirmed,
-            det_index=out_det if kept is None else kept[out_det],
-            filtered=filtered,
-        )
+        # Positional: a NamedTuple built with keywords costs 0.2 us more.
+        return TrackFrame(ids, boxes.take(out_det, axis=0), confirmed,
+                          out_det if kept is None else kept[out_det], filtered)
 
 
 def _assign_optimal(pd: np.ndarray, pt: np.ndarray, cost: np.ndarray, m: int, n: int

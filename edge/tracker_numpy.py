@@ -96,6 +96,7 @@ def _const(x: float) -> np.ndarray:
 
 
 _ZERO, _ONE, _BIG, _REJECT = _const(0.0), _const(1.0), _const(BIG), _const(REJECT)
+_TRUE, _FALSE = _const(True), _const(False)  # (as assigned values too)
 _K_IN = CONF + 1  # the track table is a product of the state's first _K_IN columns
 
 
@@ -245,10 +246,8 @@ def scored(st: np.ndarray, n: int, d: np.ndarray, scores: np.ndarray, t: float,
     pens = k[_K_TENT:_K_WEAK + 1]
     if dense:
         d[_CX] += _PUSH.take(weak)
-        dd = np.empty((_DQ_PAIR - _P0, m, n))
-        np.copyto(dd, d[_P0:_DQ_PAIR, :, None])
-        kk = np.empty((_KQ_PAIR - _P0, m, n))
-        np.copyto(kk, k[_P0:_KQ_PAIR, None, :])
+        dd = d[_P0:_DQ_PAIR].repeat(n, axis=1).reshape(_DQ_PAIR - _P0, m, n)
+        kk = k[_P0:_KQ_PAIR, None, :].repeat(m, axis=1)
         return costs(dd, kk, pens.take(weak, axis=0), float(prm[PRM_IOU]))
     order = d[_CX].argsort(kind="stable")
     keys = d[_CX].take(order)
@@ -309,7 +308,7 @@ def greedy_dense(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # in col), so that the matching comes out in detection order without a sort.
     taken, best = take, col
     c = c.take(rows, axis=0)
-    c[:, mt] = BIG
+    c[:, mt] = _BIG
     while least(c) < REJECT:
         k = rows.shape[0]
         r = _ARANGE[:k] if k <= _ARANGE.shape[0] else np.arange(k)
@@ -320,14 +319,14 @@ def greedy_dense(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         td = take.nonzero()[0]
         tk = col.take(td)
         rd = rows.take(td)
-        taken[rd] = True
+        taken[rd] = _TRUE
         best[rd] = tk
         keep = (open_ > take).nonzero()[0]
         if not keep.shape[0]:
             break
         rows = rows.take(keep)
         c = c.take(keep, axis=0)
-        c[:, tk] = BIG
+        c[:, tk] = _BIG
     md = taken.nonzero()[0]
     return md, best.take(md)
 
@@ -427,7 +426,7 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
     out_det, out_id, out_box = md, s[ID].astype(np.int64), s[0:4].T
 
     free = scores >= new_score
-    free[md] = False
+    free[md] = _FALSE
     born = free.nonzero()[0]
     b = born.shape[0]
     if b:
