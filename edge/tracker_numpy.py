@@ -454,9 +454,9 @@ def expire(st: np.ndarray, n: int, t: float) -> int:
     tracks matched or born in it never are."""
     if not n or least(st[:n, EXPIRE]) >= t:  # the usual frame: none is due
         return n
-    live = st[:n, EXPIRE] >= t
-    w = int(np.count_nonzero(live))
-    st[:w] = st[:n][live]
+    kept = st[:n][st[:n, EXPIRE] >= t]
+    w = kept.shape[0]
+    st[:w] = kept
     return w
 
 
