@@ -60,10 +60,11 @@ XYXY_TO_DET = np.array([
 # that each quantity is a contiguous vector). Both start x1 y1 x2 y2 -x1 -y1 cx cy
 # area, so that a pair's two sides line up row by row (x and y go through each
 # operation together; with the edges negated, the overlap's two maxima are minima and
-# x2, y2, -x1 and -y1 take one minimum), except that cx is the centre "for distance":
-# pushed FAR away (+ for a weak detection, - for a tentative track) so that such a
-# pair's distance is out of every gate without a mask (only a confident detection and
-# a confirmed track may pair by distance). A track's next row is its gate (box height
+# x2, y2, -x1 and -y1 take one minimum), except that the track's centre is negated
+# (-cx, -cy: a pair's centre offset and its areas' sum come out of one add) and cx is
+# the centre "for distance": pushed FAR away (a weak detection's cx, a tentative
+# track's -cx) so that such a pair's distance is out of every gate without a mask (only
+# a confident detection and a confirmed track may pair by distance). A track's next row is its gate (box height
 # squared x chi-square x predicted variance: a centre distance squared under it
 # passes). Pair costs read the rows from _P0 (x2) to _DQ_PAIR / _KQ_PAIR (area, gate);
 # then come the box's w and h, and per track the penalty it adds to a confident
@@ -109,12 +110,13 @@ def _track_rows(r2: float) -> np.ndarray:
     exactly as the per-row operations it replaces (the area row is filled after)."""
     t = np.zeros((_KQ_ROWS, _K_IN))
     t[0:_A, 0:4] = _DET_FROM_XYXY[0:_A]
+    t[_CX:_CX + 2] *= -1.0  # -cx, -cy: a pair's centre offset and its areas' sum in one add
     t[_K_W:_K_W + 2, 0:4] = _DET_FROM_XYXY[DQ_W:DQ_W + 2]
     t[_K_GATE, P00], t[_K_GATE, ONE] = 1.0, r2
     t[_K_TENT, ONE], t[_K_TENT, CONF] = 1.0, -1.0  # 1 - conf
     t[_K_WEAK, ONE], t[_K_WEAK, CONF] = BIG + 1.0, -(BIG - 1.0)  # 2, or BIG + 1 if tentative
     t[_K_CX, 0:4] = XYXY_TO_DET[:, 4]
-    t[_K_PUSH, ONE], t[_K_PUSH, CONF] = -FAR, FAR  # 0, or -FAR if tentative
+    t[_K_PUSH, ONE], t[_K_PUSH, CONF] = FAR, -FAR  # 0, or FAR (on -cx) if tentative
     t.flags.writeable = False
     return t
 
@@ -199,10 +201,13 @@ def costs(d: np.ndarray, k: np.ndarray, pen: np.ndarray, iou_min: float) -> np.n
     wh = np.add(lo[0:2], lo[2:4], out=lo[0:2])  # overlap width and height
     np.maximum(wh, _ZERO, out=wh)
     inter = wh[0] * wh[1]
-    neg = d[_A - _P0] + k[_A - _P0]
+    # The track's centre is negated in its table: one add gives the centre offsets
+    # (d + -k: the same bits as d - k) and the areas' sum.
+    sums = np.add(d[_CX - _P0:_A - _P0 + 1], k[_CX - _P0:_A - _P0 + 1])
+    neg = sums[2]
     np.subtract(inter, neg, out=neg)  # -union (inter - union: the same bits, negated)
     neg_iou = np.divide(inter, neg, out=neg)
-    e = d[_CX - _P0:_CX - _P0 + 2] - k[_CX - _P0:_CX - _P0 + 2]
+    e = sums[0:2]
     e *= e
     dist = np.add(e[0], e[1], out=e[0])
     dist /= k[_K_GATE - _P0]  # squared centre distance over the gate
@@ -261,7 +266,7 @@ def scored(st: np.ndarray, n: int, d: np.ndarray, scores: np.ndarray, t: float,
     total = int(cnt.sum())
     pt = np.arange(n).repeat(cnt)
     pd = order[np.arange(total) + (lo - (cnt.cumsum() - cnt)).repeat(cnt)]
-    near = np.abs(d[_CX + 1, pd] - k[_CX + 1, pt]) <= ry[pt]
+    near = np.abs(d[_CX + 1, pd] + k[_CX + 1, pt]) <= ry[pt]  # (the track's cy is negated)
     pd, pt = pd[near], pt[near]
     c = costs(d[_P0:_DQ_PAIR, pd], k[_P0:_KQ_PAIR, pt], pens[weak.take(pd), pt],
               float(prm[PRM_IOU]))
