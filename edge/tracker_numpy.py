@@ -13,7 +13,9 @@ tracks at once (on their state gathered and transposed, so that each quantity is
 contiguous row). Fewer calls is not all: a call on a strided 2-D view, one that
 broadcasts, or a mixed dtype costs two to three times a same-shape one on contiguous
 rows (callgrind: about 5k instructions against 10-25k), so the tables are laid out for
-contiguous rows.
+contiguous rows; a reduction (np.minimum.reduce) costs two to three plain calls, so
+small minima are an argmin and an index; a Python float operand costs about 0.1 us
+more than a 0-d array (numpy 2.4).
 
 The arithmetic is ``edge.tracker_kernels``' (numba loops, the optional `jit` extra), so
 both give the same tracks (tests/test_tracker.py compares them frame by frame on the
@@ -64,10 +66,10 @@ XYXY_TO_DET = np.array([
 # (-cx, -cy: a pair's centre offset and its areas' sum come out of one add) and cx is
 # the centre "for distance": pushed FAR away (a weak detection's cx, a tentative
 # track's -cx) so that such a pair's distance is out of every gate without a mask (only
-# a confident detection and a confirmed track may pair by distance). A track's next row is its gate (box height
-# squared x chi-square x predicted variance: a centre distance squared under it
-# passes). Pair costs read the rows from _P0 (x2) to _DQ_PAIR / _KQ_PAIR (area, gate);
-# then come the box's w and h, and per track the penalty it adds to a confident
+# a confident detection and a confirmed track may pair by distance). A track's next
+# row is its gate (box height squared x chi-square x predicted variance: a centre
+# distance squared under it passes). Pair costs read the rows from _P0 (x2) to
+# _DQ_PAIR / _KQ_PAIR (area, gate); then come the box's w and h, and per track the penalty it adds to a confident
 # detection (+1 when tentative) and to a weak one (+2 on a confirmed track, forbidding
 # on a tentative one): a pair's penalty is one of those two rows, picked by the
 # detection's score stage in one take. Last, a track's true cx (for the sorted windows
@@ -247,7 +249,7 @@ def scored(st: np.ndarray, n: int, d: np.ndarray, scores: np.ndarray, t: float,
     m = d.shape[1]
     dense = m * n <= prm[PRM_DENSE]
     k = track_table(st, n, prm)
-    weak = np.less(scores, prm[PRM_HIGH]).view(np.uint8)  # 0/1: a penalty row, a push
+    weak = np.less(scores, prm[PRM_HIGH])  # as an index (0/1): a penalty row, a push
     pens = k[_K_TENT:_K_WEAK + 1]
     if dense:
         d[_CX] += _PUSH.take(weak)
@@ -268,8 +270,8 @@ def scored(st: np.ndarray, n: int, d: np.ndarray, scores: np.ndarray, t: float,
     pd = order[np.arange(total) + (lo - (cnt.cumsum() - cnt)).repeat(cnt)]
     near = np.abs(d[_CX + 1, pd] + k[_CX + 1, pt]) <= ry[pt]  # (the track's cy is negated)
     pd, pt = pd[near], pt[near]
-    c = costs(d[_P0:_DQ_PAIR, pd], k[_P0:_KQ_PAIR, pt], pens[weak.take(pd), pt],
-              float(prm[PRM_IOU]))
+    pen = pens[weak.view(np.uint8).take(pd), pt]  # (a bool index would be a mask)
+    c = costs(d[_P0:_DQ_PAIR, pd], k[_P0:_KQ_PAIR, pt], pen, float(prm[PRM_IOU]))
     ok = c < REJECT
     return pd[ok], pt[ok], c[ok]
 
