@@ -65,15 +65,15 @@ XYXY_TO_DET = np.array([
 # x2, y2, -x1 and -y1 take one minimum), except that the track's centre is negated
 # (-cx, -cy: a pair's centre offset and its areas' sum come out of one add) and cx is
 # the centre "for distance": pushed FAR away (a weak detection's cx, a tentative
-# track's -cx) so that such a pair's distance is out of every gate without a mask (only
-# a confident detection and a confirmed track may pair by distance). A track's next
-# row is its gate (box height squared x chi-square x predicted variance: a centre
+# track's -cx) so that such a pair's distance is out of every gate without a mask
+# (only a confident detection and a confirmed track may pair by distance). A track's
+# next row is its gate (box height squared x chi-square x predicted variance: a centre
 # distance squared under it passes). Pair costs read the rows from _P0 (x2) to
-# _DQ_PAIR / _KQ_PAIR (area, gate); then come the box's w and h, and per track the penalty it adds to a confident
-# detection (+1 when tentative) and to a weak one (+2 on a confirmed track, forbidding
-# on a tentative one): a pair's penalty is one of those two rows, picked by the
-# detection's score stage in one take. Last, a track's true cx (for the sorted windows
-# of big frames) and its push (-FAR when tentative, else 0).
+# _DQ_PAIR / _KQ_PAIR (area, gate). Then come the box's w and h, and per track the
+# penalty it adds to a confident detection (+1 when tentative) and to a weak one (+2 on
+# a confirmed track, forbidding on a tentative one): a pair's penalty is one of those
+# two rows, picked by the detection's score stage in one take. Last, a track's true cx
+# (for the sorted windows of big frames) and its push (FAR when tentative, else 0).
 _P0, _CX, _A = 2, 6, 8
 _DQ_PAIR, DQ_W, _DQ_ROWS = 9, 9, 11
 _K_GATE, _KQ_PAIR, _K_W, _K_TENT, _K_WEAK, _K_CX, _K_PUSH, _KQ_ROWS = 9, 10, 10, 12, 13, 14, 15, 16
