@@ -270,8 +270,11 @@ def scored(st: np.ndarray, n: int, d: np.ndarray, scores: np.ndarray, t: float,
     pd = order[np.arange(total) + (lo - (cnt.cumsum() - cnt)).repeat(cnt)]
     near = np.abs(d[_CX + 1, pd] + k[_CX + 1, pt]) <= ry[pt]  # (the track's cy is negated)
     pd, pt = pd[near], pt[near]
-    pen = pens[weak.view(np.uint8).take(pd), pt]  # (a bool index would be a mask)
-    c = costs(d[_P0:_DQ_PAIR, pd], k[_P0:_KQ_PAIR, pt], pen, float(prm[PRM_IOU]))
+    two = pens.take(pt, axis=1)
+    pen = np.where(weak.take(pd), two[1], two[0])
+    # take, not fancy indexing: its rows come out contiguous (d[rows, pd] is transposed).
+    c = costs(d[_P0:_DQ_PAIR].take(pd, axis=1), k[_P0:_KQ_PAIR].take(pt, axis=1), pen,
+              float(prm[PRM_IOU]))
     ok = c < REJECT
     return pd[ok], pt[ok], c[ok]
 
