@@ -301,7 +301,8 @@ def greedy_dense(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     not; dropping both and repeating gives exactly the greedy matching, one round per
     link of the longest chain of conflicts (one or two in a crowd, never one per
     track). Rounds after the first work on the few rows left (those still open), with
-    the taken columns forbidden (BIG).
+    the taken columns forbidden (BIG); where at most _FEW rows are left, greedy takes
+    their pairs one at a time instead (``_one_at_a_time``: a round is a dozen calls).
     """
     m, n = c.shape
     r = _ARANGE[:m] if m <= _ARANGE.shape[0] else np.arange(m)
@@ -319,6 +320,10 @@ def greedy_dense(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     taken, best = take, col
     c = c.take(rows, axis=0)
     c[:, mt] = _BIG
+    if rows.shape[0] <= _FEW:
+        _one_at_a_time(c, rows, taken, best)
+        md = taken.nonzero()[0]
+        return md, best.take(md)
     while least(c) < REJECT:
         k = rows.shape[0]
         r = _ARANGE[:k] if k <= _ARANGE.shape[0] else np.arange(k)
@@ -339,6 +344,30 @@ def greedy_dense(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         c[:, tk] = _BIG
     md = taken.nonzero()[0]
     return md, best.take(md)
+
+
+_FEW = 3  # rows left after greedy's first round that go one pair at a time
+
+
+def _one_at_a_time(c: np.ndarray, rows: np.ndarray, taken: np.ndarray, best: np.ndarray
+                   ) -> None:
+    """Greedy on a few rows, one pair at a time: the least cost left (the first in row
+    order, then column order: ties to the lower detection, then the lower track) is
+    taken and its row and column forbidden, until none is allowed. Marks ``taken`` and
+    ``best`` at the detections ``rows`` (ascending) name; ``c`` (contiguous) is
+    overwritten. The greedy matching of what the first round left, as the rounds'."""
+    n = c.shape[1]
+    flat = c.ravel()
+    while True:
+        i = int(flat.argmin())
+        if flat[i] >= REJECT:
+            return
+        r, j = divmod(i, n)
+        d = rows[r]
+        taken[d] = True
+        best[d] = j
+        c[r] = BIG
+        c[:, j] = BIG
 
 
 def least(a: np.ndarray) -> np.floating:
