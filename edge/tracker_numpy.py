@@ -200,7 +200,8 @@ def costs(d: np.ndarray, k: np.ndarray, pen: np.ndarray, iou_min: float) -> np.n
     together, and so do the two gates.
     """
     lo = np.minimum(d[0:4], k[0:4])  # min x2, min y2, -max x1, -max y1
-    wh = np.add(lo[0:2], lo[2:4], out=lo[0:2])  # overlap width and height
+    wh = lo[0:2]
+    np.add(wh, lo[2:4], out=wh)  # overlap width and height
     np.maximum(wh, _ZERO, out=wh)
     inter = wh[0] * wh[1]
     # The track's centre is negated in its table: one add gives the centre offsets
@@ -211,7 +212,8 @@ def costs(d: np.ndarray, k: np.ndarray, pen: np.ndarray, iou_min: float) -> np.n
     neg_iou = np.divide(inter, neg, out=neg)
     e = sums[0:2]
     e *= e
-    dist = np.add(e[0], e[1], out=e[0])
+    dist = e[0]
+    np.add(dist, e[1], out=dist)
     dist /= k[_K_GATE - _P0]  # squared centre distance over the gate
     # Arithmetic rather than masks and np.where (several times dearer at this size),
     # both gates in one floor: e holds the distance and IoU - iou_min, whose floors are
@@ -224,7 +226,8 @@ def costs(d: np.ndarray, k: np.ndarray, pen: np.ndarray, iou_min: float) -> np.n
     f = np.floor(e, out=wh)
     f *= _BIG
     dist += f[0]
-    x = np.subtract(neg_iou, f[1], out=f[1])
+    x = f[1]
+    np.subtract(neg_iou, x, out=x)
     c = np.minimum(dist, x, out=dist)
     c += pen
     return c
