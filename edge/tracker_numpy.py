@@ -159,19 +159,21 @@ def track_table(st: np.ndarray, n: int, prm: np.ndarray) -> np.ndarray:
     np.matmul(_track_rows(float(prm[PRM_R2])), st[:n, 0:_K_IN].T, out=k)
     w = k[_K_W:_K_W + 2]
     np.maximum(w, _ONE, out=w)  # a coasting box may have shrunk
-    np.multiply(w[0], w[1], out=k[_A])
+    h = w[1]
+    np.multiply(w[0], h, out=k[_A])
     # chi-square x predicted variance (p00 + r2, from the product), capped: a young
     # track's velocity is a guess, and coasting on it must not let it reach across the
     # picture. Then in box heights squared.
     gate = k[_K_GATE]
     gate *= prm[PRM_CHI2]
     np.minimum(gate, prm[PRM_GATE_MAX2], out=gate)
-    gate *= w[1] * w[1]
+    gate *= h * h
     # A tentative track does not pair by distance (its cx is pushed FAR away); tentative
     # tracks come after confirmed ones (+1); weak detections only continue confirmed
     # tracks (+2, and BIG on tentative ones): rows of the product. (Expired tracks are
     # gone: see expire.)
-    k[_CX] += k[_K_PUSH]
+    cx = k[_CX]
+    np.add(cx, k[_K_PUSH], out=cx)  # (not k[_CX] += ...: that also assigns the row back)
     return k
 
 
@@ -212,8 +214,8 @@ def costs(d: np.ndarray, k: np.ndarray, pen: np.ndarray, iou_min: float) -> np.n
     neg_iou = np.divide(inter, neg, out=neg)
     e = sums[0:2]
     e *= e
-    dist = e[0]
-    np.add(dist, e[1], out=dist)
+    dist, e1 = e[0], e[1]
+    np.add(dist, e1, out=dist)
     dist /= k[_K_GATE - _P0]  # squared centre distance over the gate
     # Arithmetic rather than masks and np.where (several times dearer at this size),
     # both gates in one floor: e holds the distance and IoU - iou_min, whose floors are
@@ -222,7 +224,7 @@ def costs(d: np.ndarray, k: np.ndarray, pen: np.ndarray, iou_min: float) -> np.n
     # BIG - IoU, else -IoU; the pair takes the cheaper. Every term added is 0.0 for an
     # allowed pair, so its cost is exact (and the same bits as ceil(iou_min - IoU) x BIG
     # - IoU, the form before).
-    np.subtract(-iou_min, neg_iou, out=e[1])
+    np.subtract(-iou_min, neg_iou, out=e1)
     f = np.floor(e, out=wh)
     f *= _BIG
     dist += f[0]
@@ -255,13 +257,15 @@ def scored(st: np.ndarray, n: int, d: np.ndarray, scores: np.ndarray, t: float,
     weak = np.less(scores, prm[PRM_HIGH])  # as an index (0/1): a penalty row, a push
     pens = k[_K_TENT:_K_WEAK + 1]
     if dense:
-        d[_CX] += _PUSH.take(weak)
+        cx = d[_CX]
+        np.add(cx, _PUSH.take(weak), out=cx)
         dd = d[_P0:_DQ_PAIR].repeat(n, axis=1).reshape(_DQ_PAIR - _P0, m, n)
         kk = k[_P0:_KQ_PAIR, None, :].repeat(m, axis=1)
         return costs(dd, kk, pens.take(weak, axis=0), float(prm[PRM_IOU]))
     order = d[_CX].argsort(kind="stable")
     keys = d[_CX].take(order)
-    d[_CX] += _PUSH.take(weak)
+    cx = d[_CX]
+    np.add(cx, _PUSH.take(weak), out=cx)
     gate_r = np.sqrt(k[_K_GATE])
     hw = 0.5 * d[DQ_W:DQ_W + 2].max(axis=1)
     rx = (np.maximum(0.5 * k[_K_W], gate_r) + hw[0]) * (1.0 + 1e-9)  # slack: rounding
@@ -451,12 +455,16 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
     # a copy, corrected here with contiguous whole-row operations, written back once.
     s = st.take(mt, axis=0).T.copy()
     # Kalman gain of each edge's position and velocity (shared by the four edges).
-    g = s[P00:P11] / (s[P00] + r2)
+    cov = s[P00:P11]  # p00, p01
+    g = cov / (s[P00] + r2)
+    box = s[0:4]
     innov = det[0:4].take(md, axis=1)
-    innov -= s[0:4]
-    s[0:8] += (g[:, None, :] * innov).reshape(8, -1)
-    s[P11] -= g[1] * s[P01]
-    np.multiply(g, r2, out=s[P00:P11])
+    innov -= box
+    moving = s[0:8]  # (a name, not s[0:8] += ...: that also assigns the rows back)
+    np.add(moving, (g[:, None, :] * innov).reshape(8, -1), out=moving)
+    p11 = s[P11]
+    np.subtract(p11, g[1] * s[P01], out=p11)
+    np.multiply(g, r2, out=cov)
     # Confirmed once matched confirm_s after birth; stays so (time never goes back, so
     # the test stays true once it is). Last match now; expiry max_lost_s after now if
     # confirmed, else tentative_lost_s: TLAST, CONF and EXPIRE looked up by the
@@ -465,7 +473,7 @@ def apply(st: np.ndarray, n: int, next_id: int, det: np.ndarray, scores: np.ndar
     s[TLAST:EXPIRE + 1] = np.array((t, t, 0.0, 1.0, t + t_lost, t + max_lost)
                                    ).reshape(3, 2).take(conf, axis=1)
     st[mt] = s.T
-    out_det, out_id, out_box = md, s[ID].astype(np.int64), s[0:4].T
+    out_det, out_id, out_box = md, s[ID].astype(np.int64), box.T
 
     free = scores >= new_score
     free[md] = _FALSE
