@@ -368,6 +368,31 @@ def test_numpy_and_compiled_paths_give_the_same_tracks(in_view):
     assert matched > 0.5 * sum(f.gt_ids.size for f in stream.frames)
 
 
+@pytest.mark.parametrize("fps, digest, filtered_sum, reported", [
+    (30.0, "13caf1be0d82e16c", 2618845.755433985, 2491),
+    (10.0, "5af8ae720a7f7b37", 841953.2033681027, 805),
+])
+def test_numpy_path_tracks_are_unchanged(fps, digest, filtered_sum, reported):
+    """A golden record of the numpy path's tracks (computed on main at 4ff24a2, before
+    issue 13's work on its per-frame overhead): a change meant only to make the hot path
+    cheaper must not move a track. Ids, detection indices, confirmation and boxes are
+    hashed (exact); the Kalman estimates, whose last bits may depend on the BLAS build,
+    are compared as a sum. bench/tracker_identity.py checks many more streams."""
+    import hashlib
+
+    h = hashlib.sha256()
+    total, n = 0.0, 0
+    tr = Tracker(compiled=False)
+    for fr in generate(StreamSpec(in_view=20, fps=fps, duration_s=6.0, seed=3)).frames:
+        out = tr.update(fr.boxes, fr.scores, fr.t)
+        for a in (out.ids, out.det_index, out.confirmed, out.boxes):
+            h.update(np.ascontiguousarray(a).tobytes())
+        total += float(out.filtered.sum())
+        n += out.ids.size
+    assert (h.hexdigest()[:16], n) == (digest, reported)
+    assert total == pytest.approx(filtered_sum, rel=1e-12)
+
+
 def test_the_plain_install_never_imports_numba():
     """Without the `jit` extra (here: FOOTFALL_JIT=0) the tracker runs on numpy and numba
     is not even imported: it would cost the camera agent about 90 MiB."""
