@@ -279,6 +279,35 @@ def test_camera_source_places_fraction_lines_on_the_first_frame(tmp_path: Path) 
     assert abs(src.lines[0].p1[0] - x1) < 1e-6 and abs(src.lines[0].p2[1] - y2) < 1e-6
 
 
+def _annotated_line_crossings(name: str, first: int, stop: int) -> list[tuple[float, str]]:
+    """The shipped pipeline (tiles) on frames ``first``..``stop - 1`` of vtest.avi with an
+    annotated line: (frame, direction) per crossing, frames in media time from frame 0."""
+    from edge.camera_pipeline import CameraPipeline, front_end_for
+    from edge.counting import CountingLine
+    from edge.detector import OnnxDetector
+    from edge.video_source import VideoSource
+
+    spec = json.loads((DATA / "vtest_lines.json").read_text())["lines"][name]
+    (x1, y1, x2, y2), inside = spec["line"], spec["inside"]
+    line = CountingLine(name, (x1, y1), (x2, y2), tuple(inside))
+    front, roi = front_end_for(OnnxDetector("ssdlite_person", threads=1), [line], 768, 576, "tiles")
+    pipe = CameraPipeline(front, [line], run_id="t", roi=roi, frame_size=(768, 576))
+    src = VideoSource(VTEST, live=False)
+    counted, t0 = [], None
+    try:
+        for f in src.frames():
+            if f.index >= stop:
+                break
+            if f.index < first:
+                continue
+            t0 = f.t_utc - f.t_mono if t0 is None else t0  # media time: seconds from frame 0
+            counted += pipe.process(f)
+    finally:
+        src.close()
+    counted += pipe.flush()
+    return sorted(((e.crossing.t_utc - t0) * 10.0, e.crossing.direction) for e in counted)
+
+
 @needs_vtest
 def test_a_walker_leaving_the_group_by_the_sign_is_counted() -> None:
     """The dev part's one former miss (docs/camera.md, `centre_long`, frames 0-89 of
@@ -286,29 +315,9 @@ def test_a_walker_leaving_the_group_by_the_sign_is_counted() -> None:
     the sign and comes out as a new track already past the line; the counter's late
     re-identification gives it the side of the track that held the walker last. Both
     annotated crossings in these frames count, nothing else."""
-    from edge.camera_pipeline import CameraPipeline, front_end_for
-    from edge.counting import CountingLine
-    from edge.detector import OnnxDetector
     from edge.truth_file import read_truth_csv
-    from edge.video_source import VideoSource
 
-    spec = json.loads((DATA / "vtest_lines.json").read_text())["lines"]["centre_long"]
-    (x1, y1, x2, y2), inside = spec["line"], spec["inside"]
-    line = CountingLine("centre_long", (x1, y1), (x2, y2), tuple(inside))
-    front, roi = front_end_for(OnnxDetector("ssdlite_person", threads=1), [line], 768, 576, "tiles")
-    pipe = CameraPipeline(front, [line], run_id="t", roi=roi, frame_size=(768, 576))
-    src = VideoSource(VTEST, live=False)
-    counted, t0 = [], None
-    try:
-        for f in src.frames():
-            if f.index >= 90:
-                break
-            t0 = f.t_utc - f.t_mono if t0 is None else t0
-            counted += pipe.process(f)
-    finally:
-        src.close()
-    counted += pipe.flush()
-    got = [((e.crossing.t_utc - t0) * 10.0, e.crossing.direction) for e in counted]
+    got = _annotated_line_crossings("centre_long", 0, 90)
     truth = [(f, d) for f, d in read_truth_csv(DATA / "vtest_truth" / "centre_long.csv") if f < 90]
     assert truth == [(17, "in"), (61, "out")]
     assert [d for _, d in got] == ["in", "out"]
@@ -323,31 +332,9 @@ def test_a_walker_coming_out_from_behind_the_sign_at_the_line_is_counted() -> No
     "born on the line" rule gives that track the side it was first seen on. All four
     annotated crossings in these frames count (343 out, 347 in, 362 in, 363 in), nothing
     else."""
-    from edge.camera_pipeline import CameraPipeline, front_end_for
-    from edge.counting import CountingLine
-    from edge.detector import OnnxDetector
     from edge.truth_file import read_truth_csv
-    from edge.video_source import VideoSource
 
-    spec = json.loads((DATA / "vtest_lines.json").read_text())["lines"]["long_470"]
-    (x1, y1, x2, y2), inside = spec["line"], spec["inside"]
-    line = CountingLine("long_470", (x1, y1), (x2, y2), tuple(inside))
-    front, roi = front_end_for(OnnxDetector("ssdlite_person", threads=1), [line], 768, 576, "tiles")
-    pipe = CameraPipeline(front, [line], run_id="t", roi=roi, frame_size=(768, 576))
-    src = VideoSource(VTEST, live=False)
-    counted, t0 = [], None
-    try:
-        for f in src.frames():
-            if f.index >= 380:
-                break
-            if f.index < 330:
-                continue
-            t0 = f.t_utc - f.t_mono if t0 is None else t0  # media time: seconds from frame 0
-            counted += pipe.process(f)
-    finally:
-        src.close()
-    counted += pipe.flush()
-    got = sorted(((e.crossing.t_utc - t0) * 10.0, e.crossing.direction) for e in counted)
+    got = _annotated_line_crossings("long_470", 330, 380)
     truth = [(f, d) for f, d in read_truth_csv(DATA / "vtest_truth" / "long_470.csv") if 335 <= f < 375]
     assert truth == [(343, "out"), (347, "in"), (362, "in"), (363, "in")]
     assert [d for _, d in got] == [d for _, d in truth]
