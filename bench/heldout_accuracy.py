@@ -9,7 +9,9 @@ The lines, their truth and the dev/test split are fixed in tests/data/vtest_line
 (split by line and by time; docs/camera.md "How we measure"). The split's
 ``dev_only_lines`` were added after the test part had been reported and are annotated on
 the dev frames only: for them only the dev part is scored, and both pipelines see frames
-0-399 only (no output on the test frames exists to be looked at). Two pipelines run on the
+0-399 only (no output on the test frames exists to be looked at). The ``test_only_lines``
+(the second test part, session 7) are annotated on the test frames only: both pipelines
+see the whole clip, and only the test part is scored. Two pipelines run on the
 same frames in the same process:
 
 * **ours**: `edge.camera_pipeline.CameraPipeline` with its front-end (`tiles`: the SSD
@@ -214,6 +216,8 @@ def parts_of(name: str, split: dict) -> dict[str, tuple[int, int]]:
     dev, test = split["dev_frames"], split["test_frames"]
     if name in split.get("dev_only_lines", ()):
         return {"dev (tuned on)": tuple(dev)}
+    if name in split.get("test_only_lines", ()):  # the second test part: test frames only are annotated
+        return {"test (held out)": tuple(test)}
     if test_line:
         return {"test (held out)": tuple(test), "held out by line only": tuple(dev)}
     return {"dev (tuned on)": tuple(dev), "held out by time only": tuple(test)}
