@@ -4,6 +4,7 @@ was missed or made.
     python -m bench.crossing_trace --lines diag,x610 --out /tmp/trace     # record
     python -m bench.crossing_trace --lines diag --out /tmp/trace --list   # truth vs ours
     python -m bench.crossing_trace --lines diag --out /tmp/trace --frames 770 794 --near 60
+    python -m bench.crossing_trace --lines ALL --out /tmp/trace --score --counting settle_s=1.0
 
 Recording runs our pipeline (SSD, tiles, the detections cached by
 `bench.heldout_accuracy`) for every named line in one pass over the clip and keeps, per
@@ -13,20 +14,27 @@ each line's truth and our counts side by side with frame numbers, each marked ma
 not (the scorer's own rule: same direction within 1 s, closest first). ``--frames A B``
 prints every frame in that range: the detections and tracks whose feet are within
 ``--near`` px of the line (signed distance, + inside; whether within the segment).
-Everything here is for reading errors on the annotated lines; it changes nothing.
+``--score`` replays the recorded tracks into the counter as it is now, with
+``--counting NAME=VALUE`` overrides of the camera's `CountingParams` and ``--lift K``
+(the feet anchor raised by K box heights), and scores every part as
+`bench.heldout_accuracy` does: the tracker's output does not depend on the counter, so
+a counting rule is tried on every line in seconds (record the traces with the code
+whose tracker and front-end you mean). Everything here is for reading errors on the
+annotated lines; it changes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pickle
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from bench.heldout_accuracy import (TOLERANCE_S, VTEST, counting_line, frames, load_lines, open_detector,
-                                    truth_of)
+from bench.heldout_accuracy import (TOLERANCE_S, VTEST, counting_line, frames, last_frame_of, load_lines,
+                                    open_detector, parts_of, score_part, truth_of)
 
 
 def record(lines: list[str], out: Path, threads: int, cache_dir: Path, last: int | None = None) -> None:
@@ -134,17 +142,62 @@ def step(name: str, tr: dict, lo: int, hi: int, near: float) -> None:
         print("\n".join(out))
 
 
+def replay(name: str, tr: dict, params, lift: float = 0.0) -> list[tuple[float, str]]:
+    """The recorded tracks of one line through a counter with ``params``: crossings as
+    (seconds from frame 0, direction), on the frames `bench.heldout_accuracy` runs."""
+    from edge.counting import LineCounter
+
+    spec = load_lines()
+    last = last_frame_of(name, spec["split"])
+    c = LineCounter([counting_line(spec["lines"][name], name)], params=params, frame_size=(768, 576))
+    t0, out = tr["frames"][0]["t"], []
+    for fr in tr["frames"]:
+        if last is not None and fr["i"] > last:
+            break
+        b = np.array(fr["boxes"], dtype=np.float64).reshape(-1, 4)
+        if lift:
+            b[:, 3] -= lift * (b[:, 3] - b[:, 1])
+        out += c.update(fr["ids"], b, fr["confirmed"], fr["t"])
+    out += c.flush()
+    return [(e.t - t0, e.direction) for e in out]
+
+
+def score(names: list[str], out: Path, overrides: list[str], lift: float) -> None:
+    """Every part of every named line, ours (worst direction; matched/true +extra)."""
+    from contract.crossing_score import worst_direction
+    from edge.camera_pipeline import CAMERA_COUNTING
+
+    kw = {k: type(getattr(CAMERA_COUNTING, k))(v) for k, v in (o.split("=", 1) for o in overrides)}
+    params = dataclasses.replace(CAMERA_COUNTING, **kw)
+    spec = load_lines()
+    print(f"# counting {params}, lift {lift}")
+    for n in names:
+        counted = replay(n, pickle.loads((out / f"{n}.pkl").read_bytes()), params, lift)
+        for part, rng in parts_of(n, spec["split"]).items():
+            s = score_part(truth_of(n, spec["fps"]), counted, rng, spec["fps"])
+            cells = " ".join(f"{d} {v['matched']}/{v['true']}+{v['extra']}" for d, v in s.items())
+            print(f"{n:12s} {part:24s} {worst_direction(s):+.3f}  {cells}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.crossing_trace", description=__doc__.splitlines()[0])
-    ap.add_argument("--lines", required=True)
+    ap.add_argument("--lines", required=True, help="comma-separated line names, or ALL")
     ap.add_argument("--out", required=True, help="folder of the traces (one pickle per line)")
     ap.add_argument("--list", action="store_true", help="truth vs ours, frames 400-794 (--frames to change)")
     ap.add_argument("--frames", nargs=2, type=int, default=None)
     ap.add_argument("--near", type=float, default=60.0)
+    ap.add_argument("--score", action="store_true", help="replay the recorded tracks into the counter and score")
+    ap.add_argument("--counting", nargs="*", default=[], help="NAME=VALUE overrides of the camera's CountingParams")
+    ap.add_argument("--lift", type=float, default=0.0, help="--score: raise the feet anchor by this many box heights")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "footfall-bench"))
     args = ap.parse_args(argv)
     names, out = args.lines.split(","), Path(args.out)
+    if names == ["ALL"]:
+        names = list(load_lines()["lines"])
+    if args.score:
+        score(names, out, args.counting, args.lift)
+        return 0
     if not args.list and args.frames is None:
         if not VTEST.is_file():
             print(f"{VTEST} missing", file=sys.stderr)
