@@ -13,7 +13,10 @@ Why each rule exists:
   goes a full h out on that same side the side is simply its own. Without this such a
   track has no side until it is past the line, and its crossing is lost (vtest.avi
   `long_470`, frame 363, docs/camera.md); jitter of someone who appears standing on the
-  line does not reach that far.
+  line does not reach that far. Not in the stream's first frame: nobody appears there,
+  everyone in view was already there, and a step off the line then is not a crossing
+  anyone saw (the annotation rule: a crossing under way at frame 0 does not count;
+  vtest.avi `near_right`, frame 0, docs/camera.md).
 * **Within the segment.** A side change counts only where the anchor is within the
   segment's extent (plus ``segment_margin_px``), so people passing beside a door do
   not count.
@@ -270,6 +273,7 @@ class LineCounter:
         self._ring = np.full((cap, _RING), -np.inf)
         self._first_t = np.full(cap, np.inf)
         self._t: float | None = None
+        self._start: float | None = None  # the stream's first frame (no one is born there)
         # The stream's frame interval: the median of the last steps between updates (one
         # frame delivered late and the next early must not shrink it).
         self._steps = np.full(15, np.nan)
@@ -302,6 +306,8 @@ class LineCounter:
             self._steps[self._n_steps % self._steps.shape[0]] = t - self._t
             self._n_steps += 1
         self._t = t
+        if self._start is None:
+            self._start = t
         self._forget(t)
         if k == 0:
             return self._release(t)
@@ -314,7 +320,7 @@ class LineCounter:
         new_side = np.where(s >= self._h_in, 1, np.where(s <= -self._h_out, -1, 0)).astype(np.int8)
         old = self._side[slots]
         # Born on the line: the side the anchor is on, tentatively (module docstring).
-        born = first & (old == 0) & (new_side == 0) & (s != 0)
+        born = first & (old == 0) & (new_side == 0) & (s != 0) & (t > self._start)
         if born.any():
             old = np.where(born, np.sign(s), old).astype(np.int8)
             self._birth_s[slots] = np.where(born, s, self._birth_s[slots])

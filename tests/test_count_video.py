@@ -339,3 +339,20 @@ def test_a_walker_coming_out_from_behind_the_sign_at_the_line_is_counted() -> No
     assert truth == [(343, "out"), (347, "in"), (362, "in"), (363, "in")]
     assert [d for _, d in got] == [d for _, d in truth]
     assert all(abs(g - f) <= 10 for (g, _), (f, _) in zip(got, truth))  # within 1 s
+
+
+@needs_vtest
+def test_a_walker_on_the_line_in_the_first_frame_is_not_counted() -> None:
+    """The test line `near_right`, frames 0-44 of vtest.avi (its frames 0-399 are no
+    longer held out: both test parts are spent, docs/camera.md): in frame 0 a man is on
+    the line (feet 1 px inside) and walks out. A crossing already under way at frame 0
+    is not a crossing anyone saw (the annotation rule), and the counter's "born on the
+    line" rule does not apply in the stream's first frame. The two annotated crossings
+    in these frames count (27 out, 33 out), nothing else."""
+    from edge.truth_file import read_truth_csv
+
+    got = _annotated_line_crossings("near_right", 0, 45)
+    truth = [(f, d) for f, d in read_truth_csv(DATA / "vtest_truth" / "near_right.csv") if f < 40]
+    assert truth == [(27, "out"), (33, "out")]
+    assert [d for _, d in got] == [d for _, d in truth]
+    assert all(abs(g - f) <= 10 for (g, _), (f, _) in zip(got, truth))  # within 1 s

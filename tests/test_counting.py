@@ -29,6 +29,13 @@ def walk(counter: LineCounter, ys, tid: int = 1, x: float = 320.0, t0: float = 0
     return events
 
 
+def running(counter: LineCounter, t: float = -0.1) -> LineCounter:
+    """The counter with its stream already running (one empty frame at ``t``): a track
+    first seen now appears mid-stream, not in the stream's first frame."""
+    counter.update(np.zeros(0, dtype=np.int64), np.zeros((0, 4)), np.zeros(0, dtype=bool), t)
+    return counter
+
+
 def test_walking_in_counts_one_in_and_back_out_counts_one_out():
     c = LineCounter([LINE])
     ev = walk(c, np.linspace(150, 330, 20))
@@ -91,7 +98,7 @@ def test_a_track_first_seen_on_the_line_that_walks_across_counts():
     """Someone who comes out from behind a sign right at the line (first seen 4 px short
     of it, inside the hysteresis band) and walks on is a crossing: the track takes the
     side it was first seen on, tentatively (vtest.avi long_470, frame 363)."""
-    c = LineCounter([LINE])
+    c = running(LineCounter([LINE]))
     ev = walk(c, np.linspace(236, 330, 12))
     assert [e.direction for e in ev] == ["in"]
     assert 0.0 <= ev[0].t <= 0.1  # when the anchor crossed, between the first two frames
@@ -101,19 +108,29 @@ def test_a_track_first_seen_on_the_line_needs_the_whole_way_across():
     """From a tentative side the anchor must move as far as the ordinary rule asks (from
     -h to +h: 16 px here) from where it was first seen; a person who appears 2 px short
     of the line, steps 11 px and back counts nothing, nor does jitter there."""
-    c = LineCounter([LINE])
+    c = running(LineCounter([LINE]))
     assert walk(c, [238, 243, 249, 249, 244, 238, 236]) == []
     rng = np.random.default_rng(1)
-    assert walk(LineCounter([LINE]), 239 + rng.uniform(-7.9, 7.9, 200), tid=2) == []
+    assert walk(running(LineCounter([LINE])), 239 + rng.uniform(-7.9, 7.9, 200), tid=2) == []
 
 
 def test_a_track_first_seen_on_the_line_that_walks_back_keeps_its_side():
     """First seen on the line, it walks away on the side it was first seen on: that side
     is simply its own, and a later crossing counts as usual."""
-    c = LineCounter([LINE])
+    c = running(LineCounter([LINE]))
     assert walk(c, np.linspace(236, 150, 10)) == []
     ev = walk(c, np.linspace(150, 330, 12), t0=2.0)
     assert [e.direction for e in ev] == ["in"]
+
+
+def test_a_track_on_the_line_in_the_streams_first_frame_is_not_born_there():
+    """In the stream's first frame nobody appears: everyone in view was already there. A
+    person on the line then who walks off was not seen crossing (the annotation rule: a
+    crossing under way at frame 0 does not count; vtest.avi near_right, frame 0: first
+    seen 1 px inside, gone out by frame 3). The same walk mid-stream is a crossing."""
+    ys = np.linspace(241, 200, 6)  # 1 px inside, walking out
+    assert walk(LineCounter([LINE]), ys) == []
+    assert [e.direction for e in walk(running(LineCounter([LINE])), ys)] == ["out"]
 
 
 def test_far_or_late_new_track_does_not_inherit():
