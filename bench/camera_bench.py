@@ -463,6 +463,8 @@ def sim_accuracy(seeds: int, threads: int, geometry: str = "door", only: str | N
                     for d in ("in", "out"):
                         for k in ("true", "missed", "extra"):
                             tots[v][d][k] += s[d][k]
+                    if pipe.repair is not None:
+                        tots[v]["swaps"] = tots[v].get("swaps", 0) + len(pipe.repair.swaps)
             for v, tot in tots.items():
                 for d in ("in", "out"):
                     t = tot[d]

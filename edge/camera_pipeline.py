@@ -27,7 +27,7 @@ from edge.tracker import Tracker, TrackerParams
 from edge.counting import CountingLine, CountingParams, LineCounter
 from edge.video_source import Frame, MotionGate
 
-STAGES: tuple[str, ...] = ("detect", "track", "count")
+STAGES: tuple[str, ...] = ("detect", "track", "repair", "count")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +145,7 @@ CAMERA_COUNTING = CountingParams(settle_s=0.5, min_seen=1 / 3)
 
 # Appearance-based swap repair between tracker and counter (edge.identity_repair); the
 # default is what the evidence in docs/camera.md ("Swap repair") supports.
-SWAP_REPAIR = False
+SWAP_REPAIR = True
 
 
 class CameraPipeline:
@@ -206,19 +206,22 @@ class CameraPipeline:
         self.last_detections = dets
         t1 = clock()
         tracks = self.tracker.update(dets.boxes, dets.scores, frame.t_mono)
-        if self.repair is not None:
+        t2 = clock()
+        if self.repair is not None:  # the ids to count by: swaps after a merge undone
             tracks = tracks._replace(ids=self.repair.update(frame.image, tracks.ids, tracks.boxes, frame.t_mono))
+        t3 = clock()
         self.last_tracks = tracks
         self._note_scores(tracks.ids, dets.scores[tracks.det_index] if len(dets) else dets.scores, frame.t_mono)
-        t2 = clock()
         events = self.counter.update(tracks.ids, tracks.boxes, tracks.confirmed, frame.t_mono)
         out = [self._to_crossing(frame, ev) for ev in events]
         self._last_frame = frame
-        t3 = clock()
+        t4 = clock()
         s = self.times.seconds
         s["detect"] += t1 - t0
         s["track"] += t2 - t1
-        s["count"] += t3 - t2
+        if self.repair is not None:
+            s["repair"] += t3 - t2
+        s["count"] += t4 - t3
         return out
 
     def _set_night(self, night: bool) -> None:
