@@ -114,7 +114,8 @@ class IdentityRepair:
             self._last[tid] = (boxes[k], t)
         if self._prev_t is None or int(t) != int(self._prev_t):  # about once a second: forget the dead
             for tid in [x for x, (_, tl) in self._last.items() if t - tl > p.forget_s]:
-                self._last.pop(tid, None), self._app.pop(tid, None), self._report.pop(tid, None)
+                for state in (self._last, self._app, self._report):
+                    state.pop(tid, None)
         self._prev_t = t
         if not self._report:
             return ids
