@@ -419,7 +419,11 @@ def _bank():
     return detector_gated_bank(held_out=BANK_HELD_OUT)
 
 
-def sim_accuracy(seeds: int, threads: int, geometry: str = "door", only: str | None = None) -> dict:
+def sim_accuracy(seeds: int, threads: int, geometry: str = "door", only: str | None = None,
+                 seed_base: int = 0, repair_compare: bool = False) -> dict:
+    """Per condition and scene kind: crossings true/missed/extra over seeds ``seed_base``..
+    With ``repair_compare``, each scene runs two pipelines on the same detections, swap
+    repair off and on (`edge.identity_repair`), and the cells are ``.../off`` and ``.../on``."""
     from edge.camera_pipeline import CameraPipeline, roi_around_lines
     from edge.counting import CountingLine
     from edge.detector import OnnxDetector
@@ -437,28 +441,52 @@ def sim_accuracy(seeds: int, threads: int, geometry: str = "door", only: str | N
     table = {}
     for cname, cond in conditions.items():
         for kind in SCENARIO_KINDS:
-            if only and only not in f"{cname}/{kind}":
+            if only and not any(o in f"{cname}/{kind}" for o in only.split(",")):
                 continue
-            tot = {d: {"true": 0, "missed": 0, "extra": 0} for d in ("in", "out")}
-            for seed in range(seeds):
+            variants = (False, True) if repair_compare else (None,)
+            tots = {v: {d: {"true": 0, "missed": 0, "extra": 0} for d in ("in", "out")} for v in variants}
+            for seed in range(seed_base, seed_base + seeds):
                 sc = make_scenario(kind, events[kind], seed=seed, conditions=cond, geometry=geometry)
                 line = CountingLine("door", sc.line[:2], sc.line[2:], sc.inside)
-                pipe = CameraPipeline(det, [line], run_id="s", roi=roi_around_lines([line], sc.width, sc.height))
-                ev = []
+                roi = roi_around_lines([line], sc.width, sc.height)
+                seen = _Replay(det)  # one inference per frame, shared by the variants
+                pipes = {v: CameraPipeline(seen, [line], run_id="s", roi=roi, swap_repair=v) for v in variants}
+                ev = {v: [] for v in variants}
                 for i, t, img in SceneRenderer(sc, bank, seed=seed).frames():
-                    ev += pipe.process(Frame(img, i, t, t))
-                ev += pipe.flush()
-                s = score_crossings([(w.t_cross, w.direction) for w in sc.walkers],
-                                    [(e.crossing.t_utc, e.crossing.direction) for e in ev])
+                    seen.frame = None
+                    for v, pipe in pipes.items():
+                        ev[v] += pipe.process(Frame(img, i, t, t))
+                for v, pipe in pipes.items():
+                    ev[v] += pipe.flush()
+                    s = score_crossings([(w.t_cross, w.direction) for w in sc.walkers],
+                                        [(e.crossing.t_utc, e.crossing.direction) for e in ev[v]])
+                    for d in ("in", "out"):
+                        for k in ("true", "missed", "extra"):
+                            tots[v][d][k] += s[d][k]
+                    if pipe.repair is not None:
+                        tots[v]["swaps"] = tots[v].get("swaps", 0) + len(pipe.repair.swaps)
+            for v, tot in tots.items():
                 for d in ("in", "out"):
-                    for k in ("true", "missed", "extra"):
-                        tot[d][k] += s[d][k]
-            for d in ("in", "out"):
-                t = tot[d]
-                t["gross_accuracy"] = round(1 - (t["missed"] + t["extra"]) / t["true"], 3) if t["true"] else None
-            table[f"{cname}/{kind}"] = tot
-            print(geometry, cname, kind, json.dumps(tot), flush=True)
+                    t = tot[d]
+                    t["gross_accuracy"] = round(1 - (t["missed"] + t["extra"]) / t["true"], 3) if t["true"] else None
+                cell = f"{cname}/{kind}" + ("" if v is None else f"/repair_{'on' if v else 'off'}")
+                table[cell] = tot
+                print(geometry, cell, json.dumps(tot), flush=True)
     return table
+
+
+class _Replay:
+    """The detector, run once per frame (``frame`` reset to None on a new frame) and its
+    answer replayed to every pipeline fed that frame."""
+
+    def __init__(self, det) -> None:
+        self.det, self.frame, self.manifest = det, None, det.manifest
+        self.score_threshold = det.score_threshold
+
+    def detect(self, image, roi=None):
+        if self.frame is None:
+            self.frame = self.det.detect(image, roi=roi)
+        return self.frame
 
 
 def smoothing_scores(seeds: int, threads: int) -> dict:
@@ -525,7 +553,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--accuracy", action="store_true", help="also run the accuracy tables (minutes)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--geometry", default="door,oblique", help="simulated camera geometries, comma-separated")
-    ap.add_argument("--only", default=None, help="accuracy cells whose 'conditions/kind' name contains this")
+    ap.add_argument("--only", default=None, help="accuracy cells whose 'conditions/kind' name contains one of these (comma-separated)")
+    ap.add_argument("--seed-base", type=int, default=None,
+                    help="composed scenes' first seed (default: drawn at run time and printed)")
+    ap.add_argument("--repair-compare", action="store_true",
+                    help="composed scenes with identity swap repair off and on, on the same seeds and detections")
     ap.add_argument("--smoothing", action="store_true", help="detector scores with and without the manifest's smoothing")
     ap.add_argument("--skip-throughput", action="store_true", help="accuracy only (with --accuracy)")
     ap.add_argument("--bank", choices=("held-out", "in-sample"), default="held-out",
@@ -580,10 +612,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoothing:
         results["smoothing"] = smoothing_scores(args.seeds, args.threads)
     if args.accuracy:
+        seed_base = args.seed_base if args.seed_base is not None else int.from_bytes(os.urandom(2), "big")
+        print(f"composed scenes: seeds {seed_base}..{seed_base + args.seeds - 1}", flush=True)
+        results["seed_base"] = seed_base
         if not args.only:
             results["vtest"] = vtest_accuracy(args.threads)
             print("vtest.avi:", json.dumps(results["vtest"]["score"]), flush=True)
-        results["simulated"] = {g: sim_accuracy(args.seeds, args.threads, g, args.only)
+        results["simulated"] = {g: sim_accuracy(args.seeds, args.threads, g, args.only, seed_base,
+                                                    args.repair_compare)
                                 for g in args.geometry.split(",")}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

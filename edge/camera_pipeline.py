@@ -22,11 +22,12 @@ import numpy as np
 
 from edge.crossing import Crossing
 from edge.detector import Detections, Detector
+from edge.identity_repair import IdentityRepair
 from edge.tracker import Tracker, TrackerParams
 from edge.counting import CountingLine, CountingParams, LineCounter
 from edge.video_source import Frame, MotionGate
 
-STAGES: tuple[str, ...] = ("detect", "track", "count")
+STAGES: tuple[str, ...] = ("detect", "track", "repair", "count")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,10 @@ def is_infrared(image: np.ndarray) -> bool:
 # (docs/tracker.md, "Known misses").
 CAMERA_COUNTING = CountingParams(settle_s=0.5, min_seen=1 / 3)
 
+# Appearance-based swap repair between tracker and counter (edge.identity_repair); the
+# default is what the evidence in docs/camera.md ("Swap repair") supports.
+SWAP_REPAIR = True
+
 
 class CameraPipeline:
     """Frame in, crossings out; stage timings in ``times``."""
@@ -157,6 +162,7 @@ class CameraPipeline:
         motion_gate: MotionGate | None = None,
         counting_params: CountingParams | None = None,
         frame_size: tuple[int, int] | None = None,
+        swap_repair: bool | None = None,
     ) -> None:
         if not lines:
             raise ValueError("at least one counting line is needed")
@@ -181,6 +187,8 @@ class CameraPipeline:
         # per track: detection score sum, frames matched, last seen (t_mono): a crossing's
         # confidence is its track's mean detection score so far
         self._scores: dict[int, list[float]] = {}
+        # identity swaps after two boxes merged, repaired by appearance (edge.identity_repair)
+        self.repair = IdentityRepair() if (SWAP_REPAIR if swap_repair is None else swap_repair) else None
 
     def process(self, frame: Frame) -> list[CameraCrossing]:
         """Run one frame through detect -> track -> count."""
@@ -198,17 +206,22 @@ class CameraPipeline:
         self.last_detections = dets
         t1 = clock()
         tracks = self.tracker.update(dets.boxes, dets.scores, frame.t_mono)
+        t2 = clock()
+        if self.repair is not None:  # the ids to count by: swaps after a merge undone
+            tracks = tracks._replace(ids=self.repair.update(frame.image, tracks.ids, tracks.boxes, frame.t_mono))
+        t3 = clock()
         self.last_tracks = tracks
         self._note_scores(tracks.ids, dets.scores[tracks.det_index] if len(dets) else dets.scores, frame.t_mono)
-        t2 = clock()
         events = self.counter.update(tracks.ids, tracks.boxes, tracks.confirmed, frame.t_mono)
         out = [self._to_crossing(frame, ev) for ev in events]
         self._last_frame = frame
-        t3 = clock()
+        t4 = clock()
         s = self.times.seconds
         s["detect"] += t1 - t0
         s["track"] += t2 - t1
-        s["count"] += t3 - t2
+        if self.repair is not None:
+            s["repair"] += t3 - t2
+        s["count"] += t4 - t3
         return out
 
     def _set_night(self, night: bool) -> None:

@@ -279,7 +279,8 @@ def test_camera_source_places_fraction_lines_on_the_first_frame(tmp_path: Path) 
     assert abs(src.lines[0].p1[0] - x1) < 1e-6 and abs(src.lines[0].p2[1] - y2) < 1e-6
 
 
-def _annotated_line_crossings(name: str, first: int, stop: int) -> list[tuple[float, str]]:
+def _annotated_line_crossings(name: str, first: int, stop: int,
+                               swap_repair: bool | None = None) -> list[tuple[float, str]]:
     """The shipped pipeline (tiles) on frames ``first``..``stop - 1`` of vtest.avi with an
     annotated line: (frame, direction) per crossing, frames in media time from frame 0."""
     from edge.camera_pipeline import CameraPipeline, front_end_for
@@ -291,7 +292,7 @@ def _annotated_line_crossings(name: str, first: int, stop: int) -> list[tuple[fl
     (x1, y1, x2, y2), inside = spec["line"], spec["inside"]
     line = CountingLine(name, (x1, y1), (x2, y2), tuple(inside))
     front, roi = front_end_for(OnnxDetector("ssdlite_person", threads=1), [line], 768, 576, "tiles")
-    pipe = CameraPipeline(front, [line], run_id="t", roi=roi, frame_size=(768, 576))
+    pipe = CameraPipeline(front, [line], run_id="t", roi=roi, frame_size=(768, 576), swap_repair=swap_repair)
     src = VideoSource(VTEST, live=False)
     counted, t0 = [], None
     try:
@@ -356,3 +357,22 @@ def test_a_walker_on_the_line_in_the_first_frame_is_not_counted() -> None:
     assert truth == [(27, "out"), (33, "out")]
     assert [d for _, d in got] == [d for _, d in truth]
     assert all(abs(g - f) <= 10 for (g, _), (f, _) in zip(got, truth))  # within 1 s
+
+
+@needs_vtest
+def test_two_people_passing_in_one_box_keep_their_ids() -> None:
+    """The spent test line `x610`, frames 600-649 of vtest.avi (in-sample, docs/camera.md
+    "Swap repair"): the black-coat man walking left and the puffer-jacket man (red and
+    navy) walking right pass each other on the line in one box (621-626); the tracker
+    comes back with each track on the other man (627), so each track ends on the side it
+    started from. The appearance repair swaps the reported ids back: both annotated
+    crossings (624 out, 626 in) count, and nothing else; without it, neither does."""
+    from edge.truth_file import read_truth_csv
+
+    truth = [(f, d) for f, d in read_truth_csv(DATA / "vtest_truth" / "x610.csv") if 600 <= f < 650]
+    assert truth == [(624, "out"), (626, "in")]
+    got = _annotated_line_crossings("x610", 600, 650, swap_repair=True)
+    assert sorted(d for _, d in got) == ["in", "out"]
+    for f, d in truth:
+        assert any(dd == d and abs(g - f) <= 10 for g, dd in got)  # within 1 s
+    assert _annotated_line_crossings("x610", 600, 650, swap_repair=False) == []
