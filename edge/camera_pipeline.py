@@ -174,6 +174,7 @@ class CameraPipeline:
         night = None if tracker_params is not None else tracker_params_for(detector, night=True)
         self._profiles = None if night is None or night == self.tracker.params else (self.tracker.params, night)
         self.night = False
+        self.grey = False  # the camera sends grey (infrared) frames: no colours to repair swaps by
         self.counter = LineCounter(
             self.lines, params=counting_params or CAMERA_COUNTING, frame_size=frame_size
         )
@@ -194,8 +195,10 @@ class CameraPipeline:
         """Run one frame through detect -> track -> count."""
         clock = time.perf_counter
         self.times.frames += 1
-        if self._profiles is not None and self.times.frames % 25 == 1:  # every 25th frame: cheap
-            self._set_night(is_infrared(frame.image))
+        if self.times.frames % 25 == 1 and (self._profiles is not None or self.repair is not None):
+            self.grey = is_infrared(frame.image)  # every 25th frame: cheap
+            if self._profiles is not None:
+                self._set_night(self.grey)
         t0 = clock()
         if self.motion_gate is None or self.motion_gate.should_process(frame.image):
             dets = self.detector.detect(frame.image, roi=self.roi)
@@ -208,7 +211,8 @@ class CameraPipeline:
         tracks = self.tracker.update(dets.boxes, dets.scores, frame.t_mono)
         t2 = clock()
         if self.repair is not None:  # the ids to count by: swaps after a merge undone
-            tracks = tracks._replace(ids=self.repair.update(frame.image, tracks.ids, tracks.boxes, frame.t_mono))
+            tracks = tracks._replace(ids=self.repair.update(frame.image, tracks.ids, tracks.boxes, frame.t_mono,
+                                                           colour=not self.grey))
         t3 = clock()
         self.last_tracks = tracks
         self._note_scores(tracks.ids, dets.scores[tracks.det_index] if len(dets) else dets.scores, frame.t_mono)

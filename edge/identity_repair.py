@@ -73,8 +73,12 @@ class IdentityRepair:
         # every merge resolved: (t, a, b, d(a's, a now), d(b's, b now), d(a's, b now), d(b's, a now), d(a's, b's))
         self.decisions: list[tuple[float, int, int, float, float, float, float, float]] = []
 
-    def update(self, image: np.ndarray, ids: np.ndarray, boxes: np.ndarray, t: float) -> np.ndarray:
-        """This frame's tracks (``TrackFrame.ids``/``boxes``) -> the ids to report."""
+    def update(self, image: np.ndarray, ids: np.ndarray, boxes: np.ndarray, t: float,
+               colour: bool = True) -> np.ndarray:
+        """This frame's tracks (``TrackFrame.ids``/``boxes``) -> the ids to report.
+
+        ``colour`` False (the camera sends grey infrared frames): clothes have no hue, so
+        nothing is learnt and no merge is resolved; the ids already exchanged stay so."""
         p = self.params
         id_list = [int(i) for i in ids.tolist()]
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -101,12 +105,13 @@ class IdentityRepair:
             a, b = pair
             if a in row and b in row and clean[row[a]] and clean[row[b]]:
                 del self._pairs[pair]
-                self._resolve(a, b, hist(a), hist(b), t)
+                if colour:
+                    self._resolve(a, b, hist(a), hist(b), t)
             elif t - tm > p.max_merge_s:
                 del self._pairs[pair]
         busy = {tid for pair in self._pairs for tid in pair}
         for tid, k in row.items():
-            if clean[k] and tid not in busy:
+            if colour and clean[k] and tid not in busy:
                 h = hist(tid)
                 if h is not None:
                     old = self._app.get(tid)

@@ -25,7 +25,8 @@ def _box(x: float) -> list[float]:
     return [x, 60, x + 30, 180]
 
 
-def _walk(repair: IdentityRepair, swap_at_parting: bool, colours=(RED, NAVY)) -> list[dict[int, int]]:
+def _walk(repair: IdentityRepair, swap_at_parting: bool, colours=(RED, NAVY), colour: bool = True
+          ) -> list[dict[int, int]]:
     """The red person walks right from x=40, the navy one left from x=240, 10 px a frame;
     they meet at frame 10. Frames 8-12: the tracker gives one box over both to track 1
     (track 2 coasts); from frame 13 they are apart, and with ``swap_at_parting`` the
@@ -41,7 +42,7 @@ def _walk(repair: IdentityRepair, swap_at_parting: bool, colours=(RED, NAVY)) ->
             ids, boxes, who = [1, 2], [_box(xn), _box(xr)], [1, 0]
         else:
             ids, boxes, who = [1, 2], [_box(xr), _box(xn)], [0, 1]
-        rep = repair.update(img, np.array(ids, np.int64), np.array(boxes, np.float32), f / 10.0)
+        rep = repair.update(img, np.array(ids, np.int64), np.array(boxes, np.float32), f / 10.0, colour=colour)
         out.append({int(r): w for r, w in zip(rep.tolist(), who)})
     return out
 
@@ -88,3 +89,12 @@ def test_no_swap_without_a_merge() -> None:
         rep = repair.update(img, np.array([1, 2]), np.array([_box(40), _box(240)], np.float32), f / 10.0)
         assert rep.tolist() == [1, 2]
     assert repair.swaps == []
+
+
+def test_no_swap_on_grey_infrared_frames() -> None:
+    """The camera's night picture has no colours: nothing is learnt or resolved, and the
+    tracker's assignment stands (a swap there would be a guess)."""
+    repair = IdentityRepair()
+    frames = _walk(repair, swap_at_parting=True, colour=False)
+    assert all(f == {1: 1, 2: 0} for f in frames[13:])
+    assert repair.swaps == [] and repair.decisions == []
