@@ -11,7 +11,9 @@ The lines, their truth and the dev/test split are fixed in tests/data/vtest_line
 the dev frames only: for them only the dev part is scored, and both pipelines see frames
 0-399 only (no output on the test frames exists to be looked at). The ``test_only_lines``
 (the second test part, session 7) are annotated on the test frames only: both pipelines
-see the whole clip, and only the test part is scored. Two pipelines run on the
+see the whole clip, and only the test part is scored. Once ``test_parts_spent`` is set
+(both test parts scored and their errors read, session 7) the test lines' parts are
+labelled in-sample: vtest.avi has no held-out part left. Two pipelines run on the
 same frames in the same process:
 
 * **ours**: `edge.camera_pipeline.CameraPipeline` with its front-end (`tiles`: the SSD
@@ -216,10 +218,13 @@ def parts_of(name: str, split: dict) -> dict[str, tuple[int, int]]:
     dev, test = split["dev_frames"], split["test_frames"]
     if name in split.get("dev_only_lines", ()):
         return {"dev (tuned on)": tuple(dev)}
+    # once scored and read, a test part is spent: what is measured on it is in-sample
+    spent = bool(split.get("test_parts_spent"))
+    test_label = "test (spent: in-sample)" if spent else "test (held out)"
     if name in split.get("test_only_lines", ()):  # the second test part: test frames only are annotated
-        return {"test (held out)": tuple(test)}
+        return {test_label: tuple(test)}
     if test_line:
-        return {"test (held out)": tuple(test), "held out by line only": tuple(dev)}
+        return {test_label: tuple(test), ("by line only (read: in-sample)" if spent else "held out by line only"): tuple(dev)}
     return {"dev (tuned on)": tuple(dev), "held out by time only": tuple(test)}
 
 

@@ -38,9 +38,12 @@ def test_every_line_has_truth_and_only_on_its_annotated_frames() -> None:
 
 def test_parts_are_labelled_by_the_split() -> None:
     assert parts_of("door", SPLIT) == {"dev (tuned on)": (0, 399), "held out by time only": (400, 794)}
-    assert parts_of("diag", SPLIT) == {"test (held out)": (400, 794), "held out by line only": (0, 399)}
+    spent = "test (spent: in-sample)"  # both test parts have been scored and read (spent_note)
+    assert SPLIT["test_parts_spent"] is True
+    assert parts_of("diag", SPLIT) == {spent: (400, 794), "by line only (read: in-sample)": (0, 399)}
+    assert parts_of("diag", {**SPLIT, "test_parts_spent": False})["test (held out)"] == (400, 794)
     assert parts_of("long_470", SPLIT) == {"dev (tuned on)": (0, 399)}
-    assert parts_of("x610", SPLIT) == {"test (held out)": (400, 794)}
+    assert parts_of("x610", SPLIT) == {spent: (400, 794)}
     # a dev-only line is never run on the test frames; a test-only line sees the whole clip
     assert last_frame_of("long_470", SPLIT) == 399
     assert last_frame_of("x610", SPLIT) is None
