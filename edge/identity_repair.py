@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.appearance import distance, torso_histograms
+from edge.box_overlap import overlap_of_smaller
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +48,6 @@ class RepairParams:
     # Tracks unseen this long are forgotten (the tracker's coasting is shorter).
     forget_s: float = 10.0
 
-
-def overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) intersection area over the smaller box's area, xyxy boxes."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return iw * ih / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
 
 
 class IdentityRepair:

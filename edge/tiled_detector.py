@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from edge.box_overlap import inside_share, iou
 from edge.counting import CountingLine
 from edge.detector import Detections, OnnxDetector, nms, suppress_merged
 
@@ -217,36 +218,11 @@ def merge_tiles(
     if n == 0:
         return np.zeros((0,), np.int64)
     keep = np.ones(n, dtype=bool)
-    whole = np.nonzero(~cut)[0]
-    if whole.size:
-        for i in np.nonzero(cut)[0]:
-            b = boxes[i]
-            w = boxes[whole]
-            iw = np.maximum(np.minimum(w[:, 2], b[2]) - np.maximum(w[:, 0], b[0]), 0)
-            ih = np.maximum(np.minimum(w[:, 3], b[3]) - np.maximum(w[:, 1], b[1]), 0)
-            area = max(float((b[2] - b[0]) * (b[3] - b[1])), 1e-9)
-            if (iw * ih / area).max() >= cover:
-                keep[i] = False
+    whole, parts = np.nonzero(~cut)[0], np.nonzero(cut)[0]
+    if whole.size and parts.size:
+        keep[parts[inside_share(boxes[parts], boxes[whole]).max(axis=1) >= cover]] = False
     idx = np.nonzero(keep)[0]
     return idx[nms(boxes[idx], scores[idx], nms_iou)]
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of boxes ``a`` (N, 4) and ``b`` (M, 4): (N, M)."""
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
-def _inside_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Share of each box in ``a`` that lies inside each box in ``b``: (N, M)."""
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    return iw * ih / np.maximum(area_a[:, None], 1e-9)
 
 
 class PersonScale:
@@ -412,7 +388,7 @@ class TiledDetector:
                 continue
             if claimed:
                 seen = np.concatenate(claimed)
-                new = _iou(whole, seen).max(axis=1) < 0.3
+                new = iou(whole, seen).max(axis=1) < 0.3
             else:
                 new = np.ones(whole.shape[0], bool)
             if new.any():
@@ -420,7 +396,7 @@ class TiledDetector:
                 claimed.append(whole)
         seen = np.concatenate(claimed) if claimed else np.zeros((0, 4), np.float32)
         for k, boxes in cut_near:
-            if seen.shape[0] == 0 or (_inside_share(boxes, seen).max(axis=1) < 0.5).any():
+            if seen.shape[0] == 0 or (inside_share(boxes, seen).max(axis=1) < 0.5).any():
                 need[k] = True
         self._needed = need
 

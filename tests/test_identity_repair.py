@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from edge.appearance import distance, torso_histograms
-from edge.identity_repair import IdentityRepair, overlap_of_smaller
+from edge.box_overlap import overlap_of_smaller
+from edge.identity_repair import IdentityRepair
 
 RED, NAVY, GREY = (30, 30, 200), (90, 30, 20), (128, 128, 128)  # BGR
 
